@@ -1,0 +1,20 @@
+"""torsh_fn: a deep-learning library for JAX with a functional face and a PyTorch face.
+
+The top level holds what both faces share: array creation with PyTorch's signatures, a set of
+PyTorch-named array functions, JAX's transforms, seeds and keys, devices, and save/load.
+Everything else a program needs from arrays comes from ``jax.numpy`` directly: torsh_fn returns
+plain ``jax.Array``s and does not wrap all of NumPy's surface.
+"""
+
+from . import random as random
+from ._dtypes import (
+    bfloat16, bool, cdouble, cfloat, complex64, complex128, double, float, float16, float32,
+    float64, get_default_dtype, half, int, int8, int16, int32, int64, is_floating_point, long,
+    set_default_dtype, short, uint8,
+)
+from ._transforms import (
+    checkpoint, enable_grad, grad, hessian, inference_mode, is_grad_enabled, jacfwd, jacrev,
+    jit, no_grad, set_grad_enabled, value_and_grad, vmap,
+)
+from ._version import __version__ as __version__
+from .random import Generator, get_rng_state, initial_seed, manual_seed, seed, set_rng_state

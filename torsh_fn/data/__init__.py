@@ -1,0 +1,1 @@
+"""``torsh_fn.data`` mirrors ``torch.utils.data``: datasets, samplers, the parallel DataLoader."""

@@ -1,0 +1,1 @@
+"""The model zoo, with PyTorch/torchvision key names so their checkpoints load unchanged."""

@@ -1,0 +1,4 @@
+"""The PyTorch face's layers: ``torsh_fn.nn`` mirrors ``torch.nn``.
+
+``nn.functional`` holds the pure ops; ``nn.Module`` and the layer library build on them.
+"""

@@ -1,0 +1,1 @@
+"""``torsh_fn.optim``: PyTorch's optimizers and learning-rate schedulers, built on optax."""
