@@ -1,0 +1,3 @@
+"""nn.functional: activation ops."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""nn.functional: attention ops."""
+
+__all__: list[str] = []

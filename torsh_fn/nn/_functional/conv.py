@@ -1,0 +1,3 @@
+"""nn.functional: conv ops."""
+
+__all__: list[str] = []

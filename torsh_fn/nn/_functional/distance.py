@@ -1,0 +1,3 @@
+"""nn.functional: distance ops."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""nn.functional: dropout ops."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""nn.functional: linear ops."""
+
+__all__: list[str] = []

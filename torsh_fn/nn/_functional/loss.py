@@ -1,0 +1,3 @@
+"""nn.functional: loss ops."""
+
+__all__: list[str] = []

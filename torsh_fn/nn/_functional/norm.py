@@ -1,0 +1,3 @@
+"""nn.functional: norm ops."""
+
+__all__: list[str] = []

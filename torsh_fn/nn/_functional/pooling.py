@@ -1,0 +1,3 @@
+"""nn.functional: pooling ops."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""nn.functional: sparse ops."""
+
+__all__: list[str] = []

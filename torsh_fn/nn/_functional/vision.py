@@ -1,0 +1,3 @@
+"""nn.functional: vision ops."""
+
+__all__: list[str] = []
