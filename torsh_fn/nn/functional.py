@@ -15,14 +15,21 @@ from ._functional.norm import *  # noqa: F403
 from ._functional.pooling import *  # noqa: F403
 from ._functional.sparse import *  # noqa: F403
 from ._functional.vision import *  # noqa: F403
-from ._functional import (
-    activation, attention, conv, distance, dropout, linear, loss, norm, pooling, sparse, vision,
-)
+from ._functional import activation as _activation
+from ._functional import attention as _attention
+from ._functional import conv as _conv
+from ._functional import distance as _distance
+from ._functional import dropout as _dropout
+from ._functional import linear as _linear
+from ._functional import loss as _loss
+from ._functional import norm as _norm
+from ._functional import pooling as _pooling
+from ._functional import sparse as _sparse
+from ._functional import vision as _vision
 
 __all__ = [
     name
-    for family in (activation, attention, conv, distance, dropout, linear, loss, norm, pooling,
-                   sparse, vision)
+    for family in (_activation, _attention, _conv, _distance, _dropout, _linear, _loss, _norm,
+                   _pooling, _sparse, _vision)
     for name in family.__all__
 ]
-del activation, attention, conv, distance, dropout, linear, loss, norm, pooling, sparse, vision
