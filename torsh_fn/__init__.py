@@ -18,3 +18,19 @@ from ._transforms import (
 )
 from ._version import __version__ as __version__
 from .random import Generator, get_rng_state, initial_seed, manual_seed, seed, set_rng_state
+from . import cuda as cuda
+from . import func as func
+from ._creation import (
+    arange, as_tensor, bernoulli, empty, empty_like, eye, from_numpy, full, full_like, linspace,
+    logspace, normal, ones, ones_like, rand, rand_like, randint, randint_like, randn, randn_like,
+    randperm, tensor, zeros, zeros_like,
+)
+from ._device import device, to_device
+from ._ops import (
+    DimensionError, allclose, amax, amin, argmax, argmin, bmm, cat, chunk, clamp, clip, concat,
+    concatenate, cumsum, einsum, flatten, gather, index_select, isclose, logsumexp, masked_fill,
+    matmul, max, mean, min, mm, movedim, narrow, numel, outer, permute, prod, reshape,
+    return_types, sort, split, squeeze, stack, std, sum, swapaxes, swapdims, topk, transpose,
+    tril, triu, unflatten, unsqueeze, var, where,
+)
+from .serialization import load, save

@@ -79,3 +79,10 @@ def set_default_dtype(dtype: Any) -> None:
 def is_floating_point(x: Any) -> bool:
     """``torch.is_floating_point``: whether ``x`` has a real floating dtype."""
     return jnp.issubdtype(jnp.result_type(x), jnp.floating)
+
+
+def canonical(dtype: Any) -> np.dtype | None:
+    """``dtype`` as JAX will store it: int64/float64 become 32-bit unless x64 is on."""
+    import jax
+
+    return None if dtype is None else jax.dtypes.canonicalize_dtype(to_dtype(dtype))
