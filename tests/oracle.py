@@ -119,6 +119,8 @@ def check_vs_torch(
         return
 
     float_out = [k for k, t in enumerate(t_leaves) if isinstance(t, torch.Tensor) and t.is_floating_point()]
+    if not float_out:
+        return
     cots = [rng.standard_normal(np.shape(to_numpy(t_leaves[k]))).astype(np.float32) for k in float_out]
 
     def scalar_objective(*diff_args):
@@ -126,7 +128,8 @@ def check_vs_torch(
         for p, a in zip(grad_pos, diff_args):
             args[p] = a
         leaves = _leaves(fn(*args))
-        return sum(jnp.sum(leaves[k].astype(jnp.float32) * c) for k, c in zip(float_out, cots))
+        return sum((jnp.sum(leaves[k].astype(jnp.float32) * c) for k, c in zip(float_out, cots)),
+                   start=jnp.float32(0))
 
     j_grads = jax.grad(scalar_objective, argnums=tuple(range(len(grad_pos))))(
         *[j_inputs[p] for p in grad_pos])

@@ -35,12 +35,13 @@ __all__ = [
 _DEFAULT_SEED = 67280421310721  # PyTorch's default_generator starts from this seed too.
 
 
-def _key_from_seed(seed: int) -> jax.Array:
+def _key_from_seed(seed: int) -> np.ndarray:
     if not isinstance(seed, int | np.integer) or isinstance(seed, bool):
         raise TypeError(f"manual_seed: expected an int seed, got {type(seed).__name__}")
     seed = int(seed) % (1 << 64)  # PyTorch accepts any int and reduces it the same way
     hi, lo = seed >> 32, seed & 0xFFFFFFFF
-    return jnp.asarray(np.array([hi, lo], dtype=np.uint32))
+    # numpy, not jax: seeding must not start XLA's backend (import time, memory settings).
+    return np.array([hi, lo], dtype=np.uint32)
 
 
 class Generator:
@@ -73,8 +74,8 @@ class Generator:
     def initial_seed(self) -> int:
         return self._seed
 
-    def get_state(self) -> jax.Array:
-        """The state as an array (a copy is not needed: JAX arrays are immutable)."""
+    def get_state(self) -> jax.Array | np.ndarray:
+        """The state: a uint32 array of shape (2,) (numpy until the first draw, then JAX)."""
         return self._key
 
     def set_state(self, state: Any) -> Generator:

@@ -59,7 +59,7 @@ def _to_numpy(x: Any, path: str) -> np.ndarray:
     arr = np.asarray(x)
     if arr.dtype not in _NAMES:
         raise TypeError(f"save: array at {path} has dtype {arr.dtype}, which cannot be stored")
-    return np.ascontiguousarray(arr)
+    return np.asarray(arr, order="C")
 
 
 def _is_array(x: Any) -> bool:
@@ -175,9 +175,19 @@ def _decode(node: Any, tensors: dict[str, Any], where: str) -> Any:
     raise CheckpointError(f"load: {where}: malformed structure entry {node!r}")
 
 
+def _to_jax(arr: np.ndarray, dev: Any) -> Any:
+    """A ``jax.Array``, unless JAX would narrow the dtype (64-bit types without x64): then the
+    numpy array is returned so that no stored precision is lost."""
+    if jax.dtypes.canonicalize_dtype(arr.dtype) != arr.dtype:
+        return arr
+    return place(jnp.asarray(arr), dev)
+
+
 def load(f: str | os.PathLike | BinaryIO, device: Any = None, *, map_location: Any = None,
          weights_only: bool = True) -> Any:
     """Read what :func:`save` wrote; arrays come back as ``jax.Array`` on ``device``.
+
+    64-bit arrays stay numpy arrays unless ``jax_enable_x64`` is on, so nothing is narrowed.
 
     A safetensors file written by another program loads as a flat ``{name: array}`` dict.
     ``map_location`` is PyTorch's name for ``device``; ``weights_only`` is accepted for
@@ -195,7 +205,7 @@ def load(f: str | os.PathLike | BinaryIO, device: Any = None, *, map_location: A
     else:
         raw = f.read()
     arrays, meta = _read_tensors(raw, where)
-    tensors = {name: place(jnp.asarray(a), dev) for name, a in arrays.items()}
+    tensors = {name: _to_jax(a, dev) for name, a in arrays.items()}
     if _FORMAT_KEY not in meta:
         return tensors
     try:
