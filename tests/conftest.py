@@ -15,7 +15,9 @@ import jax
 import numpy as np
 import pytest
 
-_SESSION_SEED = int(os.environ.get("TORSH_TEST_SEED", np.random.SeedSequence().entropy % 2**31))
+# Set once in the controller; pytest-xdist workers inherit the variable and so the same seed.
+os.environ.setdefault("TORSH_TEST_SEED", str(np.random.SeedSequence().entropy % 2**31))
+_SESSION_SEED = int(os.environ["TORSH_TEST_SEED"])
 
 
 def pytest_report_header(config):

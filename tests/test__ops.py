@@ -237,3 +237,23 @@ def test_bad_input_raises_clear_error(call, error, match):
 def test_where_single_argument_gives_nonzero_indices():
     (idx,) = T.where(jnp.array([0, 3, 0, 1]))
     assert idx.tolist() == [1, 3]
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=25, deadline=None)
+@given(shape=st.lists(st.integers(0, 4), min_size=1, max_size=4), data=st.data())
+def test_reductions_and_splits_on_any_shape(shape, data):
+    x = np.arange(int(np.prod(shape)), dtype=np.float32).reshape(shape) - 3.5
+    dim = data.draw(st.integers(-len(shape), len(shape) - 1))
+    keepdim = data.draw(st.booleans())
+    tx = torch.from_numpy(x)
+    assert_close(T.sum(x, dim, keepdim), torch.sum(tx, dim, keepdim))
+    assert_close(T.amax(x, dim, keepdim) if shape[dim] else 0, torch.amax(tx, dim, keepdim)
+                 if shape[dim] else 0)
+    size = data.draw(st.integers(1, 3))
+    for ours, theirs in zip(T.split(x, size, dim), torch.split(tx, size, dim), strict=True):
+        assert_close(ours, theirs)
+    assert_close(T.flatten(x, 0, dim), torch.flatten(tx, 0, dim))

@@ -83,7 +83,7 @@ def flatten(input: Any, start_dim: int = 0, end_dim: int = -1) -> jax.Array:
     s, e = _dim("flatten", start_dim, x.ndim), _dim("flatten", end_dim, x.ndim)
     if s > e:
         raise ValueError(f"flatten: start_dim ({start_dim}) cannot come after end_dim ({end_dim})")
-    return x.reshape((*x.shape[:s], -1 if 0 not in x.shape[s:e + 1] else 0, *x.shape[e + 1:]))
+    return x.reshape((*x.shape[:s], int(np.prod(x.shape[s:e + 1])), *x.shape[e + 1:]))
 
 
 def unflatten(input: Any, dim: int, sizes: Sequence[int]) -> jax.Array:
