@@ -1,0 +1,99 @@
+"""The seam between torsh_fn's kernels and Pallas: launch helpers shared by every kernel family.
+
+Kernels here are written once against Pallas' Triton lowering, which runs on the GPU
+(jax 0.11.x, CUDA) and in interpret mode on the CPU (jax 0.10.x), so the CPU tests exercise the
+same kernel bodies. Everything version- or backend-specific about launching lives in this file.
+
+Row kernels see one row of a ``(rows, n)`` array as 1-D refs; :func:`row_call` launches one
+program per row by ``vmap``-ing a grid-less ``pallas_call`` over the rows (Pallas turns the
+vmapped axis into the grid).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax.experimental import pallas as pl
+from jax.experimental.pallas import triton as plgpu
+
+MAX_ROW_BLOCK = 8192  # the widest row chunk a program holds in registers at once
+
+
+def on_gpu() -> bool:
+    """Whether the default backend is a GPU (Pallas kernels compile only there)."""
+    return jax.default_backend() == "gpu"
+
+
+def interpret_mode() -> bool:
+    """Run kernels in Pallas' interpreter (no GPU: the CPU tests)."""
+    return not on_gpu()
+
+
+def next_power_of_2(n: int) -> int:
+    return 1 if n <= 1 else 1 << (int(n) - 1).bit_length()
+
+
+def row_block(n: int, max_block: int = MAX_ROW_BLOCK) -> int:
+    """The chunk width for rows of length ``n``: the whole row if it fits, else ``max_block``."""
+    return min(next_power_of_2(n), max_block)
+
+
+def num_warps_for(block: int) -> int:
+    """Triton's usual heuristic: a warp per 256 elements of the block, between 1 and 16."""
+    return min(max(block // 256, 1), 16)
+
+
+def row_call(
+    kernel: Callable[..., None],
+    out_shapes: Sequence[jax.ShapeDtypeStruct],
+    *,
+    name: str,
+    num_warps: int,
+    row_inputs: Sequence[bool],
+    num_stages: int = 1,
+) -> Callable[..., Any]:
+    """A function running ``kernel`` once per row of its inputs.
+
+    Args:
+        kernel: the kernel body on refs of one row: inputs then outputs.
+        out_shapes: each output's shape and dtype *for one row* (``()`` for per-row scalars).
+        row_inputs: for each input, whether it has a leading rows axis (True) or is shared by
+            every row (False, e.g. a norm's weight).
+    """
+    call = pl.pallas_call(
+        kernel,
+        out_shape=list(out_shapes),
+        grid=(),
+        interpret=interpret_mode(),
+        compiler_params=plgpu.CompilerParams(num_warps=num_warps, num_stages=num_stages),
+        name=name,
+    )
+    return jax.vmap(call, in_axes=tuple(0 if r else None for r in row_inputs))
+
+
+def load_chunk(ref: Any, start: Any, block: int, n: int, other: float = 0.0) -> jax.Array:
+    """Load ``ref[start : start + block]`` as float32, with ``other`` past the row's end."""
+    cols = start + jnp.arange(block)
+    return plgpu.load(ref.at[cols], mask=cols < n, other=other).astype(jnp.float32)
+
+
+def store_chunk(ref: Any, start: Any, block: int, n: int, value: jax.Array) -> None:
+    cols = start + jnp.arange(block)
+    plgpu.store(ref.at[cols], value.astype(ref.dtype), mask=cols < n)
+
+
+def chunk_count(n: int, block: int) -> int:
+    return pl.cdiv(n, block)
+
+
+def as_rows(x: jax.Array) -> tuple[jax.Array, tuple[int, ...]]:
+    """``x`` as ``(rows, n)`` and the leading shape to restore."""
+    lead = x.shape[:-1]
+    return x.reshape(-1, x.shape[-1]) if x.ndim != 2 else x, lead
+
+
+def f32(x: jax.Array) -> jax.Array:
+    return x.astype(jnp.float32)
