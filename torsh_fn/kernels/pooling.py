@@ -1,0 +1,115 @@
+"""Max and average pooling over the trailing spatial dims, PyTorch's sizes, with dispatch.
+
+Each spatial dim of length ``L`` with kernel ``k``, stride ``s``, padding ``p`` and dilation ``d``
+gives ``out = floor_or_ceil((L + 2p - d(k - 1) - 1) / s) + 1`` windows; in ceil mode a last window
+that would start in the right padding is dropped. Windows reaching past the padded input (ceil
+mode) see ``-inf`` (max) or nothing (average). The average's divisor is the window's size clipped
+to the padded input (``count_include_pad``) or to the input, unless ``divisor_override`` is set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from ._dispatch import resolve_impl
+
+__all__ = ["avg_pool", "avg_pool_reference", "max_pool", "max_pool_reference",
+           "pool_output_size"]
+
+
+def pool_output_size(length: int, kernel: int, stride: int, padding: int, dilation: int = 1,
+                     ceil_mode: bool = False) -> int:
+    """Number of windows along one dim, by PyTorch's rule."""
+    span = length + 2 * padding - dilation * (kernel - 1) - 1
+    out = (-(-span // stride) if ceil_mode else span // stride) + 1
+    if ceil_mode and (out - 1) * stride >= length + padding:
+        out -= 1
+    return out
+
+
+def _pads(shape: Sequence[int], kernel, stride, padding, dilation, ceil_mode) -> list:
+    """(lo, hi) padding per spatial dim: the explicit padding plus ceil mode's extra on the right."""
+    pads = []
+    for n, k, s, p, d in zip(shape, kernel, stride, padding, dilation):
+        out = pool_output_size(n, k, s, p, d, ceil_mode)
+        pads.append((p, max(p, (out - 1) * s + d * (k - 1) + 1 - n - p)))
+    return pads
+
+
+def _window(x: jax.Array, nd: int, values: Sequence[int]) -> tuple[int, ...]:
+    return (1,) * (x.ndim - nd) + tuple(values)
+
+
+def max_pool_reference(x: jax.Array, kernel_size: Sequence[int], stride: Sequence[int],
+                       padding: Sequence[int], dilation: Sequence[int],
+                       ceil_mode: bool = False) -> jax.Array:
+    """Max over windows of the last ``len(kernel_size)`` dims of ``x``.
+
+    Example:
+        >>> max_pool_reference(jnp.arange(5.0)[None], (2,), (2,), (0,), (1,), ceil_mode=True)
+        Array([[1., 3., 4.]], dtype=float32)
+    """
+    nd = len(kernel_size)
+    pads = _pads(x.shape[-nd:], kernel_size, stride, padding, dilation, ceil_mode)
+    init = -jnp.inf if jnp.issubdtype(x.dtype, jnp.floating) else jnp.iinfo(x.dtype).min
+    return lax.reduce_window(
+        x, jnp.array(init, x.dtype), lax.max, _window(x, nd, kernel_size), _window(x, nd, stride),
+        [(0, 0)] * (x.ndim - nd) + pads, window_dilation=_window(x, nd, dilation))
+
+
+def _divisor(shape, kernel, stride, padding, ceil_mode, count_include_pad) -> np.ndarray:
+    """Each window's divisor, computed once on the host from the static shapes."""
+    nd = len(kernel)
+    ones = np.ones(shape, np.float32)
+    pad_value = 1.0 if count_include_pad else 0.0
+    ones = np.pad(ones, [(p, p) for p in padding], constant_values=pad_value)
+    pads = _pads(shape, kernel, stride, padding, (1,) * nd, ceil_mode)
+    extra = [(0, hi - p) for (_, hi), p in zip(pads, padding)]
+    counts = lax.reduce_window(jnp.pad(ones, extra), 0.0, lax.add, tuple(kernel), tuple(stride),
+                               "VALID")
+    return np.asarray(counts)
+
+
+def avg_pool_reference(x: jax.Array, kernel_size: Sequence[int], stride: Sequence[int],
+                       padding: Sequence[int], ceil_mode: bool = False,
+                       count_include_pad: bool = True, divisor_override: int | None = None
+                       ) -> jax.Array:
+    """Average over windows of the last ``len(kernel_size)`` dims of ``x`` (PyTorch's divisors).
+
+    Example:
+        >>> avg_pool_reference(jnp.arange(4.0)[None], (2,), (2,), (1,), count_include_pad=False)
+        Array([[0. , 1.5, 3. ]], dtype=float32)
+    """
+    nd = len(kernel_size)
+    shape = x.shape[-nd:]
+    pads = _pads(shape, kernel_size, stride, padding, (1,) * nd, ceil_mode)
+    z = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+    sums = lax.reduce_window(z, jnp.array(0, z.dtype), lax.add, _window(x, nd, kernel_size),
+                             _window(x, nd, stride), [(0, 0)] * (x.ndim - nd) + pads)
+    if divisor_override is not None:
+        return (sums / divisor_override).astype(x.dtype)
+    with jax.ensure_compile_time_eval():
+        divisor = _divisor(shape, kernel_size, stride, padding, ceil_mode, count_include_pad)
+    return (sums / jnp.asarray(divisor, z.dtype)).astype(x.dtype)
+
+
+def max_pool(x: jax.Array, kernel_size: Sequence[int], stride: Sequence[int],
+             padding: Sequence[int], dilation: Sequence[int], ceil_mode: bool = False, *,
+             impl: str = "auto") -> jax.Array:
+    """Max pooling (see ``max_pool_reference``); ``impl`` is "auto" or "xla" (no Pallas yet)."""
+    resolve_impl("max_pool", impl, None)
+    return max_pool_reference(x, kernel_size, stride, padding, dilation, ceil_mode)
+
+
+def avg_pool(x: jax.Array, kernel_size: Sequence[int], stride: Sequence[int],
+             padding: Sequence[int], ceil_mode: bool = False, count_include_pad: bool = True,
+             divisor_override: int | None = None, *, impl: str = "auto") -> jax.Array:
+    """Average pooling (see ``avg_pool_reference``); ``impl`` as in ``max_pool``."""
+    resolve_impl("avg_pool", impl, None)
+    return avg_pool_reference(x, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                              divisor_override)
