@@ -38,8 +38,7 @@ def conv_reference(x: jax.Array, weight: jax.Array, stride: Sequence[int], paddi
     nd = x.ndim - 2
     return lax.conv_general_dilated(
         x, weight.astype(x.dtype), tuple(stride), list(padding), rhs_dilation=tuple(dilation),
-        dimension_numbers=_dimension_numbers(nd), feature_group_count=groups,
-        precision=lax.Precision.HIGHEST)
+        dimension_numbers=_dimension_numbers(nd), feature_group_count=groups)
 
 
 def _transpose_kernel(weight: jax.Array, groups: int) -> jax.Array:
@@ -63,8 +62,7 @@ def conv_transpose_reference(x: jax.Array, weight: jax.Array, stride: Sequence[i
     return lax.conv_general_dilated(
         x, _transpose_kernel(weight.astype(x.dtype), groups), (1,) * len(k), pads,
         lhs_dilation=tuple(stride), rhs_dilation=tuple(dilation),
-        dimension_numbers=_dimension_numbers(len(k)), feature_group_count=groups,
-        precision=lax.Precision.HIGHEST)
+        dimension_numbers=_dimension_numbers(len(k)), feature_group_count=groups)
 
 
 def conv(x: jax.Array, weight: jax.Array, stride: Sequence[int], padding: Pairs,
