@@ -19,13 +19,14 @@ Example:
 from __future__ import annotations
 
 import operator
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from .._backward import note_read
 
 __all__ = ["Parameter", "as_array"]
 
@@ -53,21 +54,6 @@ def as_array(value: Any, owner: str = "Parameter") -> jax.Array:
     )
 
 
-class _Reads(threading.local):
-    """Parameters read (and Module state written) while a recorder is active; see backward."""
-
-    def __init__(self) -> None:
-        self.stack: list[dict[int, Any]] = []
-
-
-_reads = _Reads()
-
-
-def _note_read(param: Parameter) -> None:
-    if _reads.stack:
-        _reads.stack[-1].setdefault(id(param), param)
-
-
 class Parameter:
     """A trainable array registered on a Module; PyTorch's ``nn.Parameter``.
 
@@ -92,7 +78,7 @@ class Parameter:
 
     @property
     def data(self) -> jax.Array:
-        _note_read(self)
+        note_read(self)
         return self._data
 
     @data.setter
@@ -176,9 +162,14 @@ class Parameter:
         """Copy ``src`` in (same shape; cast to this dtype), as ``tensor.copy_``."""
         src = as_array(src, "Parameter.copy_")
         if tuple(src.shape) != self.shape:
-            raise ValueError(f"Parameter.copy_: expected shape {self.shape}, got {tuple(src.shape)}")
+            raise ValueError(f"Parameter.copy_: expected shape {self.shape}, "
+                             f"got {tuple(src.shape)}")
         self._data = src.astype(self._data.dtype)
         return self
+
+    def _jit_slots(self) -> list[tuple[Parameter, str]]:
+        """State for ``torsh_fn.jit``: a Parameter passed to a jitted function is written back."""
+        return [(self, "data"), (self, "grad")]
 
     def __repr__(self) -> str:
         return f"Parameter containing:\n{self._data!r}"

@@ -1,0 +1,257 @@
+"""``torsh_fn.jit``: ``jax.jit`` that also accepts stateful objects (Modules, Optimizers).
+
+A PyTorch training step mutates its model and optimizer. ``torsh_fn.jit`` compiles such a step
+into one XLA program: the state of every stateful argument goes in as arrays, the function runs
+on them (traced), and whatever it changed (parameters, gradients, BatchNorm statistics, optimizer
+state, the global generator used by dropout) comes out and is written back after the call.
+
+The state protocol (duck-typed; nothing here imports the shim): an argument, or an element of a
+list/tuple/dict argument, is *stateful* if it has ``_jit_slots()``, returning ``(container, key)``
+pairs. A slot's value is ``container[key]`` (dict) or ``getattr(container, key)``: an array, a
+pytree of arrays, ``None``, or a Python number (passed in as a weakly typed scalar, so changing an
+optimizer's ``lr`` between calls does not recompile; written back as the same Python type).
+Optional ``_jit_static()`` returns a hashable that joins the compilation key (train/eval mode,
+frozen parameters). Slots are deduplicated, so a parameter reached through a model and an
+optimizer is one slot; the global generator's state is always a slot.
+
+Compiled programs are cached per (stateful objects, their static keys, the arguments' structure
+and non-array values); ``jax.jit`` then retraces only for new shapes or dtypes. State arrays that
+nothing else references are donated, so a step updates parameters in place on the device.
+
+Example:
+    >>> @torsh_fn.jit
+    ... def step(model, opt, x, y):
+    ...     opt.zero_grad()
+    ...     loss = torsh_fn.backward(lambda: F.cross_entropy(model(x), y))
+    ...     opt.step()
+    ...     return loss
+    >>> loss = step(model, opt, x, y)       # model and opt now hold the updated state
+
+Limits: configuration read from Python attributes (``eps``, ``p``) is baked into the program of
+that object; assigning new non-array attributes inside the function is not written back; a lazy
+module must be materialised (called once) before its first jitted call.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import threading
+import weakref
+from collections.abc import Callable, Hashable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import random as _random
+from ._backward import get_slot, set_slot
+
+__all__ = ["jit"]
+
+_SCALARS = (bool, int, float, complex)
+_UNSUPPORTED = ("donate_argnums", "donate_argnames", "in_shardings", "out_shardings")
+
+
+def _is_stateful(x: Any) -> bool:
+    return callable(getattr(type(x), "_jit_slots", None))
+
+
+def _is_dynamic(x: Any) -> bool:
+    return isinstance(x, (jax.Array, np.ndarray, np.generic, *_SCALARS))
+
+
+def _ref(obj: Any) -> Callable[[], Any]:
+    try:
+        return weakref.ref(obj)
+    except TypeError:
+        return lambda: obj
+
+
+class _Marker:
+    """Stands for the i-th stateful argument in the flattened arguments."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Marker) and other.index == self.index
+
+    def __hash__(self) -> int:
+        return hash(("stateful", self.index))
+
+
+class _StaticArg:
+    """An argument named in ``static_argnums``/``static_argnames``: a hashable leaf."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = _hashable(value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _StaticArg) and other.value == self.value
+
+    def __hash__(self) -> int:
+        return hash(self.value)
+
+
+class _Call:
+    """What one call hands to its trace: the live objects and the static parts of the inputs."""
+
+    def __init__(self, objects: list[Any], slots: list[tuple[Any, Any]], treedef: Any,
+                 pattern: list[Any]) -> None:
+        self.objects, self.slots, self.treedef, self.pattern = objects, slots, treedef, pattern
+
+
+class _Entry:
+    def __init__(self, compiled: Callable[..., Any], refs: list[Callable[[], Any]]) -> None:
+        self.compiled, self.refs = compiled, refs
+
+
+class StatefulJit:
+    """The callable ``torsh_fn.jit`` returns; ``__wrapped__`` is the original function."""
+
+    def __init__(self, fun: Callable[..., Any], static_argnums: tuple[int, ...],
+                 static_argnames: tuple[str, ...], donate: bool, jax_kwargs: dict[str, Any]):
+        functools.update_wrapper(self, fun)
+        self._fun = fun
+        self._static_argnums = static_argnums
+        self._static_argnames = static_argnames
+        self._donate = donate
+        self._jax_kwargs = jax_kwargs
+        self._cache: dict[Hashable, _Entry] = {}
+        self._local = threading.local()
+
+    def __get__(self, obj: Any, objtype: Any = None) -> Any:
+        return self if obj is None else functools.partial(self, obj)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        n = len(args)
+        args = tuple(_StaticArg(a) if i in self._static_argnums or i - n in self._static_argnums
+                     else a for i, a in enumerate(args))
+        kwargs = {k: _StaticArg(v) if k in self._static_argnames else v for k, v in kwargs.items()}
+        flat, treedef = jax.tree_util.tree_flatten((args, kwargs), is_leaf=_is_stateful)
+        objects, pattern, dynamic = [], [], []
+        for leaf in flat:
+            if _is_stateful(leaf):
+                pattern.append(_Marker(len(objects)))
+                objects.append(leaf)
+            elif _is_dynamic(leaf):
+                pattern.append(None)
+                dynamic.append(leaf)
+            else:
+                pattern.append(leaf if isinstance(leaf, _StaticArg) else _hashable(leaf))
+        slots = _collect_slots(objects)
+        values = self._state_values(slots)
+        types = [type(v) if isinstance(v, _SCALARS) else None for v in values]
+        key = (treedef, tuple(pattern), tuple(k for _, k in slots),
+               tuple((id(o), o._jit_static() if hasattr(o, "_jit_static") else None)
+                     for o in objects))
+        entry = self._cache.get(key)
+        if entry is None or any(r() is not o for r, o in zip(entry.refs, objects)):
+            entry = self._cache[key] = self._compile(objects)
+        self._local.call = _Call(objects, slots, treedef, pattern)
+        try:
+            out, new = entry.compiled(values, dynamic)
+        finally:
+            self._local.call = None
+        for (container, k), changed, old_type in zip(slots, new, types):
+            if changed:
+                value = changed[0]
+                if old_type is not None and value is not None:
+                    value = old_type(np.asarray(value).item())
+                set_slot(container, k, value)
+        return out
+
+    def _state_values(self, slots: list[tuple[Any, Any]]) -> list[Any]:
+        """The slots' values, ready to donate: an array someone else also references (more
+        than its slot, this list, the loop variable and getrefcount's argument) is copied."""
+        values = [get_slot(c, k) for c, k in slots]
+        if not self._donate:
+            return values
+        counts = [sys.getrefcount(v) for v in values]
+        return [v.copy() if c > 4 and _is_concrete(v) else jnp.asarray(v)
+                if isinstance(v, np.ndarray) else v for v, c in zip(values, counts)]
+
+    def _compile(self, objects: list[Any]) -> _Entry:
+        def pure(values: list[Any], dynamic: list[Any]) -> tuple[Any, list[tuple[Any, ...]]]:
+            call: _Call = self._local.call
+            originals = [get_slot(c, k) for c, k in call.slots]
+            try:
+                for (c, k), v in zip(call.slots, values):
+                    set_slot(c, k, v)
+                args, kwargs = _rebuild(call, dynamic)
+                out = self._fun(*args, **kwargs)
+                new = [get_slot(c, k) for c, k in call.slots]
+            finally:
+                for (c, k), v in zip(call.slots, originals):
+                    set_slot(c, k, v)
+            # Unchanged non-arrays come back as (): no rounding of an lr through float32.
+            changed = [() if n is v and not isinstance(o, jax.Array) else (n,)
+                       for n, v, o in zip(new, values, originals)]
+            return out, changed
+
+        donate = (0,) if self._donate else ()
+        compiled = jax.jit(pure, donate_argnums=donate, **self._jax_kwargs)
+        return _Entry(compiled, [_ref(o) for o in objects])
+
+
+def _is_concrete(v: Any) -> bool:
+    return isinstance(v, jax.Array) and not isinstance(v, jax.core.Tracer)
+
+
+def _hashable(leaf: Any) -> Any:
+    try:
+        hash(leaf)
+    except TypeError:
+        raise TypeError(f"torsh_fn.jit: argument of type {type(leaf).__name__} is neither an "
+                        f"array nor hashable; pass arrays, Modules/Optimizers or hashable "
+                        f"static values") from None
+    return leaf
+
+
+def _collect_slots(objects: list[Any]) -> list[tuple[Any, Any]]:
+    seen, slots = set(), []
+    pairs = [pair for o in objects for pair in o._jit_slots()]
+    pairs.append((_random.default_generator, "_key"))
+    for container, key in pairs:
+        if (id(container), key) not in seen:
+            seen.add((id(container), key))
+            slots.append((container, key))
+    return slots
+
+
+def _rebuild(call: _Call, dynamic: list[Any]) -> tuple[tuple, dict]:
+    dyn = iter(dynamic)
+    leaves = [call.objects[p.index] if isinstance(p, _Marker) else next(dyn) if p is None
+              else p.value if isinstance(p, _StaticArg) else p for p in call.pattern]
+    return jax.tree_util.tree_unflatten(call.treedef, leaves)
+
+
+def jit(fun: Callable[..., Any] | None = None, *, static_argnums: int | tuple[int, ...] = (),
+        static_argnames: str | tuple[str, ...] = (), donate_state: bool = True,
+        **jax_kwargs: Any) -> Any:
+    """Compile ``fun`` with XLA, accepting Modules and Optimizers among its arguments.
+
+    Works as ``jax.jit`` for pure functions of arrays; usable as ``@jit`` or ``@jit(...)``.
+
+    Args:
+        fun: the function; it may mutate the stateful arguments as PyTorch code does.
+        static_argnums, static_argnames: arguments whose (hashable) values are compiled in.
+        donate_state: let XLA reuse the buffers of state arrays that nothing else references.
+        jax_kwargs: passed to ``jax.jit`` (``donate_argnums`` and shardings are not supported).
+
+    Returns:
+        A callable with ``fun``'s signature; the stateful arguments hold the new state after
+        each call.
+    """
+    bad = [k for k in _UNSUPPORTED if k in jax_kwargs]
+    if bad:
+        raise TypeError(f"torsh_fn.jit does not support {bad}; use jax.jit for that")
+    nums = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
+    names = (static_argnames,) if isinstance(static_argnames, str) else tuple(static_argnames)
+
+    def wrap(f: Callable[..., Any]) -> StatefulJit:
+        return StatefulJit(f, nums, names, donate_state, jax_kwargs)
+
+    return wrap if fun is None else wrap(fun)
