@@ -73,6 +73,8 @@ def default_convert(data: Any) -> Any:
         >>> default_convert({"x": [1, 2], "y": np.ones(2)})["y"].shape
         (2,)
     """
+    if isinstance(data, np.generic) and data.dtype.kind not in "SU":
+        return np.asarray(data)  # a 0-d array, as PyTorch makes a 0-d tensor
     if isinstance(data, np.ndarray | np.generic | str | bytes | int | float):
         return data
     if isinstance(data, collections.abc.Mapping):

@@ -337,15 +337,16 @@ class _MultiProcessIter(Iterator[Any]):
                 pass
             dead = [w for w in self._workers if not w.is_alive()]
             if dead:
-                self._shutdown()
+                self._shutdown(wait=False)
                 details = ", ".join(f"pid {w.pid}, {_exit_description(w.exitcode)}" for w in dead)
                 raise RuntimeError(f"DataLoader worker(s) exited unexpectedly ({details})")
             if time.monotonic() >= deadline:
-                self._shutdown()
+                self._shutdown(wait=False)
                 raise RuntimeError(f"DataLoader timed out after {self._timeout} seconds "
                                    f"waiting for a batch from its workers")
 
-    def _shutdown(self) -> None:
+    def _shutdown(self, wait: bool = True) -> None:
+        """Stop the workers: let them finish the sample at hand (``wait``) or terminate them."""
         if self.closed:
             return
         self.closed = True
@@ -353,7 +354,7 @@ class _MultiProcessIter(Iterator[Any]):
         for q in self._index_queues:
             q.put(None)
         for w in self._workers:
-            w.join(timeout=_JOIN_TIMEOUT)
+            w.join(timeout=_JOIN_TIMEOUT if wait else 0)
         for w in self._workers:
             if w.is_alive():
                 w.terminate()
