@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._backward import backward
 from ._rule import LeafInit, LeafUpdate, apply_leaf
 
 _TORCH_FLAGS = {"foreach": None, "capturable": False, "differentiable": False, "fused": None}
@@ -30,7 +31,7 @@ def to_jax(value: Any, dtype: Any = None) -> Any:
         tensor = value.detach().cpu()
         if str(tensor.dtype) == "torch.bfloat16":
             tensor = tensor.float()
-        value = tensor.numpy()
+        value = tensor.numpy().copy()  # jax may alias host memory that torch mutates
     return jnp.asarray(value, dtype)
 
 
@@ -149,24 +150,9 @@ class Optimizer:
         return [p for g in self.param_groups for p in g["params"] if p.requires_grad]
 
     def _fill_grads(self, closure: Callable[[], Any]) -> Any:
-        """Differentiate ``closure()`` w.r.t. the trainable parameters, fill ``.grad``, return
-        the loss. The parameters hold tracers while the closure runs."""
-        params = self._trainable()
-
-        def loss_of(datas: list[jax.Array]) -> Any:
-            saved = [p.data for p in params]
-            for p, d in zip(params, datas):
-                p.data = d
-            try:
-                return closure()
-            finally:
-                for p, d in zip(params, saved):
-                    p.data = d
-
-        loss, grads = jax.value_and_grad(loss_of)([p.data for p in params])
-        for p, g in zip(params, grads):
-            p.grad = g
-        return loss
+        """``torsh_fn.backward`` over the trainable parameters: accumulate d(closure())/dp into
+        ``.grad`` (the closure zeroes them first, as in PyTorch) and return the loss."""
+        return backward(closure, params=self._trainable())
 
     # -- the step -------------------------------------------------------------------------------
 
