@@ -164,13 +164,13 @@ class Module:
         d = self.__dict__
         if isinstance(value, Parameter):
             self._check_init("parameters")
-            _forget(self, name)
+            _forget(self, name, keep="_parameters")
             self.register_parameter(name, value)
         elif "_parameters" in d and name in d["_parameters"]:
             self.register_parameter(name, value)
         elif isinstance(value, Module):
             self._check_init("child modules")
-            _forget(self, name)
+            _forget(self, name, keep="_modules")
             self._modules[name] = value
         elif "_modules" in d and name in d["_modules"]:
             self.add_module(name, value)
@@ -496,10 +496,12 @@ def _stores(module: Module) -> set[str]:
     return {n for store in _STATE for n in module.__dict__.get(store, {})}
 
 
-def _forget(module: Module, name: str) -> None:
+def _forget(module: Module, name: str, keep: str) -> None:
+    """Drop ``name`` from every store but ``keep`` (where it is replaced in place)."""
     module.__dict__.pop(name, None)
     for store in _STATE:
-        module.__dict__[store].pop(name, None)
+        if store != keep:
+            module.__dict__[store].pop(name, None)
     module._non_persistent_buffers_set.discard(name)
 
 

@@ -1,0 +1,240 @@
+"""nn.Module and nn.Parameter: registration, traversal, state_dict, errors, hooks, pytrees,
+containers; PyTorch is the oracle for names, order and reprs."""
+
+import copy
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+
+import torsh_fn
+from tests.oracle import assert_close
+from torsh_fn import nn
+
+
+class _Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(3, 5), nn.ReLU(), nn.Linear(5, 2, bias=False))
+        self.scale = nn.Parameter(jnp.ones(2))
+        self.register_buffer("steps", jnp.zeros((), jnp.int32))
+        self.register_buffer("cache", jnp.zeros(2), persistent=False)
+
+    def forward(self, x):
+        return self.body(x) * self.scale
+
+
+class _TorchNet(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.ReLU(),
+                                        torch.nn.Linear(5, 2, bias=False))
+        self.scale = torch.nn.Parameter(torch.ones(2))
+        self.register_buffer("steps", torch.zeros((), dtype=torch.int64))
+        self.register_buffer("cache", torch.zeros(2), persistent=False)
+
+    def forward(self, x):
+        return self.body(x) * self.scale
+
+
+def test_parameter_acts_as_array_and_hashes_by_identity():
+    w = nn.Parameter(jnp.arange(6.0).reshape(2, 3))
+    assert (w * 2).shape == (2, 3) and jnp.tanh(w).dtype == jnp.float32
+    assert (jnp.ones((4, 2)) @ w).shape == (4, 3) and w.T.shape == (3, 2)
+    assert float(w.sum()) == 15.0 and w.ndim == 2 and w.numel() == 6
+    twin = nn.Parameter(jnp.arange(6.0).reshape(2, 3))
+    assert w != twin and {w: 1, twin: 2}[w] == 1
+    assert jax.tree.leaves(w)[0] is w.data
+    assert jax.grad(lambda p: jnp.sum(p * p))(w).data.shape == (2, 3)
+
+
+def test_parameter_rejects_non_arrays():
+    with pytest.raises(TypeError, match="Parameter: expected an array .* got str"):
+        nn.Parameter("weights")
+    w = nn.Parameter(jnp.ones(2))
+    with pytest.raises(TypeError, match=r"Parameter.data: expected an array .* got list"):
+        w.data = [1.0, 2.0]
+
+
+def test_names_and_order_match_torch():
+    ours, theirs = _Net(), _TorchNet()
+    assert [n for n, _ in ours.named_parameters()] == [n for n, _ in theirs.named_parameters()]
+    assert [n for n, _ in ours.named_buffers()] == [n for n, _ in theirs.named_buffers()]
+    assert [n for n, _ in ours.named_modules()] == [n for n, _ in theirs.named_modules()]
+    assert [n for n, _ in ours.named_children()] == [n for n, _ in theirs.named_children()]
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    assert repr(ours).replace("_Net", "_TorchNet") == repr(theirs)
+
+
+def test_load_torch_state_dict_as_is_and_match_outputs(rng):
+    ours, theirs = _Net(), _TorchNet()
+    result = ours.load_state_dict(theirs.state_dict())
+    assert repr(result) == "<All keys matched successfully>"
+    x = rng.standard_normal((4, 3)).astype(np.float32)
+    assert_close(ours(jnp.asarray(x)), theirs(torch.from_numpy(x)))
+    assert ours.steps.dtype == jnp.int32  # cast to the existing dtype
+
+
+def test_load_state_dict_lists_missing_and_unexpected_keys():
+    net = _Net()
+    sd = dict(net.state_dict())
+    del sd["scale"]
+    sd["extra.weight"] = np.zeros(3)
+    with pytest.raises(RuntimeError, match=r'Unexpected key\(s\) in state_dict: "extra.weight"'
+                       r'.*\n.*Missing key\(s\) in state_dict: "scale"') as err:
+        net.load_state_dict(sd)
+    assert isinstance(err.value, ValueError)
+    missing, unexpected = net.load_state_dict(sd, strict=False)
+    assert (missing, unexpected) == (["scale"], ["extra.weight"])
+
+
+def test_load_state_dict_wrong_shape_names_key_and_shapes_and_changes_nothing():
+    net = _Net()
+    before = net.body[0].bias.data
+    sd = dict(net.state_dict())
+    sd["body.0.bias"] = np.ones(5, np.float32) * 3
+    sd["body.0.weight"] = np.zeros((3, 5), np.float32)
+    with pytest.raises(ValueError, match=r"size mismatch for body.0.weight: copying a param with "
+                       r"shape \(3, 5\) from checkpoint, the shape in current model is \(5, 3\)"):
+        net.load_state_dict(sd, strict=False)
+    assert net.body[0].bias.data is before
+
+
+def test_load_state_dict_assign_keeps_given_dtype():
+    net = nn.Linear(2, 2)
+    net.load_state_dict({"weight": np.eye(2, dtype=np.float16), "bias": np.zeros(2, np.float16)},
+                        assign=True)
+    assert net.weight.dtype == jnp.float16
+
+
+def test_registration_rules_and_errors():
+    net = _Net()
+    with pytest.raises(TypeError, match="cannot assign 'ArrayImpl' object to parameter 'scale'"):
+        net.scale = jnp.ones(2)
+    with pytest.raises(AttributeError, match="cannot assign parameters before Module.__init__"):
+        class Bad(nn.Module):
+            def __init__(self):
+                self.w = nn.Parameter(jnp.ones(1))
+
+        Bad()
+    net.steps = np.ones((), np.int32)  # buffers take arrays
+    assert isinstance(net.steps, jax.Array)
+    del net.scale
+    assert "scale" not in dict(net.named_parameters())
+    with pytest.raises(AttributeError, match="'_Net' object has no attribute 'nope'"):
+        net.nope  # noqa: B018
+
+
+def test_train_eval_requires_grad_zero_grad_apply():
+    net = _Net()
+    assert net.eval() is net and not any(m.training for m in net.modules())
+    net.train()
+    assert all(m.training for m in net.modules())
+    net.body[0].requires_grad_(False)
+    assert [p.requires_grad for p in net.parameters()] == [True, False, False, True]
+    for p in net.parameters():
+        p.grad = jnp.ones(p.shape)
+    net.zero_grad(set_to_none=False)
+    assert all(float(p.grad.sum()) == 0 for p in net.parameters())
+    net.zero_grad()
+    assert all(p.grad is None for p in net.parameters())
+    seen = []
+    net.apply(lambda m: seen.append(type(m).__name__))
+    assert seen == ["Linear", "ReLU", "Linear", "Sequential", "_Net"]
+
+
+def test_to_dtype_converts_floating_state_only():
+    net = _Net().to(torsh_fn.bfloat16)
+    assert net.body[0].weight.dtype == jnp.bfloat16 and net.steps.dtype == jnp.int32
+    assert net.float().scale.dtype == jnp.float32
+    assert net.half().cache.dtype == jnp.float16
+    assert net.to("cpu", dtype=jnp.float32).scale.dtype == jnp.float32
+
+
+def test_forward_hooks_and_pre_hooks():
+    net = nn.Linear(2, 2)
+    calls = []
+    pre = net.register_forward_pre_hook(lambda m, args: (args[0] * 0,))
+    post = net.register_forward_hook(lambda m, args, out: calls.append(out.shape) or out + 1)
+    out = net(jnp.ones((3, 2)))
+    assert_close(out, jnp.broadcast_to(net.bias.data + 1, (3, 2)))
+    assert calls == [(3, 2)]
+    pre.remove()
+    post.remove()
+    assert_close(net(jnp.zeros((1, 2))), net.bias.data[None])
+
+
+def test_module_is_a_pytree():
+    net = _Net()
+    leaves = jax.tree.leaves(net)
+    assert len(leaves) == 6  # 4 parameters (bias=False drops one... plus scale) and 2 buffers
+    doubled = jax.tree.map(lambda a: a * 2, net)
+    assert isinstance(doubled, _Net) and isinstance(doubled.scale, nn.Parameter)
+    assert_close(doubled.scale.data, 2 * net.scale.data)
+    x = jnp.ones((2, 3))
+    assert_close(jax.jit(lambda m, x: m(x))(net, x), net(x))
+    grads = jax.grad(lambda m: m(x).sum(), allow_int=True)(net)
+    assert grads.body[0].weight.shape == (5, 3)
+    assert jax.tree.structure(net) != jax.tree.structure(copy.deepcopy(net).eval())
+
+
+def test_containers_behave_like_torch():
+    seq = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1))
+    assert isinstance(seq[0], nn.Linear) and isinstance(seq[-1], nn.Linear)
+    assert len(seq[1:]) == 2 and list(seq[1:].state_dict()) == ["2.weight", "2.bias"]
+    seq.append(nn.Tanh())
+    del seq[1]
+    assert [type(m).__name__ for m in seq] == ["Linear", "Linear", "Tanh"]
+    assert list(seq.state_dict()) == ["0.weight", "0.bias", "1.weight", "1.bias"]
+    layers = nn.ModuleList([nn.Linear(2, 2) for _ in range(3)])
+    layers.insert(0, nn.Identity())
+    assert len(layers) == 4 and list(layers.state_dict())[0] == "1.weight"
+    blocks = nn.ModuleDict({"a": nn.Linear(1, 1), "b": nn.ReLU()})
+    assert list(blocks) == ["a", "b"] and "a" in blocks
+    plist = nn.ParameterList([jnp.ones(2), nn.Parameter(jnp.zeros(3))])
+    pdict = nn.ParameterDict({"w": jnp.ones(2)})
+    assert list(plist.state_dict()) == ["0", "1"] and isinstance(pdict["w"], nn.Parameter)
+    theirs = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.ReLU())
+    assert repr(nn.Sequential(nn.Linear(2, 3), nn.ReLU())) == repr(theirs)
+
+
+def test_tied_parameters_are_reported_once():
+    a, b = nn.Linear(2, 2), nn.Linear(2, 2)
+    b.weight = a.weight
+    tied = nn.Sequential(a, b)
+    assert len(list(tied.parameters())) == 3
+    assert len(list(tied.named_parameters(remove_duplicate=False))) == 4
+    assert list(tied.state_dict()) == ["0.weight", "0.bias", "1.weight", "1.bias"]
+
+
+def test_layer_errors_name_the_layer():
+    with pytest.raises(ValueError, match=r"Linear\(in_features=4, out_features=2, bias=True\): "
+                       r"expected input with in_features 4 \(dim -1\), got shape \(3, 5\)"):
+        nn.Linear(4, 2)(jnp.ones((3, 5)))
+    with pytest.raises(ValueError, match=r"Conv2d\(3, 4, kernel_size=\(3, 3\).*expected 3 or 4-D "
+                       r"input, got 2-D input of shape \(3, 5\)"):
+        nn.Conv2d(3, 4, 3)(jnp.ones((3, 5)))
+    with pytest.raises(ValueError, match=r"Conv2d\(3, 4.*expected input with channels 3 "
+                       r"\(dim -3\), got shape \(1, 2, 5, 5\)"):
+        nn.Conv2d(3, 4, 3)(jnp.ones((1, 2, 5, 5)))
+
+
+def test_parameters_to_vector_and_back_and_clipping():
+    net = nn.Linear(3, 2)
+    vec = nn.utils.parameters_to_vector(net.parameters())
+    assert vec.shape == (8,)
+    nn.utils.vector_to_parameters(jnp.arange(8.0), net.parameters())
+    assert_close(net.bias.data, jnp.array([6.0, 7.0]))
+    t = torch.nn.Linear(3, 2)
+    grads = [np.full(p.shape, 3.0, np.float32) for p in net.parameters()]
+    for p, tp, g in zip(net.parameters(), t.parameters(), grads):
+        p.grad, tp.grad = jnp.asarray(g), torch.from_numpy(g.copy())
+    total = nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+    t_total = torch.nn.utils.clip_grad_norm_(t.parameters(), 1.0)
+    assert_close(total, t_total)
+    for p, tp in zip(net.parameters(), t.parameters()):
+        assert_close(p.grad, tp.grad)
+    nn.utils.clip_grad_value_(net.parameters(), 0.1)
+    assert_close(net.weight.grad, jnp.full((2, 3), 0.1))
