@@ -7,8 +7,8 @@ comes from, imports only numpy and torsh_fn.data, not torch and pytest.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 import time
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -55,7 +55,7 @@ class WhoLoads(Dataset):
     def __getitem__(self, i: int):
         info = get_worker_info()
         wid, seed = (-1, -1) if info is None else (info.id, info.seed)
-        return i, os.getpid(), wid, seed, np.random.randint(1 << 30)
+        return i, os.getpid(), wid, seed, np.random.randint(1 << 30)  # noqa: NPY002
 
 
 class FailsAt(Dataset):

@@ -43,7 +43,7 @@ def test_collate_stacks_array_likes_such_as_jax_arrays():
 def test_collate_rejects_ragged_lists_and_unknown_types():
     with pytest.raises(RuntimeError, match="each element in list of batch should be of equal"):
         default_collate([[1, 2], [3]])
-    with pytest.raises(TypeError, match="default_collate: batch must contain .* found <class"):
+    with pytest.raises(TypeError, match=r"default_collate: batch must contain .* found <class"):
         default_collate([object(), object()])
     with pytest.raises(TypeError, match="found numpy array of dtype <U1"):
         default_collate([np.array(["a"]), np.array(["b"])])

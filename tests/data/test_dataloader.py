@@ -17,7 +17,12 @@ import torsh_fn
 from tests.data import _datasets_for_workers as wds
 from tests.oracle import to_numpy
 from torsh_fn.data import (
-    BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset, get_worker_info,
+    BatchSampler,
+    DataLoader,
+    RandomSampler,
+    SequentialSampler,
+    TensorDataset,
+    get_worker_info,
 )
 
 
@@ -143,7 +148,7 @@ def test_worker_info_and_seeds_follow_pytorch():
     assert get_worker_info() is None
     rows = np.concatenate(
         [np.stack(b, 1) for b in DataLoader(wds.WhoLoads(), batch_size=1, num_workers=2)])
-    index, pid, worker_id, seed, numpy_draw = rows.T
+    index, _pid, worker_id, seed, numpy_draw = rows.T
     assert index.tolist() == list(range(8))
     assert worker_id.tolist() == [0, 1] * 4  # tasks go round-robin
     base = seed[worker_id == 0][0]
@@ -183,7 +188,7 @@ def test_a_worker_that_dies_is_reported_and_the_others_are_stopped():
 
 def test_timeout_raises_and_stops_the_workers():
     start = time.monotonic()
-    with pytest.raises(RuntimeError, match="DataLoader timed out after 0.3 seconds"):
+    with pytest.raises(RuntimeError, match=r"DataLoader timed out after 0\.3 seconds"):
         list(DataLoader(wds.Sleepy(5.0), num_workers=1, timeout=0.3))
     assert time.monotonic() - start < 3
     assert_processes_gone([])
@@ -212,7 +217,7 @@ def test_worker_init_fn_runs_in_every_worker_and_its_errors_are_reraised():
     marks = list(DataLoader(wds.WorkerMarker(), batch_size=None, num_workers=2,
                             worker_init_fn=wds.set_worker_marker))
     assert marks == ["init 0", "init 1", "init 0", "init 1"]
-    with pytest.raises(RuntimeError, match="(?s)while starting.*init failed in worker 0"):
+    with pytest.raises(RuntimeError, match=r"(?s)while starting.*init failed in worker 0"):
         list(DataLoader(wds.WorkerMarker(), num_workers=2, worker_init_fn=wds.failing_init))
 
 
@@ -276,7 +281,7 @@ def test_bad_arguments_are_named(kwargs, message):
 
 
 def test_bad_generator_and_iterable_options_are_named():
-    with pytest.raises(TypeError, match="DataLoader: generator: expected a torsh_fn.random.Gen"):
+    with pytest.raises(TypeError, match=r"DataLoader: generator: expected a torsh_fn\.random\.Gen"):
         DataLoader(TensorDataset(np.zeros(4)), generator=np.random.default_rng())
     with pytest.raises(ValueError, match="DataLoader: shuffle: expected unset with an Iterable"):
         DataLoader(wds.ShardedRange(0, 4), shuffle=True)
@@ -287,3 +292,13 @@ def test_batch_sampler_and_sequential_sampler_objects_are_accepted():
     sampler = BatchSampler(SequentialSampler(ds), 2, drop_last=False)
     assert [b[0].tolist() for b in DataLoader(ds, batch_sampler=sampler)] == [[0, 1], [2, 3],
                                                                               [4]]
+
+
+def test_tensor_dataset_fast_path_equals_collating_samples(rng):
+    ds = TensorDataset(rng.standard_normal((9, 2, 3)).astype(np.float32), np.arange(9),
+                       rng.integers(0, 2, 9).astype(bool))
+    order = [4, 0, 8, 1, 7]
+    (fast,) = DataLoader(ds, batch_size=5, sampler=order, drop_last=True)
+    (slow,) = DataLoader(ds, batch_size=5, sampler=order, drop_last=True,
+                         collate_fn=lambda samples: torsh_fn.data.default_collate(samples))
+    assert_same_batch(fast, [torch.from_numpy(a) for a in slow])

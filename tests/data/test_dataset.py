@@ -10,7 +10,12 @@ import torch.utils.data as tud
 import torsh_fn
 from tests.data._datasets_for_workers import ShardedRange
 from torsh_fn.data import (
-    ChainDataset, ConcatDataset, Dataset, Subset, TensorDataset, random_split,
+    ChainDataset,
+    ConcatDataset,
+    Dataset,
+    Subset,
+    TensorDataset,
+    random_split,
 )
 
 

@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from torsh_fn.data import (
-    CIFAR10, MNIST, DataLoader, FakeData, FashionMNIST, ImageFolder, digits, transforms,
+    CIFAR10,
+    MNIST,
+    DataLoader,
+    FakeData,
+    FashionMNIST,
+    ImageFolder,
+    digits,
+    transforms,
 )
 from torsh_fn.data._datasets import read_idx
 
@@ -56,7 +63,7 @@ def _write_mnist(folder, n=5, compress=False, rng=None):
 
 @pytest.mark.parametrize("compress", [False, True])
 def test_mnist_reads_idx_files_in_torchvision_layout(tmp_path, rng, compress):
-    images, labels = _write_mnist(tmp_path / "MNIST" / "raw", compress=compress, rng=rng)
+    images, _labels = _write_mnist(tmp_path / "MNIST" / "raw", compress=compress, rng=rng)
     ds = MNIST(tmp_path, train=False, transform=transforms.ToTensor())
     assert len(ds) == 5 and ds.classes[3] == "3 - three"
     img, target = ds[3]
@@ -115,7 +122,7 @@ def test_image_folder_reads_pngs_with_pillow(tmp_path, rng):
         assert t == target
         np.testing.assert_allclose(img, pictures[path].transpose(2, 0, 1) / 255, rtol=1e-6)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match="class folder 'empty' .* has no valid files"):
+    with pytest.raises(FileNotFoundError, match=r"class folder 'empty' .* has no valid files"):
         ImageFolder(tmp_path)
     with pytest.raises(FileNotFoundError, match="ImageFolder: root: expected a folder"):
         ImageFolder(tmp_path / "nowhere")

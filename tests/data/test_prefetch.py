@@ -57,5 +57,5 @@ def test_bad_arguments_are_named():
         prefetch_to_device([], size=0)
     with pytest.raises(ValueError, match="expected either device or sharding, got both"):
         prefetch_to_device([], device=jax.devices()[0], sharding=jax.devices()[0])
-    with pytest.raises(TypeError, match="sharding: expected a jax.sharding.Sharding"):
+    with pytest.raises(TypeError, match=r"sharding: expected a jax\.sharding\.Sharding"):
         prefetch_to_device([], sharding="batch")

@@ -10,7 +10,11 @@ import torch.utils.data as tud
 
 import torsh_fn
 from torsh_fn.data import (
-    BatchSampler, DistributedSampler, RandomSampler, SequentialSampler, SubsetRandomSampler,
+    BatchSampler,
+    DistributedSampler,
+    RandomSampler,
+    SequentialSampler,
+    SubsetRandomSampler,
     WeightedRandomSampler,
 )
 
@@ -48,7 +52,7 @@ def test_distributed_sampler_shuffle_partitions_and_follows_the_epoch():
         return out
 
     first = shards(0)
-    assert sorted(sum(first, [])) == list(range(12))
+    assert sorted(i for shard in first for i in shard) == list(range(12))
     assert shards(0) == first and shards(1) != first
 
 
@@ -87,7 +91,7 @@ def test_weighted_random_sampler_follows_the_weights():
         0, 1, 2]
     with pytest.raises(ValueError, match="WeightedRandomSampler: weights: expected a 1-d"):
         WeightedRandomSampler([-1, 1], 2)
-    with pytest.raises(ValueError, match="num_samples: expected at most 1 .* got 2"):
+    with pytest.raises(ValueError, match=r"num_samples: expected at most 1 .* got 2"):
         WeightedRandomSampler([0, 1], 2, replacement=False)
 
 

@@ -28,7 +28,13 @@ from ._dataset import Dataset, IterableDataset
 from ._rng import batch_seed, seed_from
 from ._sampler import BatchSampler, RandomSampler, Sampler, SequentialSampler
 from ._worker import (
-    ExceptionWrapper, Fetcher, IterableEnd, LoaderConfig, Resume, ResumeAck, worker_loop,
+    ExceptionWrapper,
+    Fetcher,
+    IterableEnd,
+    LoaderConfig,
+    Resume,
+    ResumeAck,
+    worker_loop,
 )
 
 __all__ = ["DataLoader"]

@@ -85,6 +85,11 @@ class TensorDataset(Dataset[tuple[np.ndarray, ...]]):
     def __len__(self) -> int:
         return self.tensors[0].shape[0]
 
+    def gather(self, indices: Sequence[int]) -> list[np.ndarray]:
+        """The batch at ``indices``, equal to ``default_collate([self[i] for i in indices])``
+        but gathered with one index per array (the DataLoader's fast path)."""
+        return [t[np.asarray(indices)] for t in self.tensors]
+
 
 class ConcatDataset(Dataset[T_co]):
     """The datasets one after another, indexed as one.
@@ -175,7 +180,7 @@ def _split_lengths(n: int, lengths: Sequence[float]) -> list[int]:
         if not 0 <= frac <= 1:
             raise ValueError(f"random_split: lengths: fraction at index {i} is not in [0, 1], "
                              f"got {frac}")
-    counts = [int(math.floor(n * frac)) for frac in lengths]
+    counts = [math.floor(n * frac) for frac in lengths]
     for i in range(n - sum(counts)):  # the remainder goes round-robin, as in PyTorch
         counts[i % len(counts)] += 1
     return counts

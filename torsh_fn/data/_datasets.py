@@ -125,8 +125,8 @@ class MNIST(_LabelledImages):
         >>> train = MNIST("~/data", train=True, transform=ToTensor())
     """
 
-    classes_names = ["0 - zero", "1 - one", "2 - two", "3 - three", "4 - four", "5 - five",
-                     "6 - six", "7 - seven", "8 - eight", "9 - nine"]
+    classes_names = ("0 - zero", "1 - one", "2 - two", "3 - three", "4 - four", "5 - five",
+                     "6 - six", "7 - seven", "8 - eight", "9 - nine")
     source = "http://yann.lecun.com/exdb/mnist/"
 
     def __init__(self, root: str | os.PathLike[str], train: bool = True,
@@ -152,8 +152,8 @@ class FashionMNIST(MNIST):
     """Fashion-MNIST: MNIST's file format and layout (``root/FashionMNIST/raw``), clothing
     classes."""
 
-    classes_names = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
-                     "Sneaker", "Bag", "Ankle boot"]
+    classes_names = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                     "Sneaker", "Bag", "Ankle boot")
     source = "https://github.com/zalandoresearch/fashion-mnist"
 
 
@@ -170,8 +170,8 @@ class CIFAR10(_LabelledImages):
         >>> train = CIFAR10("~/data", train=True)
     """
 
-    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
-             "truck"]
+    names = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+             "truck")
     _RECORD = 1 + 3 * 32 * 32
 
     def __init__(self, root: str | os.PathLike[str], train: bool = True,

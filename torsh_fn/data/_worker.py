@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from ._collate import default_collate
+from ._dataset import TensorDataset
 from ._rng import batch_seed
 
 # How long a worker waits on its queue before checking that the main process still lives.
@@ -124,6 +126,8 @@ class Fetcher:
             return c.collate_fn(self._next_from_stream())
         if not c.auto_collation:
             return c.collate_fn(self.dataset[indices])
+        if c.collate_fn is default_collate and type(self.dataset) is TensorDataset:
+            return self.dataset.gather(indices)
         getitems = getattr(self.dataset, "__getitems__", None)
         samples = getitems(indices) if callable(getitems) else [self.dataset[i] for i in indices]
         return c.collate_fn(samples)
@@ -149,7 +153,7 @@ class Fetcher:
 def _seed_worker(base_seed: int, worker_id: int) -> int:
     seed = base_seed + worker_id
     random.seed(seed)
-    np.random.seed(np.random.SeedSequence([base_seed, worker_id]).generate_state(4))
+    np.random.seed(np.random.SeedSequence([base_seed, worker_id]).generate_state(4))  # noqa: NPY002
     return seed
 
 

@@ -223,7 +223,7 @@ class CenterCrop:
             img = _pad(img, pad_w // 2, pad_h // 2, (pad_w + 1) // 2, (pad_h + 1) // 2,
                        "constant", 0)
             h, w = img.shape[h_ax], img.shape[w_ax]
-        return _crop(img, int(round((h - th) / 2.0)), int(round((w - tw) / 2.0)), th, tw)
+        return _crop(img, round((h - th) / 2.0), round((w - tw) / 2.0), th, tw)
 
 
 class RandomCrop:
