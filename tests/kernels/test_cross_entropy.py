@@ -56,7 +56,7 @@ def test_extreme_logits_stay_finite():
     labels = np.array([1, 0, 2])
     loss, grad = reference64(x, labels, eps=0.1)
     out, vjp = jax.vjp(lambda x: cross_entropy(x, jnp.asarray(labels), label_smoothing=0.1), x)
-    assert_close(out, loss, rtol=1e-6)
+    assert_close(out, loss, rtol=1e-6, atol=1e-3)  # float32 spacing at 1e4 is ~1e-3
     assert_close(vjp(jnp.ones(3))[0], grad, atol=1e-6)
 
 
