@@ -25,9 +25,15 @@ def reference(x, labels, ignore_index, eps):
     return loss, grad
 
 
-@pytest.mark.parametrize("rows, classes, eps, dtype", [
-    (5, 7, 0.0, jnp.float32), (9, 130, 0.1, jnp.float32), (9, 130, 0.0, jnp.bfloat16),
-    (3, 9001, 0.1, jnp.bfloat16)])
+@pytest.mark.parametrize(
+    "rows, classes, eps, dtype",
+    [
+        (5, 7, 0.0, jnp.float32),
+        (9, 130, 0.1, jnp.float32),
+        (9, 130, 0.0, jnp.bfloat16),
+        (3, 9001, 0.1, jnp.bfloat16),
+    ],
+)
 def test_matches_float64_reference(rng, rows, classes, eps, dtype):
     x = normal(rng, (rows, classes), dtype, scale=4.0)
     labels = rng.integers(0, classes, rows)
@@ -38,8 +44,12 @@ def test_matches_float64_reference(rng, rows, classes, eps, dtype):
     assert out.dtype == jnp.float32
     tol = 1e-5 if dtype == jnp.float32 else 2e-2
     assert rel_err(out, loss) < tol
-    ours = jax.grad(lambda x: (cross_entropy_pallas(x, jnp.asarray(labels), label_smoothing=eps)
-                               * jnp.asarray(g, jnp.float32)).sum())(x)
+    ours = jax.grad(
+        lambda x: (
+            cross_entropy_pallas(x, jnp.asarray(labels), label_smoothing=eps)
+            * jnp.asarray(g, jnp.float32)
+        ).sum()
+    )(x)
     assert ours.dtype == dtype
     assert rel_err(ours, grad * g[:, None]) < 5 * tol
     assert (np.asarray(ours[1], np.float32) == 0).all()

@@ -38,8 +38,12 @@ def test_rms_norm(rng, shape, dtype):
 @pytest.mark.parametrize("shape, dtype", SHAPES[:2])
 def test_add_layer_norm_returns_norm_and_sum(rng, shape, dtype):
     n = shape[-1]
-    args = (normal(rng, shape, dtype), normal(rng, shape, dtype), normal(rng, (n,), dtype),
-            normal(rng, (n,), dtype))
+    args = (
+        normal(rng, shape, dtype),
+        normal(rng, shape, dtype),
+        normal(rng, (n,), dtype),
+        normal(rng, (n,), dtype),
+    )
 
     def ref(x, r, w, b):
         return layer_norm_ref(x + r, w, b), x + r

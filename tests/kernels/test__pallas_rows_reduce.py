@@ -6,8 +6,13 @@ import pytest
 from tests.kernels.pallas_helpers import check_fwd_and_grad, normal
 from torsh_fn.kernels._pallas_rows_reduce import reduce_last_dim_pallas, row_mean_var_pallas
 
-REFS = {"sum": jnp.sum, "mean": jnp.mean, "amax": jnp.max, "amin": jnp.min,
-        "var": lambda x, axis: jnp.var(x, axis=axis, ddof=1)}
+REFS = {
+    "sum": jnp.sum,
+    "mean": jnp.mean,
+    "amax": jnp.max,
+    "amin": jnp.min,
+    "var": lambda x, axis: jnp.var(x, axis=axis, ddof=1),
+}
 
 
 @pytest.mark.parametrize("shape, dtype", [((2, 4, 130), jnp.float32), ((3, 9001), jnp.bfloat16)])

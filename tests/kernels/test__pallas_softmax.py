@@ -8,9 +8,12 @@ from tests.kernels.pallas_helpers import check_fwd_and_grad, normal
 from torsh_fn.kernels._pallas_softmax import softmax_pallas
 
 CASES = [  # shape, axis, log, dtype: one row in registers, a moved axis, rows longer than a block
-    ((3, 5), -1, False, jnp.float32), ((2, 3, 130), -1, True, jnp.float32),
-    ((2, 3, 130), -1, False, jnp.bfloat16), ((4, 7), 0, True, jnp.bfloat16),
-    ((2, 9001), -1, False, jnp.float32), ((2, 9001), -1, True, jnp.bfloat16),
+    ((3, 5), -1, False, jnp.float32),
+    ((2, 3, 130), -1, True, jnp.float32),
+    ((2, 3, 130), -1, False, jnp.bfloat16),
+    ((4, 7), 0, True, jnp.bfloat16),
+    ((2, 9001), -1, False, jnp.float32),
+    ((2, 9001), -1, True, jnp.bfloat16),
 ]
 
 
@@ -18,9 +21,13 @@ CASES = [  # shape, axis, log, dtype: one row in registers, a moved axis, rows l
 def test_matches_reference(rng, shape, axis, log, dtype):
     x = normal(rng, shape, dtype, scale=3.0)
     ref = jax.nn.log_softmax if log else jax.nn.softmax
-    check_fwd_and_grad(lambda x: softmax_pallas(x, axis, log=log),
-                       lambda x: ref(x.astype(jnp.float32), axis=axis).astype(dtype),
-                       (x,), rng, dtype)
+    check_fwd_and_grad(
+        lambda x: softmax_pallas(x, axis, log=log),
+        lambda x: ref(x.astype(jnp.float32), axis=axis).astype(dtype),
+        (x,),
+        rng,
+        dtype,
+    )
 
 
 def test_extreme_logits_stay_finite():

@@ -25,14 +25,19 @@ def test_pallas_matches_reference(rng, shape, act, p, dtype):
     check_fwd_and_grad(run("pallas"), run("xla"), args, rng, dtype, argnums=(0, 1))
 
 
-@pytest.mark.parametrize("act, torch_fn", [
-    ("relu", torch.relu), ("gelu", torch.nn.functional.gelu), ("silu", torch.nn.functional.silu),
-    ("gelu_tanh", lambda z: torch.nn.functional.gelu(z, approximate="tanh"))])
+@pytest.mark.parametrize(
+    "act, torch_fn",
+    [
+        ("relu", torch.relu),
+        ("gelu", torch.nn.functional.gelu),
+        ("silu", torch.nn.functional.silu),
+        ("gelu_tanh", lambda z: torch.nn.functional.gelu(z, approximate="tanh")),
+    ],
+)
 def test_without_dropout_matches_torch(rng, act, torch_fn):
     x = rng.standard_normal((4, 9)).astype(np.float32)
     b = rng.standard_normal(9).astype(np.float32)
-    assert_close(bias_act(jnp.asarray(x), jnp.asarray(b), act),
-                 torch_fn(to_torch(x) + to_torch(b)))
+    assert_close(bias_act(jnp.asarray(x), jnp.asarray(b), act), torch_fn(to_torch(x) + to_torch(b)))
 
 
 def test_dropout_rate_and_scaling(rng):
@@ -45,12 +50,15 @@ def test_dropout_rate_and_scaling(rng):
     assert (np.asarray(y2) != np.asarray(y)).any()
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"act": "tanh"}, "act must be one of"),
-    ({"dropout_p": 1.0, "key": KEY}, r"dropout_p must be in \[0, 1\)"),
-    ({"dropout_p": 0.5}, "needs key="),
-    ({"bias": jnp.ones(4)}, r"bias must have shape \(3,\)"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"act": "tanh"}, "act must be one of"),
+        ({"dropout_p": 1.0, "key": KEY}, r"dropout_p must be in \[0, 1\)"),
+        ({"dropout_p": 0.5}, "needs key="),
+        ({"bias": jnp.ones(4)}, r"bias must have shape \(3,\)"),
+    ],
+)
 def test_bad_input(kwargs, match):
     args = {"bias": jnp.ones(3), "act": "relu", **kwargs}
     with pytest.raises(ValueError, match=match):

@@ -41,9 +41,29 @@ def row_block(n: int, max_block: int = MAX_ROW_BLOCK) -> int:
     return min(next_power_of_2(n), max_block)
 
 
-def num_warps_for(block: int) -> int:
-    """Triton's usual heuristic: a warp per 256 elements of the block, between 1 and 16."""
-    return min(max(block // 256, 1), 16)
+# (kernel name, block width) -> warps per program, measured on an H100 by
+# ``benchmarks/kernels.py --tune``; other widths use the heuristic below.
+TUNED_WARPS: dict[tuple[str, int], int] = {
+    ("softmax_fwd", 4096): 2,
+    ("log_softmax_fwd", 4096): 4,
+    ("softmax_bwd", 4096): 2,
+    ("log_softmax_bwd", 4096): 8,
+    ("layer_norm_fwd", 4096): 8,
+    ("rms_norm_fwd", 4096): 8,
+    ("layer_norm_bwd", 4096): 16,
+    ("rms_norm_bwd", 4096): 8,
+    ("cross_entropy_fwd", 4096): 8,
+    ("cross_entropy_bwd", 4096): 16,
+    ("row_sum", 4096): 4,
+    ("row_var", 4096): 4,
+    ("bias_gelu_fwd", 4096): 1,
+}
+
+
+def num_warps_for(block: int, kernel: str) -> int:
+    """Warps per program for ``kernel`` on blocks of ``block`` elements: the tuned value, else
+    Triton's usual heuristic of a warp per 256 elements (between 1 and 16)."""
+    return TUNED_WARPS.get((kernel, block), min(max(block // 256, 1), 16))
 
 
 def row_call(

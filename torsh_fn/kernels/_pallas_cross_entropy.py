@@ -1,8 +1,8 @@
-"""Fused Pallas cross-entropy over class logits: per-row losses without materialising softmax.
+"""Fused Pallas cross-entropy over class logits: per-row losses, no softmax materialised.
 
 Forward, one program per row: a single pass over the logits carries a running max and sum of
-exponentials per lane (the online log-sum-exp), the logit of the label and the sum of logits (for
-label smoothing), and writes one loss and one log-sum-exp per row:
+exponentials (the online log-sum-exp, one exponential per logit), the logit of the label and
+the sum of logits (for label smoothing), and writes one loss and one log-sum-exp per row:
 
     loss = (1 - eps) * (lse - x[label]) + eps * (lse - mean(x)),   0 where label == ignore_index
 
@@ -24,28 +24,28 @@ from ._pallas_common import chunk_count, load_chunk, num_warps_for, row_block, r
 _NEG_INF = float("-inf")
 
 
-def _fwd_kernel(x_ref, label_ref, loss_ref, lse_ref, *, block: int, ignore_index: int,
-                smoothing: float):
+def _fwd_kernel(
+    x_ref, label_ref, loss_ref, lse_ref, *, block: int, ignore_index: int, smoothing: float
+):
     n = x_ref.shape[0]
     label = label_ref[...]
 
     def body(i, carry):
-        m, s, picked, total = carry  # each [block]: per-lane running values
+        m, s, picked, total = carry  # running max and sum (scalars), per-lane sums [block]
         start = i * block
         cols = start + jnp.arange(block)
         x = load_chunk(x_ref, start, block, n, _NEG_INF)
-        m_new = jnp.maximum(m, x)
-        scale = jnp.where(m_new == _NEG_INF, 0.0, jnp.exp(m - m_new))
-        s = s * scale + jnp.where(m_new == _NEG_INF, 0.0, jnp.exp(x - m_new))
+        m_new = jnp.maximum(m, jnp.max(x))  # one exp per element: rescale the scalar sum
+        safe = jnp.where(m_new == _NEG_INF, 0.0, m_new)
+        s = s * jnp.exp(m - safe) + jnp.sum(jnp.exp(x - safe))
         picked = picked + jnp.where(cols == label, x, 0.0)
         total = total + jnp.where(cols < n, x, 0.0)
         return m_new, s, picked, total
 
     zeros = jnp.zeros((block,), jnp.float32)
-    init = (jnp.full((block,), _NEG_INF, jnp.float32), zeros, zeros, zeros)
+    init = (jnp.float32(_NEG_INF), jnp.float32(0.0), zeros, zeros)
     m, s, picked, total = lax.fori_loop(0, chunk_count(n, block), body, init)
-    row_max = jnp.max(m)
-    lse = row_max + jnp.log(jnp.sum(s * jnp.exp(m - row_max)))
+    lse = m + jnp.log(s)
     loss = (1.0 - smoothing) * (lse - jnp.sum(picked))
     if smoothing:
         loss = loss + smoothing * (lse - jnp.sum(total) / n)
@@ -53,8 +53,9 @@ def _fwd_kernel(x_ref, label_ref, loss_ref, lse_ref, *, block: int, ignore_index
     lse_ref[...] = lse
 
 
-def _bwd_kernel(x_ref, label_ref, lse_ref, g_ref, dx_ref, *, block: int, ignore_index: int,
-                smoothing: float):
+def _bwd_kernel(
+    x_ref, label_ref, lse_ref, g_ref, dx_ref, *, block: int, ignore_index: int, smoothing: float
+):
     n = x_ref.shape[0]
     label, lse = label_ref[...], lse_ref[...]
     g = jnp.where(label == ignore_index, 0.0, g_ref[...].astype(jnp.float32))
@@ -69,9 +70,9 @@ def _bwd_kernel(x_ref, label_ref, lse_ref, g_ref, dx_ref, *, block: int, ignore_
         return carry
 
 
-def _config(n: int) -> tuple[int, int]:
+def _config(n: int, name: str) -> tuple[int, int]:
     block = row_block(n, max_block=4096)
-    return block, num_warps_for(block)
+    return block, num_warps_for(block, name)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
@@ -80,12 +81,13 @@ def _cross_entropy_rows(logits, labels, ignore_index: int, smoothing: float):
 
 
 def _forward(logits, labels, ignore_index, smoothing):
-    block, warps = _config(logits.shape[-1])
+    block, warps = _config(logits.shape[-1], "cross_entropy_fwd")
     call = row_call(
-        functools.partial(_fwd_kernel, block=block, ignore_index=ignore_index,
-                          smoothing=smoothing),
+        functools.partial(_fwd_kernel, block=block, ignore_index=ignore_index, smoothing=smoothing),
         [jax.ShapeDtypeStruct((), jnp.float32)] * 2,
-        name="cross_entropy_fwd", num_warps=warps, row_inputs=[True, True],
+        name="cross_entropy_fwd",
+        num_warps=warps,
+        row_inputs=[True, True],
     )
     return call(logits, labels)
 
@@ -97,12 +99,13 @@ def _cross_entropy_rows_fwd(logits, labels, ignore_index, smoothing):
 
 def _cross_entropy_rows_bwd(ignore_index, smoothing, saved, g):
     logits, labels, lse = saved
-    block, warps = _config(logits.shape[-1])
+    block, warps = _config(logits.shape[-1], "cross_entropy_bwd")
     call = row_call(
-        functools.partial(_bwd_kernel, block=block, ignore_index=ignore_index,
-                          smoothing=smoothing),
+        functools.partial(_bwd_kernel, block=block, ignore_index=ignore_index, smoothing=smoothing),
         [jax.ShapeDtypeStruct((logits.shape[-1],), logits.dtype)],
-        name="cross_entropy_bwd", num_warps=warps, row_inputs=[True] * 4,
+        name="cross_entropy_bwd",
+        num_warps=warps,
+        row_inputs=[True] * 4,
     )
     (dx,) = call(logits, labels, lse, g)
     return dx, None
@@ -111,11 +114,11 @@ def _cross_entropy_rows_bwd(ignore_index, smoothing, saved, g):
 _cross_entropy_rows.defvjp(_cross_entropy_rows_fwd, _cross_entropy_rows_bwd)
 
 
-def cross_entropy_pallas(logits, labels, *, ignore_index: int = -100,
-                         label_smoothing: float = 0.0):
+def cross_entropy_pallas(logits, labels, *, ignore_index: int = -100, label_smoothing: float = 0.0):
     """Per-row cross-entropy of ``logits`` (N, C) against integer ``labels`` (N,), float32.
 
     Rows whose label equals ``ignore_index`` get loss 0 and gradient 0.
     """
-    return _cross_entropy_rows(logits, labels.astype(jnp.int32), int(ignore_index),
-                               float(label_smoothing))
+    return _cross_entropy_rows(
+        logits, labels.astype(jnp.int32), int(ignore_index), float(label_smoothing)
+    )

@@ -21,7 +21,14 @@ import jax.numpy as jnp
 from jax import lax
 
 from ._pallas_common import (
-    as_rows, chunk_count, f32, load_chunk, num_warps_for, row_block, row_call, store_chunk,
+    as_rows,
+    chunk_count,
+    f32,
+    load_chunk,
+    num_warps_for,
+    row_block,
+    row_call,
+    store_chunk,
 )
 
 
@@ -29,8 +36,9 @@ def _row_sum(fn, n: int, block: int) -> jax.Array:
     """``sum(fn(start))`` over a row's chunks, accumulated per lane."""
     if n <= block:
         return jnp.sum(fn(0))
-    acc = lax.fori_loop(0, chunk_count(n, block), lambda i, a: a + fn(i * block),
-                        jnp.zeros((block,), jnp.float32))
+    acc = lax.fori_loop(
+        0, chunk_count(n, block), lambda i, a: a + fn(i * block), jnp.zeros((block,), jnp.float32)
+    )
     return jnp.sum(acc)
 
 
@@ -62,13 +70,13 @@ def _fwd_kernel(*refs, block: int, eps: float, rms: bool, residual: bool):
         x = row(0)
         if residual:
             store_chunk(s_ref, 0, block, n, x)
-        row = lambda start: x  # noqa: E731
+        row = lambda start: x
     elif residual:
         _each_chunk(lambda start: store_chunk(s_ref, start, block, n, row(start)), n, block)
-        row = lambda start: load_chunk(s_ref, start, block, n)  # noqa: E731
+        row = lambda start: load_chunk(s_ref, start, block, n)
 
     mean = 0.0 if rms else _row_sum(row, n, block) / n
-    centred = lambda start: jnp.where(_mask(start, block, n), row(start) - mean, 0.0)  # noqa: E731
+    centred = lambda start: jnp.where(_mask(start, block, n), row(start) - mean, 0.0)
     var = _row_sum(lambda start: centred(start) ** 2, n, block) / n
     rstd = lax.rsqrt(var + eps)
 
@@ -95,7 +103,7 @@ def _bwd_kernel(x_ref, w_ref, mean_ref, rstd_ref, dy_ref, dx_ref, *, block: int,
 
     if n <= block:
         xhat, wdy = terms(0)
-        terms = lambda start: (xhat, wdy)  # noqa: E731
+        terms = lambda start: (xhat, wdy)
     c1 = _row_sum(lambda s: terms(s)[0] * terms(s)[1], n, block) / n
     c2 = 0.0 if rms else _row_sum(lambda s: terms(s)[1], n, block) / n
 
@@ -106,23 +114,27 @@ def _bwd_kernel(x_ref, w_ref, mean_ref, rstd_ref, dy_ref, dx_ref, *, block: int,
     _each_chunk(write, n, block)
 
 
-def _config(n: int) -> tuple[int, int]:
+def _config(n: int, name: str) -> tuple[int, int]:
     block = row_block(n)
-    return block, num_warps_for(block)
+    return block, num_warps_for(block, name)
 
 
 def _forward(x, residual, w, b, eps: float, rms: bool):
-    rows, n = x.shape
-    block, warps = _config(n)
+    n = x.shape[-1]
+    name = "rms_norm_fwd" if rms else "layer_norm_fwd"
+    block, warps = _config(n, name)
     outs = [jax.ShapeDtypeStruct((n,), x.dtype)]
     if residual is not None:
         outs.append(jax.ShapeDtypeStruct((n,), x.dtype))
     outs += [jax.ShapeDtypeStruct((), jnp.float32)] * 2
     inputs = [x] + ([residual] if residual is not None else []) + [w, b]
     call = row_call(
-        functools.partial(_fwd_kernel, block=block, eps=eps, rms=rms,
-                          residual=residual is not None),
-        outs, name="rms_norm_fwd" if rms else "layer_norm_fwd", num_warps=warps,
+        functools.partial(
+            _fwd_kernel, block=block, eps=eps, rms=rms, residual=residual is not None
+        ),
+        outs,
+        name=name,
+        num_warps=warps,
         row_inputs=[True] * (len(inputs) - 2) + [False, False],
     )
     return call(*inputs)
@@ -130,11 +142,13 @@ def _forward(x, residual, w, b, eps: float, rms: bool):
 
 def _backward(x, w, mean, rstd, dy, rms: bool):
     n = x.shape[-1]
-    block, warps = _config(n)
+    name = "rms_norm_bwd" if rms else "layer_norm_bwd"
+    block, warps = _config(n, name)
     call = row_call(
         functools.partial(_bwd_kernel, block=block, rms=rms),
         [jax.ShapeDtypeStruct((n,), x.dtype)],
-        name="rms_norm_bwd" if rms else "layer_norm_bwd", num_warps=warps,
+        name=name,
+        num_warps=warps,
         row_inputs=[True, False, True, True, True],
     )
     (dx,) = call(x, w, mean, rstd, dy.astype(x.dtype))
@@ -193,7 +207,7 @@ def _params(x, weight, bias, n: int):
 
 def _trailing_rows(x, normalized_ndim: int):
     n = 1
-    for s in x.shape[x.ndim - normalized_ndim:]:
+    for s in x.shape[x.ndim - normalized_ndim :]:
         n *= s
     return x.reshape(-1, n), n
 
@@ -217,7 +231,7 @@ def rms_norm_pallas(x, weight=None, eps: float = 1e-6, normalized_ndim: int = 1)
 
 def add_layer_norm_pallas(x, residual, weight=None, bias=None, eps: float = 1e-5):
     """``s = x + residual; (layer_norm(s), s)`` over the last dim in one pass over memory."""
-    rows, lead = as_rows(x)
+    rows, _ = as_rows(x)
     w, b = _params(x, weight, bias, x.shape[-1])
     y, s = _add_norm_rows(rows, residual.reshape(rows.shape), w, b, float(eps))
     return y.reshape(x.shape), s.reshape(x.shape)

@@ -34,9 +34,12 @@ def _reduce_row(x_ref, n: int, block: int, op: str, shift=None):
 
     if n <= block:
         return _FINISH[op](chunk(0))
-    acc = lax.fori_loop(0, chunk_count(n, block),
-                        lambda i, a: _COMBINE[op](a, chunk(i * block)),
-                        jnp.full((block,), _IDENTITY[op], jnp.float32))
+    acc = lax.fori_loop(
+        0,
+        chunk_count(n, block),
+        lambda i, a: _COMBINE[op](a, chunk(i * block)),
+        jnp.full((block,), _IDENTITY[op], jnp.float32),
+    )
     return _FINISH[op](acc)
 
 
@@ -66,13 +69,19 @@ def _rows_reduce(rows: jax.Array, op: str, correction: float = 1.0):
     outs = [jax.ShapeDtypeStruct((), rows.dtype)]
     if op == "var":
         outs.append(jax.ShapeDtypeStruct((), jnp.float32))
-    call = row_call(functools.partial(_kernel, op=op, block=block, correction=correction),
-                    outs, name=f"row_{op}", num_warps=num_warps_for(block), row_inputs=[True])
+    call = row_call(
+        functools.partial(_kernel, op=op, block=block, correction=correction),
+        outs,
+        name=f"row_{op}",
+        num_warps=num_warps_for(block, f"row_{op}"),
+        row_inputs=[True],
+    )
     return call(rows)
 
 
-def reduce_last_dim_pallas(x: jax.Array, op: str, *, correction: float = 1.0,
-                           keepdim: bool = False) -> jax.Array:
+def reduce_last_dim_pallas(
+    x: jax.Array, op: str, *, correction: float = 1.0, keepdim: bool = False
+) -> jax.Array:
     """``op`` (sum, mean, amax, amin, var) of ``x`` over its last dim by the Pallas kernel.
 
     The result has ``x``'s dtype (float32 accumulation); gradients come from ``jax.vjp`` of the

@@ -18,7 +18,13 @@ import jax.numpy as jnp
 from jax import lax
 
 from ._pallas_common import (
-    as_rows, chunk_count, load_chunk, num_warps_for, row_block, row_call, store_chunk,
+    as_rows,
+    chunk_count,
+    load_chunk,
+    num_warps_for,
+    row_block,
+    row_call,
+    store_chunk,
 )
 
 _NEG_INF = float("-inf")
@@ -75,8 +81,9 @@ def _bwd_kernel(y_ref, dy_ref, dx_ref, *, log: bool, block: int):
         dy = load_chunk(dy_ref, i * block, block, n)
         return acc + (dy if log else load_chunk(y_ref, i * block, block, n) * dy)
 
-    total = jnp.sum(lax.fori_loop(0, chunk_count(n, block), accumulate,
-                                  jnp.zeros((block,), jnp.float32)))
+    total = jnp.sum(
+        lax.fori_loop(0, chunk_count(n, block), accumulate, jnp.zeros((block,), jnp.float32))
+    )
 
     @functools.partial(lax.fori_loop, 0, chunk_count(n, block), init_val=None)
     def _(i, carry):
@@ -91,7 +98,9 @@ def _launch(kernel, rows: jax.Array, *extra: jax.Array, log: bool, name: str) ->
     call = row_call(
         functools.partial(kernel, log=log, block=block),
         [jax.ShapeDtypeStruct((n,), rows.dtype)],
-        name=name, num_warps=num_warps_for(block), row_inputs=[True] * (1 + len(extra)),
+        name=name,
+        num_warps=num_warps_for(block, name),
+        row_inputs=[True] * (1 + len(extra)),
     )
     return call(rows, *extra)[0]
 
@@ -107,8 +116,13 @@ def _softmax_rows_fwd(rows, log):
 
 
 def _softmax_rows_bwd(log, y, dy):
-    dx = _launch(_bwd_kernel, y, dy.astype(y.dtype), log=log,
-                 name="log_softmax_bwd" if log else "softmax_bwd")
+    dx = _launch(
+        _bwd_kernel,
+        y,
+        dy.astype(y.dtype),
+        log=log,
+        name="log_softmax_bwd" if log else "softmax_bwd",
+    )
     return (dx,)
 
 
@@ -129,6 +143,6 @@ def softmax_pallas(x: jax.Array, axis: int = -1, *, log: bool = False) -> jax.Ar
     if x.size == 0:
         return x
     moved = jnp.moveaxis(x, axis, -1)
-    rows, lead = as_rows(moved)
+    rows, _ = as_rows(moved)
     out = _softmax_rows(rows, log).reshape(moved.shape)
     return jnp.moveaxis(out, -1, axis)

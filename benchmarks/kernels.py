@@ -1,0 +1,396 @@
+"""Kernel benchmark: correctness on fresh data, then Pallas vs XLA vs PyTorch (vs tokamax / JAX's
+own Pallas ops where they have the op), in one run on one GPU.
+
+    PYTHONPATH=$PWD python3 benchmarks/kernels.py                 # the table (GB/s, % of copy)
+    PYTHONPATH=$PWD python3 benchmarks/kernels.py --sweep FILE    # dispatch table for "auto"
+
+Bandwidth counts the fewest bytes each op must move: every input read once, every output
+written once. "% copy" is that over the measured device-to-device copy bandwidth (x + 1 on 1 GiB
+of float32, bytes read plus written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from torsh_fn.kernels._pallas_cross_entropy import cross_entropy_pallas
+from torsh_fn.kernels._pallas_norm import add_layer_norm_pallas, layer_norm_pallas, rms_norm_pallas
+from torsh_fn.kernels._pallas_rows_reduce import reduce_last_dim_pallas
+from torsh_fn.kernels._pallas_softmax import softmax_pallas
+from torsh_fn.kernels.bias_act import bias_act
+
+try:
+    import torch
+
+    if not torch.cuda.is_available():  # time PyTorch only on the GPU, beside our kernels
+        torch = None
+except ImportError:
+    torch = None
+
+
+def time_jax(fn: Callable, *args, iters: int = 50, reps: int = 7) -> float:
+    """Median milliseconds per call of a jitted ``fn`` (batches of ``iters`` async calls)."""
+    fn = jax.jit(fn)
+    jax.block_until_ready(fn(*args))
+    samples = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        for _ in range(iters):
+            out = fn(*args)
+        jax.block_until_ready(out)
+        samples.append((time.perf_counter() - start) / iters * 1e3)
+    return statistics.median(samples)
+
+
+def time_torch(fn: Callable, *args, iters: int = 50, reps: int = 7) -> float:
+    fn(*args)
+    torch.cuda.synchronize()
+    samples = []
+    for _ in range(reps):
+        begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        begin.record()
+        for _ in range(iters):
+            fn(*args)
+        end.record()
+        torch.cuda.synchronize()
+        samples.append(begin.elapsed_time(end) / iters)
+    return statistics.median(samples)
+
+
+def rel_err(a, b) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
+
+
+def copy_bandwidth() -> float:
+    x = jnp.ones((1 << 28,), jnp.float32)
+    ms = time_jax(lambda x: x + 1, x)
+    return 2 * x.nbytes / ms / 1e9  # TB/s
+
+
+def to_torch(x):
+    return torch.from_dlpack(x) if torch is not None else None
+
+
+def _ln_ref(x, w, b):
+    x32 = x.astype(jnp.float32)
+    m = x32.mean(-1, keepdims=True)
+    v = ((x32 - m) ** 2).mean(-1, keepdims=True)
+    return ((x32 - m) * jax.lax.rsqrt(v + 1e-5) * w + b).astype(x.dtype)
+
+
+def _rms_ref(x, w):
+    x32 = x.astype(jnp.float32)
+    return (x32 * jax.lax.rsqrt((x32**2).mean(-1, keepdims=True) + 1e-6) * w).astype(x.dtype)
+
+
+def _peers(name: str, dtype):
+    """Extra implementations of ``name``: JAX's own Pallas ops and tokamax, where they have it."""
+    peers = {}
+    if jax.default_backend() != "gpu":
+        return peers
+    if name == "softmax":
+        try:
+            from jax.experimental.pallas.ops.gpu import softmax as jax_softmax
+
+            peers["jax-pallas"] = lambda x, w, b: jax_softmax.softmax(x, axis=-1)
+        except ImportError:
+            pass
+    if name in ("layer_norm", "rms_norm"):
+        try:
+            import tokamax
+
+            mean = name == "layer_norm"
+            peers["tokamax"] = lambda x, w, b: tokamax.layer_norm(
+                x,
+                w,
+                b if mean else None,
+                epsilon=1e-5 if mean else 1e-6,
+                subtract_mean=mean,
+                implementation="triton",
+            )
+        except ImportError:
+            pass
+    return peers
+
+
+def row_ops():
+    """name -> (pallas, xla, torch, bytes moved per element factor (reads + writes))."""
+    F = torch.nn.functional if torch else None
+    return {
+        "softmax": (
+            lambda x, w, b: softmax_pallas(x),
+            lambda x, w, b: jax.nn.softmax(x.astype(jnp.float32), -1).astype(x.dtype),
+            lambda x, w, b: torch.softmax(x, -1),
+            2,
+        ),
+        "log_softmax": (
+            lambda x, w, b: softmax_pallas(x, log=True),
+            lambda x, w, b: jax.nn.log_softmax(x.astype(jnp.float32), -1).astype(x.dtype),
+            lambda x, w, b: torch.log_softmax(x, -1),
+            2,
+        ),
+        "layer_norm": (
+            layer_norm_pallas,
+            _ln_ref,
+            lambda x, w, b: F.layer_norm(x, (x.shape[-1],), w, b),
+            2,
+        ),
+        "rms_norm": (
+            lambda x, w, b: rms_norm_pallas(x, w),
+            lambda x, w, b: _rms_ref(x, w),
+            lambda x, w, b: F.rms_norm(x, (x.shape[-1],), w, 1e-6),
+            2,
+        ),
+        "add_layer_norm": (
+            lambda x, w, b: add_layer_norm_pallas(x, x * 0.5, w, b),
+            lambda x, w, b: (_ln_ref(x + x * 0.5, w, b), x + x * 0.5),
+            lambda x, w, b: (lambda s: (F.layer_norm(s, (s.shape[-1],), w, b), s))(x + x * 0.5),
+            3,
+        ),
+        "bias_gelu": (
+            lambda x, w, b: bias_act(x, b, "gelu", impl="pallas"),
+            lambda x, w, b: bias_act(x, b, "gelu", impl="xla"),
+            lambda x, w, b: F.gelu(x + b),
+            2,
+        ),
+        "sum": (
+            lambda x, w, b: reduce_last_dim_pallas(x, "sum"),
+            lambda x, w, b: jnp.sum(x, -1, dtype=jnp.float32).astype(x.dtype),
+            lambda x, w, b: torch.sum(x, -1),
+            1,
+        ),
+        "amax": (
+            lambda x, w, b: reduce_last_dim_pallas(x, "amax"),
+            lambda x, w, b: jnp.max(x, -1),
+            lambda x, w, b: torch.amax(x, -1),
+            1,
+        ),
+        "var": (
+            lambda x, w, b: reduce_last_dim_pallas(x, "var"),
+            lambda x, w, b: jnp.var(x.astype(jnp.float32), -1, ddof=1).astype(x.dtype),
+            lambda x, w, b: torch.var(x, -1),
+            1,
+        ),
+    }
+
+
+GRAD_OPS = ("softmax", "log_softmax", "layer_norm", "rms_norm")
+
+
+def bench_rows(rows: int, n: int, dtypes, copy_tbs: float, report: list[str]) -> None:
+    rng = np.random.default_rng()
+    header = (
+        "| op | dtype | pass | rel err | Pallas GB/s | % copy | XLA GB/s | PyTorch GB/s | "
+        "other | Pallas / XLA |"
+    )
+    report += ["", f"### rows {rows} x {n}", "", header, "|" + " --- |" * 10]
+    for dtype in dtypes:
+        x = jnp.asarray(rng.standard_normal((rows, n)), dtype)
+        w = jnp.asarray(rng.standard_normal(n), dtype)
+        b = jnp.asarray(rng.standard_normal(n), dtype)
+        tx, tw, tb = to_torch(x), to_torch(w), to_torch(b)
+        for name, (pal, xla, tor, factor) in row_ops().items():
+            out, ref = jax.jit(pal)(x, w, b), jax.jit(xla)(x, w, b)
+            err = max(rel_err(o, r) for o, r in zip(jax.tree.leaves(out), jax.tree.leaves(ref)))
+            nbytes = factor * x.nbytes
+            t_pal, t_xla = time_jax(pal, x, w, b), time_jax(xla, x, w, b)
+            t_tor = time_torch(tor, tx, tw, tb) if torch else float("nan")
+            others = ", ".join(
+                f"{k} {nbytes / time_jax(f, x, w, b) / 1e6:.0f}"
+                for k, f in _peers(name, dtype).items()
+            )
+            report.append(
+                f"| {name} | {jnp.dtype(dtype).name} | fwd | {err:.1e} | "
+                f"{nbytes / t_pal / 1e6:.0f} | {nbytes / t_pal / 1e6 / (copy_tbs * 10):.0f}% | "
+                f"{nbytes / t_xla / 1e6:.0f} | {nbytes / t_tor / 1e6:.0f} | {others} | "
+                f"{t_xla / t_pal:.2f}x |"
+            )
+            print(report[-1], flush=True)
+            if name not in GRAD_OPS:
+                continue
+            cot = jnp.asarray(rng.standard_normal((rows, n)), dtype)
+
+            def fwd_bwd(f, cot=cot):
+                def run(x, w, b):
+                    return jax.vjp(lambda x: f(x, w, b), x)[1](cot)[0]
+
+                return run
+
+            g_err = rel_err(jax.jit(fwd_bwd(pal))(x, w, b), jax.jit(fwd_bwd(xla))(x, w, b))
+            t_pal, t_xla = time_jax(fwd_bwd(pal), x, w, b), time_jax(fwd_bwd(xla), x, w, b)
+            nbytes = 5 * x.nbytes  # fwd read + write, bwd read two + write one
+            report.append(
+                f"| {name} | {jnp.dtype(dtype).name} | fwd+bwd | {g_err:.1e} | "
+                f"{nbytes / t_pal / 1e6:.0f} | {nbytes / t_pal / 1e6 / (copy_tbs * 10):.0f}% "
+                f"| {nbytes / t_xla / 1e6:.0f} | | | {t_xla / t_pal:.2f}x |"
+            )
+            print(report[-1], flush=True)
+
+
+def bench_cross_entropy(rows: int, classes: int, report: list[str]) -> None:
+    rng = np.random.default_rng()
+    x = jnp.asarray(rng.standard_normal((rows, classes)) * 3, jnp.bfloat16)
+    y = jnp.asarray(rng.integers(0, classes, rows), jnp.int32)
+
+    def ours(x, y):
+        return jax.value_and_grad(lambda x: cross_entropy_pallas(x, y).mean())(x)
+
+    def xla(x, y):
+        def loss(x):
+            logp = jax.nn.log_softmax(x.astype(jnp.float32), -1)
+            return -jnp.take_along_axis(logp, y[:, None], -1).mean()
+
+        return jax.value_and_grad(loss)(x)
+
+    (l1, g1), (l2, g2) = jax.jit(ours)(x, y), jax.jit(xla)(x, y)
+    t_ours, t_xla = time_jax(ours, x, y, iters=10), time_jax(xla, x, y, iters=10)
+    t_torch = float("nan")
+    if torch:
+        tx, ty = to_torch(x).clone().requires_grad_(True), to_torch(y).long()
+
+        def step(tx, ty):
+            tx.grad = None
+            torch.nn.functional.cross_entropy(tx, ty).backward()
+
+        t_torch = time_torch(step, tx, ty, iters=10)
+    floor = 2 * x.nbytes / 3.0e12 * 1e3 + x.nbytes / 3.0e12 * 1e3
+    report += [
+        "",
+        f"### cross-entropy fwd+bwd, {rows} x {classes} bf16",
+        "",
+        "| impl | ms | vs XLA | loss rel err | grad rel err |",
+        "| --- | --- | --- | --- | --- |",
+        f"| Pallas (fused) | {t_ours:.3f} | {t_xla / t_ours:.2f}x | {rel_err(l1, l2):.1e} | "
+        f"{rel_err(g1, g2):.1e} |",
+        f"| XLA log_softmax + gather + grad | {t_xla:.3f} | 1.00x | | |",
+        f"| PyTorch F.cross_entropy + backward | {t_torch:.3f} | {t_xla / t_torch:.2f}x | | |",
+        f"| floor: read logits twice + write grad at 3 TB/s | {floor:.3f} | | | |",
+    ]
+    print("\n".join(report[-7:]), flush=True)
+
+
+def tune(report: list[str]) -> None:
+    """Time each kernel at 1..16 warps per program on bf16 16384 x 4096 (CE: 8192 x 32768) and
+    print the ``TUNED_WARPS`` entries to paste into ``_pallas_common``."""
+    from torsh_fn.kernels import (
+        _pallas_common,
+        _pallas_cross_entropy,
+        _pallas_norm,
+        _pallas_softmax,
+    )
+
+    rng = np.random.default_rng()
+    x = jnp.asarray(rng.standard_normal((16384, 4096)), jnp.bfloat16)
+    w = jnp.asarray(rng.standard_normal(4096), jnp.bfloat16)
+    logits = jnp.asarray(rng.standard_normal((8192, 32768)), jnp.bfloat16)
+    labels = jnp.asarray(rng.integers(0, 32768, 8192), jnp.int32)
+    lse = jax.nn.logsumexp(logits.astype(jnp.float32), -1)
+    g = jnp.ones((8192,), jnp.float32)
+    mean = jnp.zeros((16384,), jnp.float32)
+    rstd = jnp.ones((16384,), jnp.float32)
+    sm, nm, ce = _pallas_softmax, _pallas_norm, _pallas_cross_entropy
+    cases = {  # name -> (function of arrays, its arguments): nothing large is a closure constant
+        "softmax_fwd": (
+            lambda x: sm._launch(sm._fwd_kernel, x, log=False, name="softmax_fwd"),
+            (x,),
+        ),
+        "log_softmax_fwd": (
+            lambda x: sm._launch(sm._fwd_kernel, x, log=True, name="log_softmax_fwd"),
+            (x,),
+        ),
+        "softmax_bwd": (
+            lambda x: sm._launch(sm._bwd_kernel, x, x, log=False, name="softmax_bwd"),
+            (x,),
+        ),
+        "log_softmax_bwd": (
+            lambda x: sm._launch(sm._bwd_kernel, x, x, log=True, name="log_softmax_bwd"),
+            (x,),
+        ),
+        "layer_norm_fwd": (lambda x, w: nm._forward(x, None, w, w, 1e-5, False), (x, w)),
+        "rms_norm_fwd": (lambda x, w: nm._forward(x, None, w, w, 1e-5, True), (x, w)),
+        "layer_norm_bwd": (
+            lambda x, w, m, r: nm._backward(x, w, m, r, x, False)[0],
+            (x, w, mean, rstd),
+        ),
+        "rms_norm_bwd": (
+            lambda x, w, m, r: nm._backward(x, w, m, r, x, True)[0],
+            (x, w, mean, rstd),
+        ),
+        "cross_entropy_fwd": (lambda lg, lb: ce._forward(lg, lb, -100, 0.0), (logits, labels)),
+        "cross_entropy_bwd": (
+            lambda lg, lb, ls, g: ce._cross_entropy_rows_bwd(-100, 0.0, (lg, lb, ls), g)[0],
+            (logits, labels, lse, g),
+        ),
+        "row_sum": (lambda x: reduce_last_dim_pallas(x, "sum"), (x,)),
+        "row_var": (lambda x: reduce_last_dim_pallas(x, "var"), (x,)),
+        "bias_gelu_fwd": (lambda x, w: bias_act(x, w, "gelu", impl="pallas"), (x, w)),
+    }
+    report += [
+        "",
+        "### warps per program (ms; bf16)",
+        "",
+        "| kernel | " + " | ".join(f"{w} warps" for w in (1, 2, 4, 8, 16)) + " | best |",
+        "|" + " --- |" * 7,
+    ]
+    for name, (fn, fn_args) in cases.items():
+        block = 4096
+        times = {}
+        for warps in (1, 2, 4, 8, 16):
+            _pallas_common.TUNED_WARPS[(name, block)] = warps
+            try:
+                times[warps] = min(time_jax(fn, *fn_args, iters=20, reps=3) for _ in range(2))
+            except Exception as err:  # a config Triton cannot compile
+                print(f"{name} {warps} warps failed: {type(err).__name__}", flush=True)
+                times[warps] = float("inf")
+        best = min(times, key=times.get)
+        _pallas_common.TUNED_WARPS[(name, block)] = best
+        report.append(
+            f"| {name} | "
+            + " | ".join(f"{t:.3f}" for t in times.values())
+            + f" | ({name!r}, {block}): {best} |"
+        )
+        print(report[-1], flush=True)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", default=None, help="write the markdown table here")
+    parser.add_argument("--rows", type=int, default=16384)
+    parser.add_argument("--cols", type=int, default=4096)
+    parser.add_argument("--quick", action="store_true", help="small shapes (CPU smoke run)")
+    parser.add_argument("--tune", action="store_true", help="sweep warps per kernel first")
+    args = parser.parse_args(argv)
+    dev = jax.devices()[0]
+    report = [
+        f"# Kernel benchmark — {datetime.date.today()}",
+        "",
+        f"device: {dev.device_kind} ({jax.default_backend()}); jax {jax.__version__}; "
+        f"torch {torch.__version__ if torch else '-'}; python {sys.version.split()[0]}",
+    ]
+    if args.quick:
+        args.rows, args.cols = 64, 257
+    copy_tbs = copy_bandwidth() if not args.quick else 1.0
+    report.append(f"measured copy bandwidth (x + 1, 1 GiB f32): {copy_tbs:.2f} TB/s")
+    print("\n".join(report), flush=True)
+    if args.tune:
+        tune(report)
+    bench_rows(args.rows, args.cols, [jnp.bfloat16, jnp.float32], copy_tbs, report)
+    if not args.quick:
+        bench_cross_entropy(8192, 32768, report)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write("\n".join(report) + "\n")
+
+
+if __name__ == "__main__":
+    main()
