@@ -221,8 +221,8 @@ def bench_rows(rows: int, n: int, dtypes, copy_tbs: float, report: list[str]) ->
             cot = jnp.asarray(rng.standard_normal((rows, n)), dtype)
 
             def fwd_bwd(f, cot=cot):
-                def run(x, w, b):
-                    return jax.vjp(lambda x: f(x, w, b), x)[1](cot)[0]
+                def run(x_in, w_in, b_in):
+                    return jax.vjp(lambda v: f(v, w_in, b_in), x_in)[1](cot)[0]
 
                 return run
 
