@@ -144,15 +144,19 @@ class StatefulJit:
         slots = _collect_slots(objects)
         values = self._state_values(slots)
         types = [type(v) if isinstance(v, _SCALARS) else None for v in values]
-        key = (treedef, tuple(pattern), tuple(k for _, k in slots),
+        mask = tuple(isinstance(v, jax.Array) for v in values)  # arrays are donated
+        key = (treedef, tuple(pattern), tuple(k for _, k in slots), mask,
                tuple((id(o), o._jit_static() if hasattr(o, "_jit_static") else None)
                      for o in objects))
         entry = self._cache.get(key)
         if entry is None or any(r() is not o for r, o in zip(entry.refs, objects)):
-            entry = self._cache[key] = self._compile(objects)
+            entry = self._cache[key] = self._compile(objects, mask)
+        arrays = [v for v, is_array in zip(values, mask) if is_array]
+        others = [v for v, is_array in zip(values, mask) if not is_array]
+        del values
         self._local.call = _Call(objects, slots, treedef, pattern)
         try:
-            out, new = entry.compiled(values, dynamic)
+            out, new = entry.compiled(arrays, others, dynamic)
         finally:
             self._local.call = None
         for (container, k), changed, old_type in zip(slots, new, types):
@@ -173,9 +177,11 @@ class StatefulJit:
         return [v.copy() if c > 4 and _is_concrete(v) else jnp.asarray(v)
                 if isinstance(v, np.ndarray) else v for v, c in zip(values, counts)]
 
-    def _compile(self, objects: list[Any]) -> _Entry:
-        def pure(values: list[Any], dynamic: list[Any]) -> tuple[Any, list[tuple[Any, ...]]]:
+    def _compile(self, objects: list[Any], mask: tuple[bool, ...]) -> _Entry:
+        def pure(arrays: list[Any], others: list[Any], dynamic: list[Any]):
             call: _Call = self._local.call
+            arrays_in, others_in = iter(arrays), iter(others)
+            values = [next(arrays_in) if is_array else next(others_in) for is_array in mask]
             originals = [get_slot(c, k) for c, k in call.slots]
             try:
                 for (c, k), v in zip(call.slots, values):

@@ -1,0 +1,178 @@
+"""torsh_fn.jit: stateful arguments (Modules, anything with ``_jit_slots``) compiled into one
+program, state written back, traced once, global RNG threaded through."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import torsh_fn
+from tests.oracle import assert_close
+from torsh_fn import nn
+from torsh_fn._backward import backward
+from torsh_fn._jit import jit
+
+
+class _Counter(nn.Module):
+    """A layer with state: counts its training calls, keeps a running mean of its input."""
+
+    def __init__(self, features):
+        super().__init__()
+        self.fc = nn.Linear(features, features)
+        self.register_buffer("calls", jnp.zeros((), jnp.int32))
+        self.register_buffer("mean", jnp.zeros(features))
+
+    def forward(self, x):
+        if self.training:
+            self.calls = self.calls + 1
+            self.mean = 0.9 * self.mean + 0.1 * x.mean(0)
+        return self.fc(x)
+
+
+class _Holder:
+    """A minimal stateful object: a Python float, an int and a dict entry as slots."""
+
+    def __init__(self, param):
+        self.lr, self.count, self.extra = 0.1, 0, {"acc": jnp.zeros(())}
+        self.param = param
+
+    def _jit_slots(self):
+        return [(self, "lr"), (self, "count"), (self.extra, "acc"), (self.param, "data")]
+
+
+def _sgd_step(model, x):
+    loss = backward(lambda: (model(x) ** 2).mean())
+    for p in model.parameters():
+        p.data = p.data - 0.1 * p.grad
+    model.zero_grad()
+    return loss
+
+
+def test_pure_functions_work_as_with_jax_jit(rng):
+    x = jnp.asarray(rng.standard_normal((3, 5)).astype(np.float32))
+    f = jit(lambda a, n: jnp.sin(a) * n, static_argnums=1)
+    assert_close(f(x, 3), jnp.sin(x) * 3)
+
+    @jit(static_argnames="mode")
+    def g(a, mode="sum"):
+        return a.sum() if mode == "sum" else a.max()
+
+    assert_close(g(x, mode="max"), x.max())
+    with pytest.raises(TypeError, match="torsh_fn.jit: argument of type set is neither"):
+        jit(lambda a, b: a)(x, b={1})
+
+
+def test_state_written_back_matches_eager_and_traces_once(rng):
+    x = jnp.asarray(rng.standard_normal((4, 3)).astype(np.float32))
+    torsh_fn.manual_seed(0)
+    jitted_model = _Counter(3)
+    torsh_fn.manual_seed(0)
+    eager_model = _Counter(3)
+    traces = []
+
+    @jit
+    def step(model, x):
+        traces.append(None)
+        return _sgd_step(model, x)
+
+    for _ in range(5):
+        assert_close(step(jitted_model, x), _sgd_step(eager_model, x), rtol=1e-5, atol=1e-6)
+    assert len(traces) == 1
+    assert int(jitted_model.calls) == 5 == int(eager_model.calls)
+    for (name, a), (_, b) in zip(jitted_model.state_dict().items(),
+                                 eager_model.state_dict().items()):
+        assert_close(a, b, rtol=1e-5, atol=1e-6, err_msg=name)
+    assert all(p.grad is None for p in jitted_model.parameters())
+
+
+def test_train_eval_and_frozen_switches_retrace_once_each(rng):
+    model = _Counter(3)
+    x = jnp.ones((2, 3))
+    traces = []
+    forward = jit(lambda m, x: traces.append(None) or m(x))
+    for mode in ("train", "eval", "train", "eval"):
+        getattr(model, mode)()
+        forward(model, x)
+        forward(model, x)
+    assert len(traces) == 2
+    assert int(model.calls) == 4  # only training calls count
+    model.fc.requires_grad_(False)
+    forward(model, x)
+    assert len(traces) == 3
+    forward(model, jnp.ones((5, 3)))  # a new shape
+    assert len(traces) == 4
+
+
+def test_python_number_slots_no_retrace_and_keep_their_type():
+    p = nn.Parameter(jnp.ones(2))
+    holder = _Holder(p)
+    traces = []
+
+    @jit
+    def step(h):
+        traces.append(None)
+        h.param.data = h.param.data - h.lr
+        h.count = h.count + 1
+        h.extra["acc"] = h.extra["acc"] + h.lr
+
+    for lr in (0.1, 0.2, 0.3):
+        holder.lr = lr
+        step(holder)
+    assert len(traces) == 1
+    assert holder.lr == 0.3 and type(holder.lr) is float  # unchanged: not rounded via float32
+    assert holder.count == 3 and type(holder.count) is int
+    assert_close(p.data, jnp.full(2, 1 - 0.6), rtol=1e-6)
+    assert_close(holder.extra["acc"], 0.6, rtol=1e-6)
+
+
+def test_shared_parameter_is_one_slot():
+    model = nn.Linear(2, 2)
+    holder = _Holder(model.weight)
+
+    @jit
+    def step(m, h):
+        m.weight.data = m.weight.data + 1
+        h.param.data = h.param.data * 2  # the same Parameter: sees the +1
+
+    before = model.weight.data
+    step(model, holder)
+    assert_close(model.weight.data, (before + 1) * 2)
+
+
+def test_arrays_held_elsewhere_survive_donation():
+    model = nn.Linear(2, 2)
+    kept = model.weight.data
+    snapshot = np.asarray(kept)
+    jit(lambda m: setattr(m.weight, "data", m.weight.data * 0))(model)
+    assert_close(kept, snapshot)
+    assert float(jnp.abs(model.weight.data).sum()) == 0
+
+
+def test_global_generator_is_threaded_through_jit(rng):
+    layer = nn.RReLU()  # draws random slopes from the global generator in training
+    x = jnp.asarray(-np.abs(rng.standard_normal(16)).astype(np.float32))
+    torsh_fn.manual_seed(3)
+    eager = [layer(x), layer(x)]
+    torsh_fn.manual_seed(3)
+    forward = jit(lambda m, x: m(x))
+    jitted = [forward(layer, x), forward(layer, x)]
+    assert_close(jitted[0], eager[0])
+    assert_close(jitted[1], eager[1])
+    assert not np.allclose(jitted[0], jitted[1])
+
+
+def test_methods_and_nested_containers_of_modules():
+    a, b = nn.Linear(2, 2), nn.Linear(2, 2)
+
+    @jit
+    def scale_all(models, factor):
+        for m in models["all"]:
+            m.bias.data = m.bias.data * factor
+        return factor
+
+    a.bias.data, b.bias.data = jnp.ones(2), jnp.ones(2) * 2
+    scale_all({"all": [a, b]}, 3.0)
+    assert_close(b.bias.data, jnp.full(2, 6.0))
+    assert isinstance(scale_all({"all": [a]}, jnp.float32(2)), jax.Array)
