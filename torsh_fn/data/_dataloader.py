@@ -12,6 +12,7 @@ replies that arrive early.
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import math
 import multiprocessing
@@ -43,6 +44,17 @@ __all__ = ["DataLoader"]
 _POLL_INTERVAL = 0.2
 # How long a worker may take to exit when told to, before it is terminated.
 _JOIN_TIMEOUT = 5.0
+
+
+_exiting = False
+
+
+@atexit.register
+def _mark_exit() -> None:
+    # At exit, multiprocessing terminates the (daemonic) workers itself, after this runs; an
+    # iterator collected then must not touch queues whose modules are already torn down.
+    global _exiting
+    _exiting = True
 
 
 def _forkserver() -> multiprocessing.context.BaseContext:
@@ -370,4 +382,5 @@ class _MultiProcessIter(Iterator[Any]):
             q.close()
 
     def __del__(self) -> None:
-        self._shutdown()
+        if not _exiting:
+            self._shutdown()
