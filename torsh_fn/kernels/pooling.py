@@ -56,9 +56,9 @@ def max_pool_reference(x: jax.Array, kernel_size: Sequence[int], stride: Sequenc
     """
     nd = len(kernel_size)
     pads = _pads(x.shape[-nd:], kernel_size, stride, padding, dilation, ceil_mode)
-    init = -jnp.inf if jnp.issubdtype(x.dtype, jnp.floating) else jnp.iinfo(x.dtype).min
+    init = -np.inf if jnp.issubdtype(x.dtype, jnp.floating) else jnp.iinfo(x.dtype).min
     return lax.reduce_window(
-        x, jnp.array(init, x.dtype), lax.max, _window(x, nd, kernel_size), _window(x, nd, stride),
+        x, np.array(init, x.dtype), lax.max, _window(x, nd, kernel_size), _window(x, nd, stride),
         [(0, 0)] * (x.ndim - nd) + pads, window_dilation=_window(x, nd, dilation))
 
 
@@ -70,9 +70,9 @@ def _divisor(shape, kernel, stride, padding, ceil_mode, count_include_pad) -> np
     ones = np.pad(ones, [(p, p) for p in padding], constant_values=pad_value)
     pads = _pads(shape, kernel, stride, padding, (1,) * nd, ceil_mode)
     extra = [(0, hi - p) for (_, hi), p in zip(pads, padding)]
-    counts = lax.reduce_window(jnp.pad(ones, extra), 0.0, lax.add, tuple(kernel), tuple(stride),
-                               "VALID")
-    return np.asarray(counts)
+    windows = np.lib.stride_tricks.sliding_window_view(np.pad(ones, extra), tuple(kernel))
+    windows = windows[tuple(slice(None, None, s) for s in stride)]
+    return windows.sum(axis=tuple(range(nd, 2 * nd)))
 
 
 def avg_pool_reference(x: jax.Array, kernel_size: Sequence[int], stride: Sequence[int],
@@ -89,12 +89,11 @@ def avg_pool_reference(x: jax.Array, kernel_size: Sequence[int], stride: Sequenc
     shape = x.shape[-nd:]
     pads = _pads(shape, kernel_size, stride, padding, (1,) * nd, ceil_mode)
     z = x.astype(jnp.promote_types(x.dtype, jnp.float32))
-    sums = lax.reduce_window(z, jnp.array(0, z.dtype), lax.add, _window(x, nd, kernel_size),
+    sums = lax.reduce_window(z, np.array(0, z.dtype), lax.add, _window(x, nd, kernel_size),
                              _window(x, nd, stride), [(0, 0)] * (x.ndim - nd) + pads)
     if divisor_override is not None:
         return (sums / divisor_override).astype(x.dtype)
-    with jax.ensure_compile_time_eval():
-        divisor = _divisor(shape, kernel_size, stride, padding, ceil_mode, count_include_pad)
+    divisor = _divisor(shape, kernel_size, stride, padding, ceil_mode, count_include_pad)
     return (sums / jnp.asarray(divisor, z.dtype)).astype(x.dtype)
 
 
