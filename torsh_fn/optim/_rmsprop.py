@@ -125,9 +125,6 @@ class RMSprop(_Checked):
         del defaults["fused"]
         super().__init__(params, defaults, master_weights=master_weights)
 
-    def _opts(self, group):
-        return (*super()._opts(group), ("momentum_on", group["momentum"] > 0))
-
 
 class Adagrad(_Checked):
     """``torch.optim.Adagrad``; as in PyTorch its state exists from construction."""

@@ -99,9 +99,6 @@ class SGD(Optimizer):
         _check("SGD", group["lr"], group["momentum"], group["dampening"],
                group["weight_decay"], group["nesterov"])
 
-    def _opts(self, group):
-        return (*super()._opts(group), ("momentum", group["momentum"] != 0))
-
 
 def asgd_init(param: jax.Array, group: Mapping[str, Any]) -> LeafState:
     return {"step": jnp.zeros([], jnp.float32), "eta": jnp.asarray(group["lr"], jnp.float32),

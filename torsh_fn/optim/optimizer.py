@@ -192,7 +192,7 @@ class Optimizer:
                 [self.state[p] for p in params], hp)
             for p, d, s in zip(params, new_datas, new_states):
                 p.data = d
-                self.state[p] = s
+                self.state[p].update(s)  # in place: the dict is a torsh_fn.jit slot container
         return loss
 
     # -- torsh_fn.jit state protocol -------------------------------------------------------------

@@ -1,0 +1,87 @@
+"""A whole training step under ``torsh_fn.jit``: one program over many calls (scheduler changes
+included), the same numbers as the eager step."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import torsh_fn.optim as optim
+from tests.optim._problem import Problem
+from torsh_fn._backward import backward  # torsh_fn.backward once the top level exports it
+from torsh_fn._jit import jit  # torsh_fn.jit, likewise
+
+CONFIGS = [
+    ("Adam", {"lr": 1e-2, "amsgrad": True},
+     lambda o: optim.lr_scheduler.OneCycleLR(o, max_lr=0.05, total_steps=40)),
+    ("SGD", {"lr": 0.1, "momentum": 0.9, "nesterov": True},
+     lambda o: optim.lr_scheduler.CyclicLR(o, 0.01, 0.1, step_size_up=3)),
+    ("RMSprop", {"lr": 1e-3, "centered": True},
+     lambda o: optim.lr_scheduler.StepLR(o, step_size=2, gamma=0.7)),
+    ("Rprop", {}, lambda o: optim.lr_scheduler.ExponentialLR(o, gamma=0.9)),
+]
+
+
+def _closure_step(problem, opt, params):
+    def closure():
+        opt.zero_grad()
+        return problem.loss(params)
+
+    return opt.step(closure)
+
+
+@pytest.mark.parametrize(("name", "kwargs", "make_scheduler"), CONFIGS,
+                         ids=[c[0] for c in CONFIGS])
+def test_jitted_step_matches_eager_and_compiles_once(rng, name, kwargs, make_scheduler):
+    problem = Problem(rng)
+    traces = []
+
+    @jit
+    def step(opt, params):
+        traces.append(None)
+        return _closure_step(problem, opt, params)
+
+    runs = []
+    for jitted in (True, False):
+        params = problem.params()
+        opt = getattr(optim, name)(params, **kwargs)
+        scheduler = make_scheduler(opt)
+        losses = []
+        for _ in range(12):
+            loss = step(opt, params) if jitted else _closure_step(problem, opt, params)
+            losses.append(float(loss))
+            scheduler.step()
+        runs.append((params, opt, losses))
+    (params, opt, losses), (eager_params, eager_opt, eager_losses) = runs
+    np.testing.assert_allclose(losses, eager_losses, rtol=1e-5)
+    for p, q in zip(params, eager_params):
+        np.testing.assert_allclose(p.data, q.data, rtol=1e-5, atol=1e-6)
+    assert type(opt.param_groups[0]["lr"]) is float
+    assert opt.param_groups[0]["lr"] == eager_opt.param_groups[0]["lr"]
+    # The first call has no gradients yet (None); from the second on, one program.
+    assert len(traces) == 2
+
+
+def test_no_retrace_once_gradients_exist(rng):
+    problem = Problem(rng)
+    params = problem.params()
+    opt = optim.Adam(params, lr=1e-2)
+    scheduler = optim.lr_scheduler.CosineAnnealingLR(opt, T_max=5)
+    traces = []
+
+    @jit
+    def step(opt, params):
+        traces.append(None)
+        opt.zero_grad()
+        loss = backward(lambda: problem.loss(params))
+        opt.step()
+        return loss
+
+    problem.step(opt, params)  # eager: gradients and state exist
+    for _ in range(8):
+        step(opt, params)
+        scheduler.step()
+    assert len(traces) == 1
+    assert all(isinstance(v, jnp.ndarray) for v in opt.state[params[0]].values())
+    assert float(opt.state[params[0]]["step"]) == 9.0
