@@ -21,7 +21,7 @@ from tests.oracle import assert_close, check_vs_torch, to_torch
 
 REDUCTIONS = ("none", "mean", "sum")
 pytestmark = pytest.mark.filterwarnings("ignore:reduction. 'mean' divides the total loss")
-HYPOTHESIS = settings(max_examples=12, deadline=None,
+HYPOTHESIS = settings(max_examples=10, deadline=None,
                       suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
@@ -212,7 +212,7 @@ def test_bfloat16_forward_matches_torch(rng):
 # --------------------------------------------------------------- cross_entropy and nll_loss
 
 
-@pytest.mark.parametrize(("weighted", "smoothing"), [(False, 0.3), (True, 0.0), (True, 0.3)])
+@pytest.mark.parametrize(("weighted", "smoothing"), [(False, 0.3), (True, 0.3)])
 def test_cross_entropy_weight_smoothing_ignore_index(weighted, smoothing, rng):
     x = normal(rng, (6, 5, 3), 2)
     y = labels(rng, (6, 3), 5)
