@@ -276,7 +276,8 @@ class _MultiProcessIter(Iterator[Any]):
                 worker = ctx.Process(
                     target=worker_loop, daemon=True,
                     args=(loader.dataset, loader._config(), self._index_queues[worker_id],
-                          self._result_queue, self._done_event, self._epoch_seed,
+                          self._result_queue, self._done_event,
+                          self._epoch_seed,  # the workers' base seed, kept while they live
                           self._epoch_seed, loader.worker_init_fn, worker_id, n))
                 worker.start()
                 self._workers.append(worker)
@@ -289,7 +290,6 @@ class _MultiProcessIter(Iterator[Any]):
         self._send_idx = 0
         self._rcvd_idx = 0
         self._replies: dict[int, Any] = {}
-        self._task_worker: dict[int, int] = {}
         self._active = [True] * self._num_workers
         self._worker_cycle = itertools.cycle(range(self._num_workers))
         for _ in range(self._in_flight):
@@ -320,7 +320,6 @@ class _MultiProcessIter(Iterator[Any]):
         else:
             return
         self._index_queues[worker_id].put((self._send_idx, indices))
-        self._task_worker[self._send_idx] = worker_id
         self._send_idx += 1
 
     def __next__(self) -> Any:
@@ -333,7 +332,6 @@ class _MultiProcessIter(Iterator[Any]):
                 task_idx, reply = self._get_reply()
                 self._replies[task_idx] = reply
             reply = self._replies.pop(self._rcvd_idx)
-            del self._task_worker[self._rcvd_idx]
             self._rcvd_idx += 1
             if isinstance(reply, IterableEnd):
                 self._active[reply.worker_id] = False
