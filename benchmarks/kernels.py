@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import statistics
 import sys
 import time
@@ -362,6 +363,53 @@ def tune(report: list[str]) -> None:
         print(report[-1], flush=True)
 
 
+def bench_pool_and_batch_norm(report: list[str]) -> None:
+    """NCHW pooling and training batch norm on N64 C256 56x56 (bf16 and f32)."""
+    from torsh_fn.kernels import pooling
+    from torsh_fn.kernels._pallas_batch_norm import batch_norm_reference, batch_norm_train_pallas
+    from torsh_fn.kernels._pallas_pool import PoolConfig, pool2d_pallas
+
+    rng = np.random.default_rng()
+    report += ["", "### NCHW 64 x 256 x 56 x 56", "",
+               "| op | dtype | rel err | Pallas GB/s | % copy | XLA GB/s | PyTorch GB/s | "
+               "Pallas / XLA |", "|" + " --- |" * 8]
+    for dtype in (jnp.bfloat16, jnp.float32):
+        x = jnp.asarray(rng.standard_normal((64, 256, 56, 56)), dtype)
+        tx = to_torch(x)
+        cases = []
+        for op, k, s, p in (("max", 2, 2, 0), ("max", 3, 2, 1), ("avg", 2, 2, 0)):
+            out = pooling.pool_output_size(56, k, s, p)
+            cfg = PoolConfig(op, (k, k), (s, s), (p, p), (56, 56), (out, out))
+            if op == "max":
+                def ref(x, k=k, s=s, p=p):
+                    return pooling.max_pool_reference(x, (k, k), (s, s), (p, p), (1, 1))
+
+                div, tfn = None, (lambda t, k=k, s=s, p=p:
+                                  torch.nn.functional.max_pool2d(t, k, s, p))
+            else:
+                def ref(x, k=k, s=s, p=p):
+                    return pooling.avg_pool_reference(x, (k, k), (s, s), (p, p))
+
+                div = pooling._divisor((56, 56), (k, k), (s, s), (p, p), False, True)
+                tfn = lambda t, k=k, s=s, p=p: torch.nn.functional.avg_pool2d(t, k, s, p)
+            pal = functools.partial(pool2d_pallas, cfg=cfg, divisor=div, reference=ref)
+            nbytes = x.nbytes * (1 + (out / 56) ** 2)
+            cases.append((f"{op}_pool2d k{k} s{s} p{p}", pal, ref, tfn, nbytes))
+        cases.append(("batch_norm train", lambda x: batch_norm_train_pallas(x)[0],
+                      lambda x: batch_norm_reference(x, None, None, 1e-5)[0],
+                      lambda t: torch.nn.functional.batch_norm(t, None, None, training=True),
+                      3 * x.nbytes))
+        for name, pal, ref, tfn, nbytes in cases:
+            err = rel_err(jax.jit(pal)(x), jax.jit(ref)(x))
+            t_pal, t_xla = time_jax(pal, x), time_jax(ref, x)
+            t_tor = time_torch(tfn, tx) if torch else float("nan")
+            report.append(f"| {name} | {jnp.dtype(dtype).name} | {err:.1e} | "
+                          f"{nbytes / t_pal / 1e6:.0f} | {nbytes / t_pal / 1e6 / 29.5:.0f}% | "
+                          f"{nbytes / t_xla / 1e6:.0f} | {nbytes / t_tor / 1e6:.0f} | "
+                          f"{t_xla / t_pal:.2f}x |")
+            print(report[-1], flush=True)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default=None, help="write the markdown table here")
@@ -369,6 +417,7 @@ def main(argv=None) -> None:
     parser.add_argument("--cols", type=int, default=4096)
     parser.add_argument("--quick", action="store_true", help="small shapes (CPU smoke run)")
     parser.add_argument("--tune", action="store_true", help="sweep warps per kernel first")
+    parser.add_argument("--only", default="rows,ce,pool", help="sections to run")
     args = parser.parse_args(argv)
     dev = jax.devices()[0]
     report = [
@@ -384,9 +433,13 @@ def main(argv=None) -> None:
     print("\n".join(report), flush=True)
     if args.tune:
         tune(report)
-    bench_rows(args.rows, args.cols, [jnp.bfloat16, jnp.float32], copy_tbs, report)
-    if not args.quick:
+    sections = args.only.split(",")
+    if "rows" in sections:
+        bench_rows(args.rows, args.cols, [jnp.bfloat16, jnp.float32], copy_tbs, report)
+    if "ce" in sections and not args.quick:
         bench_cross_entropy(8192, 32768, report)
+    if "pool" in sections and not args.quick:
+        bench_pool_and_batch_norm(report)
     if args.out:
         with open(args.out, "w") as f:
             f.write("\n".join(report) + "\n")
