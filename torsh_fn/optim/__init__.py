@@ -20,4 +20,5 @@ from ._rmsprop import (
 from ._rprop import Rprop as Rprop, rprop as rprop
 from ._rule import TorchRuleState as TorchRuleState, from_rule as from_rule
 from ._sgd import ASGD as ASGD, SGD as SGD, asgd as asgd, sgd as sgd
+from .grad_scaler import GradScaler as GradScaler
 from .optimizer import Optimizer as Optimizer
