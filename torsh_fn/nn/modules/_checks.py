@@ -13,7 +13,7 @@ from ..._device import to_device
 from ..._dtypes import get_default_dtype, to_dtype
 from ..parameter import Parameter
 
-__all__ = ["check_rank", "check_size", "describe", "empty_parameter"]
+__all__ = ["check_rank", "check_size", "describe", "empty_parameter", "zeros"]
 
 
 def describe(layer: Any) -> str:
@@ -37,7 +37,12 @@ def check_size(layer: Any, input: Any, dim: int, expected: int, what: str) -> No
                          f"got shape {shape}")
 
 
+def zeros(shape: tuple[int, ...], device: Any = None, dtype: Any = None) -> jax.Array:
+    """Zeros of the given (or the default floating) dtype, on ``device`` if given."""
+    data = jnp.zeros(shape, to_dtype(dtype) or get_default_dtype())
+    return data if device is None else to_device(data, device)
+
+
 def empty_parameter(shape: tuple[int, ...], device: Any = None, dtype: Any = None) -> Parameter:
     """A zero-filled Parameter for ``reset_parameters`` to initialise."""
-    data: jax.Array = jnp.zeros(shape, to_dtype(dtype) or get_default_dtype())
-    return Parameter(data if device is None else to_device(data, device))
+    return Parameter(zeros(shape, device, dtype))

@@ -1,6 +1,7 @@
 """Convolutions: ``Conv1d/2d/3d`` and ``ConvTranspose1d/2d/3d`` over ``nn.functional``, with
 PyTorch's constructor, weight layout (``(out, in/groups, *k)``; transposed
-``(in, out/groups, *k)``), ``padding_mode`` and default init (``kaiming_uniform_(a=sqrt(5))``, bias ``U(±1/sqrt(fan_in))``).
+``(in, out/groups, *k)``), ``padding_mode`` and default init (``kaiming_uniform_(a=sqrt(5))``,
+bias ``U(±1/sqrt(fan_in))``).
 
 Inputs are ``(N, C, *spatial)`` or unbatched ``(C, *spatial)``.
 
