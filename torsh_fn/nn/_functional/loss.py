@@ -757,8 +757,8 @@ def _ctc_nll(log_probs, labels, input_lengths, target_lengths, blank: int) -> ja
     ext = jnp.full((n, 2 * s + 1), blank, labels.dtype).at[:, 1::2].set(labels)
     ext = jnp.clip(ext, 0, classes - 1)  # [N, L]
     skip = (ext != blank) & (ext != jnp.pad(ext[:, :-2], ((0, 0), (2, 0)), constant_values=blank))
-    emit = jnp.take_along_axis(log_probs, jnp.broadcast_to(ext, log_probs.shape[:2] + ext.shape[1:]),
-                               axis=-1)  # [T, N, L]
+    ext_t = jnp.broadcast_to(ext, log_probs.shape[:1] + ext.shape)
+    emit = jnp.take_along_axis(log_probs, ext_t, axis=-1)  # [T, N, L]
     start = jnp.full(ext.shape, -jnp.inf, log_probs.dtype).at[:, 0].set(0.0)
 
     def step(alpha, inputs):
