@@ -302,3 +302,15 @@ def test_tensor_dataset_fast_path_equals_collating_samples(rng):
     (slow,) = DataLoader(ds, batch_size=5, sampler=order, drop_last=True,
                          collate_fn=lambda samples: torsh_fn.data.default_collate(samples))
     assert_same_batch(fast, [torch.from_numpy(a) for a in slow])
+
+
+def test_unpicklable_collate_fn_is_explained():
+    with pytest.raises(TypeError, match=r"could not be pickled: .*Define functions and classes at "
+                                        r"module level \(not lambdas"):
+        iter(DataLoader(TensorDataset(np.zeros(4)), num_workers=2, collate_fn=lambda b: b))
+    assert multiprocessing.active_children() == []
+
+
+def test_unbatched_iterable_dataset_with_workers():
+    loader = DataLoader(wds.ShardedRange(0, 5), batch_size=None, num_workers=2)
+    assert [int(x) for x in loader] == [0, 3, 1, 4, 2]

@@ -46,6 +46,12 @@ _POLL_INTERVAL = 0.2
 _JOIN_TIMEOUT = 5.0
 
 
+_UNPICKLABLE = (
+    "DataLoader: the dataset, collate_fn and worker_init_fn go to the worker processes by pickle "
+    "(start method {method!r}: JAX is not fork-safe), and one of them could not be pickled: "
+    "{error}. Define functions and classes at module level (not lambdas or local functions), "
+    "or use num_workers=0."
+)
 _exiting = False
 
 
@@ -281,8 +287,11 @@ class _MultiProcessIter(Iterator[Any]):
                           self._epoch_seed, loader.worker_init_fn, worker_id, n))
                 worker.start()
                 self._workers.append(worker)
+        except (pickle.PicklingError, AttributeError, TypeError) as exc:
+            self._shutdown(wait=False)
+            raise TypeError(_UNPICKLABLE.format(method=ctx.get_start_method(), error=exc)) from exc
         except BaseException:
-            self._shutdown()
+            self._shutdown(wait=False)
             raise
         self._start_epoch()
 
