@@ -53,6 +53,7 @@ _UNPICKLABLE = (
     "or use num_workers=0."
 )
 _exiting = False
+_DONE = object()
 
 
 @atexit.register
@@ -319,8 +320,8 @@ class _MultiProcessIter(Iterator[Any]):
         if self._iterable:
             indices = None
         else:
-            indices = next(self._sampler_iter, None)  # type: ignore[arg-type]
-            if indices is None:
+            indices = next(self._sampler_iter, _DONE)  # type: ignore[arg-type]
+            if indices is _DONE:
                 return
         for _ in range(self._num_workers):
             worker_id = next(self._worker_cycle)
@@ -333,7 +334,7 @@ class _MultiProcessIter(Iterator[Any]):
 
     def __next__(self) -> Any:
         while True:
-            if self._rcvd_idx == self._send_idx:
+            if self._rcvd_idx == self._send_idx or self.closed:
                 if not self._keep:
                     self._shutdown()
                 raise StopIteration
