@@ -406,6 +406,15 @@ def test_ctc_concatenated_targets_other_blank_and_jit(rng):
     assert_close(jitted(lp, target_lengths), theirs, rtol=1e-5)
 
 
+@pytest.mark.parametrize("targets", [np.zeros((2, 0), np.int64), np.zeros((0,), np.int64)])
+def test_ctc_empty_targets_and_empty_inputs(targets, rng):
+    lp = np.array(jax.nn.log_softmax(normal(rng, (4, 2, 3)), -1))
+    ours = jax.jit(lambda lp: F.ctc_loss(lp, targets, [4, 0], [0, 0], reduction="none"))(lp)
+    theirs = TF.ctc_loss(to_torch(lp), to_torch(targets), torch.tensor([4, 0]),
+                         torch.tensor([0, 0]), reduction="none")
+    assert_close(ours, theirs)
+
+
 def test_ctc_unbatched(rng):
     logits = normal(rng, (6, 4))
     check_ctc(logits, np.array([1, 2, 2]), 6, 3)

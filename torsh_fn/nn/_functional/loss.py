@@ -740,9 +740,9 @@ def _log_sum_exp(*terms: jax.Array) -> jax.Array:
     return jnp.where(positive, jnp.log(jnp.where(positive, total, 1.0)) + top, -jnp.inf)
 
 
-def _shift(a: jax.Array, by: int) -> jax.Array:
-    """``a[:, s - by]`` along the last axis, -inf where ``s < by``."""
-    return jnp.pad(a[:, :-by], ((0, 0), (by, 0)), constant_values=-jnp.inf)
+def _shift(a: jax.Array, by: int, fill) -> jax.Array:
+    """``a[:, s - by]`` along the last axis, ``fill`` where ``s < by``."""
+    return jnp.pad(a, ((0, 0), (by, 0)), constant_values=fill)[:, : a.shape[1]]
 
 
 def _ctc_nll(log_probs, labels, input_lengths, target_lengths, blank: int) -> jax.Array:
@@ -756,14 +756,15 @@ def _ctc_nll(log_probs, labels, input_lengths, target_lengths, blank: int) -> ja
     classes = log_probs.shape[-1]
     ext = jnp.full((n, 2 * s + 1), blank, labels.dtype).at[:, 1::2].set(labels)
     ext = jnp.clip(ext, 0, classes - 1)  # [N, L]
-    skip = (ext != blank) & (ext != jnp.pad(ext[:, :-2], ((0, 0), (2, 0)), constant_values=blank))
+    skip = (ext != blank) & (ext != _shift(ext, 2, blank))
     ext_t = jnp.broadcast_to(ext, log_probs.shape[:1] + ext.shape)
     emit = jnp.take_along_axis(log_probs, ext_t, axis=-1)  # [T, N, L]
     start = jnp.full(ext.shape, -jnp.inf, log_probs.dtype).at[:, 0].set(0.0)
 
     def step(alpha, inputs):
         t, emit_t = inputs
-        moved = _log_sum_exp(alpha, _shift(alpha, 1), jnp.where(skip, _shift(alpha, 2), -jnp.inf))
+        moved = _log_sum_exp(alpha, _shift(alpha, 1, -jnp.inf),
+                             jnp.where(skip, _shift(alpha, 2, -jnp.inf), -jnp.inf))
         return jnp.where((t < input_lengths)[:, None], moved + emit_t, alpha), None
 
     alpha, _ = jax.lax.scan(step, start, (jnp.arange(log_probs.shape[0]), emit))
@@ -782,8 +783,9 @@ def _ctc_padded_targets(targets: jax.Array, target_lengths: jax.Array, batch: in
     else:
         width = int(jnp.max(target_lengths))
     offsets = jnp.cumsum(target_lengths) - target_lengths
-    index = offsets[:, None] + jnp.arange(width)
-    return jnp.take(targets, index, mode="fill", fill_value=0)
+    if targets.shape[0] == 0:
+        return jnp.zeros((batch, width), targets.dtype)
+    return jnp.take(targets, offsets[:, None] + jnp.arange(width), mode="fill", fill_value=0)
 
 
 def _ctc_lengths(name: str, arg: str, lengths, batch: int) -> jax.Array:
