@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import functools
+import json
 import statistics
 import sys
 import time
@@ -410,6 +411,78 @@ def bench_pool_and_batch_norm(report: list[str]) -> None:
             print(report[-1], flush=True)
 
 
+def _sweep_cases(dtype):
+    """op -> (size keys, make inputs for a size key, pallas fn, xla fn, differentiate?)."""
+    from torsh_fn.kernels._pallas_batch_norm import batch_norm_reference, batch_norm_train_pallas
+
+    rng = np.random.default_rng()
+    total = 1 << 25
+
+    def rows(n):
+        return (jnp.asarray(rng.standard_normal((total // n, n)), dtype),)
+
+    def logits(n):
+        r = (1 << 28) // n // 2
+        return (jnp.asarray(rng.standard_normal((r, n)), dtype),
+                jnp.asarray(rng.integers(0, n, r), jnp.int32))
+
+    def planes(hw):
+        side = round(hw**0.5)
+        return (jnp.asarray(rng.standard_normal((total // hw // 64, 64, side, side)), dtype),)
+
+    ops = row_ops()
+    cases = {}
+    for name in ("softmax", "log_softmax", "layer_norm", "rms_norm", "sum", "amax", "var"):
+        pal, xla = ops[name][0], ops[name][1]
+        cases[name] = ((512, 4096, 32768), rows,
+                       lambda x, pal=pal: pal(x, jnp.ones(x.shape[-1], x.dtype),
+                                              jnp.zeros(x.shape[-1], x.dtype)),
+                       lambda x, xla=xla: xla(x, jnp.ones(x.shape[-1], x.dtype),
+                                              jnp.zeros(x.shape[-1], x.dtype)),
+                       name in GRAD_OPS)
+    cases["bias_act"] = ((512, 4096, 32768), rows,
+                         lambda x: bias_act(x, None, "gelu", impl="pallas"),
+                         lambda x: bias_act(x, None, "gelu", impl="xla"), True)
+    cases["cross_entropy"] = ((1024, 8192, 32768, 131072), logits,
+                              lambda x, y: cross_entropy_pallas(x, y),
+                              lambda x, y: -jnp.take_along_axis(jax.nn.log_softmax(
+                                  x.astype(jnp.float32), -1), y[:, None], -1)[:, 0],
+                              True)
+    cases["batch_norm"] = ((49, 196, 784, 3136), planes,
+                           lambda x: batch_norm_train_pallas(x)[0],
+                           lambda x: batch_norm_reference(x, None, None, 1e-5)[0], True)
+    return cases
+
+
+def sweep(path: str) -> None:
+    """Measure Pallas vs XLA over sizes and write the dispatch table that ``impl="auto"`` reads.
+
+    Each entry keeps the worse of the forward and forward+backward comparisons, so "auto" picks
+    Pallas only where it is faster both for inference and for training.
+    """
+    table = {"device": jax.devices()[0].device_kind, "jax": jax.__version__,
+             "date": str(datetime.date.today()), "margin": 0.03, "ops": {}}
+    for dtype in (jnp.bfloat16, jnp.float32):
+        for op, (keys, make, pal, xla, grad) in _sweep_cases(dtype).items():
+            for key in keys:
+                args = make(key)
+                pairs = [(time_jax(pal, *args, iters=20, reps=5),
+                          time_jax(xla, *args, iters=20, reps=5))]
+                if grad:
+                    def fb(f):
+                        return lambda x, *rest: jax.grad(
+                            lambda x: f(x, *rest).astype(jnp.float32).sum())(x)
+
+                    pairs.append((time_jax(fb(pal), *args, iters=20, reps=5),
+                                  time_jax(fb(xla), *args, iters=20, reps=5)))
+                worst = min(pairs, key=lambda p: p[1] / p[0])
+                entry = [key, round(worst[0], 5), round(worst[1], 5)]
+                table["ops"].setdefault(op, {}).setdefault(jnp.dtype(dtype).name, []).append(entry)
+                print(op, jnp.dtype(dtype).name, entry, f"{worst[1] / worst[0]:.2f}x", flush=True)
+    with open(path, "w") as f:
+        json.dump(table, f, indent=1)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default=None, help="write the markdown table here")
@@ -418,6 +491,7 @@ def main(argv=None) -> None:
     parser.add_argument("--quick", action="store_true", help="small shapes (CPU smoke run)")
     parser.add_argument("--tune", action="store_true", help="sweep warps per kernel first")
     parser.add_argument("--only", default="rows,ce,pool", help="sections to run")
+    parser.add_argument("--sweep", default=None, help="write the dispatch table to this file")
     args = parser.parse_args(argv)
     dev = jax.devices()[0]
     report = [
@@ -433,6 +507,9 @@ def main(argv=None) -> None:
     print("\n".join(report), flush=True)
     if args.tune:
         tune(report)
+    if args.sweep:
+        sweep(args.sweep)
+        return
     sections = args.only.split(",")
     if "rows" in sections:
         bench_rows(args.rows, args.cols, [jnp.bfloat16, jnp.float32], copy_tbs, report)

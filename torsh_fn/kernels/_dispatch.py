@@ -4,12 +4,24 @@
 there is no GPU), and ``"auto"`` asks the op's dispatch rule, which picks Pallas only where a
 benchmark on that backend measured it faster. ``set_default_impl`` or the environment variable
 ``TORSH_FN_KERNEL_IMPL`` overrides ``"auto"`` everywhere, for debugging.
+
+The measurements behind ``"auto"`` live in ``dispatch_table.json`` beside this file, written by
+``benchmarks/kernels.py --sweep``: for each op and dtype, a list of ``[n, pallas_ms, xla_ms]``
+where ``n`` is the op's size key (the row length, or the pooled plane's size). A call uses Pallas
+only on a GPU, and only if the measured entry nearest its size key (on a log scale) shows Pallas
+faster by more than the table's margin.
 """
 
 from __future__ import annotations
 
+import functools
+import json
+import math
 import os
 from collections.abc import Callable
+from pathlib import Path
+
+import jax
 
 IMPLS = ("auto", "pallas", "xla")
 _default_impl = os.environ.get("TORSH_FN_KERNEL_IMPL", "auto")
@@ -51,3 +63,25 @@ def resolve_impl(op: str, impl: str, prefers_pallas: Callable[[], bool] | None =
     if impl == "pallas" and prefers_pallas is None:
         raise ValueError(f"{op}: has no Pallas kernel; use impl='xla' or 'auto'")
     return impl
+
+
+_TABLE_PATH = Path(__file__).with_name("dispatch_table.json")
+
+
+@functools.cache
+def _table() -> dict:
+    try:
+        return json.loads(_TABLE_PATH.read_text())
+    except FileNotFoundError:
+        return {"ops": {}}
+
+
+def measured_faster(op: str, dtype: object, size_key: int) -> bool:
+    """Whether the dispatch table says Pallas beats XLA for ``op`` at this dtype and size."""
+    if jax.default_backend() != "gpu":
+        return False
+    entries = _table()["ops"].get(op, {}).get(jax.numpy.dtype(dtype).name, [])
+    if not entries or size_key <= 0:
+        return False
+    n, pallas_ms, xla_ms = min(entries, key=lambda e: abs(math.log(e[0] / size_key)))
+    return pallas_ms * (1.0 + _table().get("margin", 0.03)) < xla_ms

@@ -1,8 +1,9 @@
 """Fused Pallas cross-entropy over class logits: per-row losses, no softmax materialised.
 
 Forward, one program per row: a single pass over the logits carries a running max and sum of
-exponentials (the online log-sum-exp, one exponential per logit), the logit of the label and
-the sum of logits (for label smoothing), and writes one loss and one log-sum-exp per row:
+exponentials (the online log-sum-exp, one exponential per logit) and, for label smoothing, the
+sum of logits; the label's logit is one scalar load. It writes one loss and one log-sum-exp per
+row:
 
     loss = (1 - eps) * (lse - x[label]) + eps * (lse - mean(x)),   0 where label == ignore_index
 
@@ -18,6 +19,7 @@ import functools
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.experimental.pallas import triton as plgpu
 
 from ._pallas_common import chunk_count, load_chunk, num_warps_for, row_block, row_call, store_chunk
 
@@ -31,22 +33,21 @@ def _fwd_kernel(
     label = label_ref[...]
 
     def body(i, carry):
-        m, s, picked, total = carry  # running max and sum (scalars), per-lane sums [block]
+        m, s, total = carry  # running max and sum (scalars), per-lane sum of logits [block]
         start = i * block
-        cols = start + jnp.arange(block)
         x = load_chunk(x_ref, start, block, n, _NEG_INF)
         m_new = jnp.maximum(m, jnp.max(x))  # one exp per element: rescale the scalar sum
         safe = jnp.where(m_new == _NEG_INF, 0.0, m_new)
         s = s * jnp.exp(m - safe) + jnp.sum(jnp.exp(x - safe))
-        picked = picked + jnp.where(cols == label, x, 0.0)
-        total = total + jnp.where(cols < n, x, 0.0)
-        return m_new, s, picked, total
+        if smoothing:
+            total = total + jnp.where(start + jnp.arange(block) < n, x, 0.0)
+        return m_new, s, total
 
-    zeros = jnp.zeros((block,), jnp.float32)
-    init = (jnp.float32(_NEG_INF), jnp.float32(0.0), zeros, zeros)
-    m, s, picked, total = lax.fori_loop(0, chunk_count(n, block), body, init)
+    init = (jnp.float32(_NEG_INF), jnp.float32(0.0), jnp.zeros((block,), jnp.float32))
+    m, s, total = lax.fori_loop(0, chunk_count(n, block), body, init)
     lse = m + jnp.log(s)
-    loss = (1.0 - smoothing) * (lse - jnp.sum(picked))
+    picked = plgpu.load(x_ref.at[jnp.clip(label, 0, n - 1)]).astype(jnp.float32)
+    loss = (1.0 - smoothing) * (lse - picked)
     if smoothing:
         loss = loss + smoothing * (lse - jnp.sum(total) / n)
     loss_ref[...] = jnp.where(label == ignore_index, 0.0, loss)
