@@ -13,6 +13,7 @@ from ._adam import (
     Adam as Adam, AdamW as AdamW, Adamax as Adamax, NAdam as NAdam, RAdam as RAdam, adam as adam,
     adamax as adamax, adamw as adamw, nadam as nadam, radam as radam,
 )
+from ._lbfgs import LBFGS as LBFGS
 from ._rmsprop import (
     Adadelta as Adadelta, Adagrad as Adagrad, RMSprop as RMSprop, adadelta as adadelta,
     adagrad as adagrad, rmsprop as rmsprop,
