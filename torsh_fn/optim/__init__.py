@@ -9,6 +9,7 @@ Two faces over one rule per optimizer:
 """
 
 from . import lr_scheduler as lr_scheduler
+from . import schedules as schedules
 from ._adam import (
     Adam as Adam, AdamW as AdamW, Adamax as Adamax, NAdam as NAdam, RAdam as RAdam, adam as adam,
     adamax as adamax, adamw as adamw, nadam as nadam, radam as radam,
