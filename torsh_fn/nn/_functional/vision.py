@@ -1,3 +1,367 @@
-"""nn.functional: vision ops."""
+"""nn.functional: padding, resampling (interpolate, grid_sample, affine_grid), pixel shuffles.
 
-__all__: list[str] = []
+Sampling positions and weights follow PyTorch's CPU kernels (computed in float32 on the host from
+the static shapes), so ``nearest`` picks the same pixels and the linear/cubic weights match.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .pooling import adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_avg_pool3d
+
+__all__ = [
+    "affine_grid", "channel_shuffle", "grid_sample", "interpolate", "pad", "pixel_shuffle",
+    "pixel_unshuffle", "upsample", "upsample_bilinear", "upsample_nearest",
+]
+
+_PAD_MODES = ("constant", "reflect", "replicate", "circular")
+_JNP_PAD_MODE = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+
+
+def pad(input: jax.Array, pad: Sequence[int], mode: str = "constant",
+        value: float | None = None) -> jax.Array:
+    """Pad the trailing dims: ``pad = (left_last, right_last, left_2nd_last, ...)``.
+
+    Modes: "constant" (``value``, default 0; negative pads crop), "reflect" (mirror without the
+    edge), "replicate" (repeat the edge), "circular" (wrap around). The non-constant modes pad
+    the last 1-3 dims of an input with one or two more dims, as PyTorch.
+
+    Example:
+        >>> pad(jnp.arange(3.0)[None], (2, 1), mode="reflect")
+        Array([[2., 1., 0., 1., 2., 1.]], dtype=float32)
+    """
+    if mode not in _PAD_MODES:
+        raise ValueError(f"pad: mode must be one of {_PAD_MODES}, got {mode!r}")
+    pad = tuple(pad)
+    if len(pad) % 2 or len(pad) > 2 * input.ndim:
+        raise ValueError(f"pad: pad must have an even length of at most 2 * input.ndim = "
+                         f"{2 * input.ndim}, got {pad}")
+    n = len(pad) // 2
+    pairs = [(0, 0)] * (input.ndim - n) + [(pad[2 * i], pad[2 * i + 1]) for i in reversed(range(n))]
+    if mode == "constant":
+        fill = jnp.asarray(0 if value is None else value, input.dtype)
+        return jax.lax.pad(input, fill, [(lo, hi, 0) for lo, hi in pairs])
+    if not 1 <= n <= 3 or input.ndim not in (n + 1, n + 2):
+        raise ValueError(f"pad: mode={mode!r} pads the last 1-3 dims of an input with 1 or 2 more "
+                         f"dims, got pad={pad} for input shape {input.shape}")
+    if min(pad) < 0:
+        raise ValueError(f"pad: negative padding needs mode='constant', got pad={pad}")
+    for (lo, hi), size in zip(pairs, input.shape):
+        if mode == "reflect" and max(lo, hi) >= size:
+            raise ValueError(f"pad: reflect padding must be smaller than the padded dim, got "
+                             f"pad={pad} for input shape {input.shape}")
+        if mode == "circular" and max(lo, hi) > size:
+            raise ValueError(f"pad: circular padding must be at most the padded dim, got "
+                             f"pad={pad} for input shape {input.shape}")
+    return jnp.pad(input, pairs, mode=_JNP_PAD_MODE[mode])
+
+
+# ----------------------------------------------------------------------------- interpolate
+
+_INTERP_RANK = {"linear": 3, "bilinear": 4, "bicubic": 4, "trilinear": 5}
+_INTERP_MODES = ("nearest", "nearest-exact", "linear", "bilinear", "bicubic", "trilinear", "area")
+_CUBIC_A = -0.75
+
+
+def _scale(size_in: int, size_out: int, align_corners: bool, scale: float | None) -> np.float32:
+    """PyTorch's ``area_pixel_compute_scale`` in float32."""
+    if align_corners:
+        return np.float32((size_in - 1) / (size_out - 1)) if size_out > 1 else np.float32(0)
+    if scale is not None and scale > 0:
+        return np.float32(1.0 / scale)
+    return np.float32(size_in) / np.float32(size_out)
+
+
+def _source(scale: np.float32, size_out: int, align_corners: bool, cubic: bool) -> np.ndarray:
+    dst = np.arange(size_out, dtype=np.float32)
+    if align_corners:
+        return scale * dst
+    src = scale * (dst + np.float32(0.5)) - np.float32(0.5)
+    return src if cubic else np.maximum(src, np.float32(0))
+
+
+def _cubic_weights(t: np.ndarray) -> np.ndarray:
+    def near(x):  # |x| <= 1
+        return ((_CUBIC_A + 2) * x - (_CUBIC_A + 3)) * x * x + 1
+
+    def far(x):  # 1 < |x| < 2
+        return ((_CUBIC_A * x - 5 * _CUBIC_A) * x + 8 * _CUBIC_A) * x - 4 * _CUBIC_A
+
+    return np.stack([far(t + 1), near(t), near(1 - t), far(2 - t)], axis=-1).astype(np.float32)
+
+
+def _taps(mode: str, size_in: int, size_out: int, align_corners: bool, scale: float | None):
+    """Input indices (size_out, T) and weights (size_out, T) along one dim."""
+    s = _scale(size_in, size_out, align_corners and mode not in ("nearest", "nearest-exact"),
+               scale)
+    dst = np.arange(size_out, dtype=np.float32)
+    if mode in ("nearest", "nearest-exact"):
+        offset = np.float32(0.5) if mode == "nearest-exact" else np.float32(0)
+        idx = np.minimum(np.floor((dst + offset) * s).astype(np.int64), size_in - 1)
+        return idx[:, None], np.ones((size_out, 1), np.float32)
+    if mode == "bicubic":
+        src = _source(s, size_out, align_corners, cubic=True)
+        base = np.floor(src)
+        idx = np.clip(base[:, None].astype(np.int64) + np.arange(-1, 3), 0, size_in - 1)
+        return idx, _cubic_weights(src - base)
+    src = _source(s, size_out, align_corners, cubic=False)
+    i0 = src.astype(np.int64)
+    i1 = i0 + (i0 < size_in - 1)
+    lam = np.clip(src - i0, 0, 1).astype(np.float32)
+    return np.stack([i0, i1], -1), np.stack([1 - lam, lam], -1)
+
+
+def _resample_dim(x: jax.Array, axis: int, idx: np.ndarray, weights: np.ndarray) -> jax.Array:
+    moved = jnp.moveaxis(x, axis, -1)
+    taps = moved[..., idx]  # (..., size_out, T)
+    if idx.shape[1] == 1:
+        out = taps[..., 0]
+    else:
+        out = jnp.einsum("...ot,ot->...o", taps, jnp.asarray(weights, taps.dtype))
+    return jnp.moveaxis(out, -1, axis)
+
+
+def _output_size(name, input, size, scale_factor, recompute_scale_factor):
+    nd = input.ndim - 2
+    if (size is None) == (scale_factor is None):
+        raise ValueError(f"{name}: exactly one of size and scale_factor must be given, got "
+                         f"{size=} and {scale_factor=}")
+    if size is not None:
+        sizes = (size,) * nd if isinstance(size, int) else tuple(size)
+        if len(sizes) != nd:
+            raise ValueError(f"{name}: size must be an int or {nd} ints for input of shape "
+                             f"{input.shape}, got {size!r}")
+        return sizes, (None,) * nd
+    scales = (scale_factor,) * nd if isinstance(scale_factor, int | float) else \
+        tuple(scale_factor)
+    if len(scales) != nd:
+        raise ValueError(f"{name}: scale_factor must be a number or {nd} numbers for input of "
+                         f"shape {input.shape}, got {scale_factor!r}")
+    sizes = tuple(math.floor(n * float(s)) for n, s in zip(input.shape[2:], scales))
+    return sizes, ((None,) * nd if recompute_scale_factor else scales)
+
+
+def interpolate(input: jax.Array, size: int | Sequence[int] | None = None,
+                scale_factor: float | Sequence[float] | None = None, mode: str = "nearest",
+                align_corners: bool | None = None, recompute_scale_factor: bool | None = None,
+                antialias: bool = False) -> jax.Array:
+    """Resize (N, C, *spatial) to ``size`` or by ``scale_factor``.
+
+    Modes: "nearest", "nearest-exact", "linear" (3-d input), "bilinear", "bicubic" (4-d),
+    "trilinear" (5-d), "area" (adaptive average pooling). ``antialias`` is not supported.
+
+    Example:
+        >>> interpolate(jnp.array([[[0.0, 1.0]]]), scale_factor=2, mode="linear")
+        Array([[[0.  , 0.25, 0.75, 1.  ]]], dtype=float32)
+    """
+    name = "interpolate"
+    if mode not in _INTERP_MODES:
+        raise ValueError(f"{name}: mode must be one of {_INTERP_MODES}, got {mode!r}")
+    if input.ndim not in (3, 4, 5) or _INTERP_RANK.get(mode, input.ndim) != input.ndim:
+        want = _INTERP_RANK.get(mode, "3, 4 or 5")
+        raise ValueError(f"{name}: mode={mode!r} expects input of rank {want}, got shape "
+                         f"{input.shape}")
+    if align_corners is not None and mode not in _INTERP_RANK:
+        raise ValueError(f"{name}: align_corners can only be set with the interpolating modes "
+                         f"linear, bilinear, bicubic, trilinear; got {mode=}")
+    if antialias:
+        raise ValueError(f"{name}: antialias=True is not supported")
+    sizes, scales = _output_size(name, input, size, scale_factor, recompute_scale_factor)
+    if mode == "area":
+        pool = (adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_avg_pool3d)[input.ndim - 3]
+        return pool(input, sizes if input.ndim > 3 else sizes[0])
+    tap_mode = "linear" if mode in ("bilinear", "trilinear") else mode
+    x = input if tap_mode.startswith("nearest") else input.astype(
+        jnp.promote_types(input.dtype, jnp.float32))
+    for i, (n_out, scale) in enumerate(zip(sizes, scales)):
+        idx, weights = _taps(tap_mode, input.shape[2 + i], n_out, bool(align_corners), scale)
+        x = _resample_dim(x, 2 + i, idx, weights)
+    return x.astype(input.dtype)
+
+
+def upsample(input: jax.Array, size=None, scale_factor=None, mode: str = "nearest",
+             align_corners: bool | None = None) -> jax.Array:
+    """Deprecated alias of ``interpolate``, as in PyTorch."""
+    warnings.warn("upsample is deprecated; use interpolate", UserWarning, stacklevel=2)
+    return interpolate(input, size, scale_factor, mode, align_corners)
+
+
+def upsample_nearest(input: jax.Array, size=None, scale_factor=None) -> jax.Array:
+    """Deprecated: ``interpolate(..., mode="nearest")``."""
+    warnings.warn("upsample_nearest is deprecated; use interpolate", UserWarning, stacklevel=2)
+    return interpolate(input, size, scale_factor, mode="nearest")
+
+
+def upsample_bilinear(input: jax.Array, size=None, scale_factor=None) -> jax.Array:
+    """Deprecated: ``interpolate(..., mode="bilinear", align_corners=True)``."""
+    warnings.warn("upsample_bilinear is deprecated; use interpolate", UserWarning, stacklevel=2)
+    return interpolate(input, size, scale_factor, mode="bilinear", align_corners=True)
+
+
+# ----------------------------------------------------------------------------- grid sampling
+
+_GRID_MODES = ("bilinear", "nearest")
+_GRID_PADDING = ("zeros", "border", "reflection")
+
+
+def _unnormalize(coord: jax.Array, size: int, align_corners: bool) -> jax.Array:
+    if align_corners:
+        return (coord + 1) / 2 * (size - 1)
+    return ((coord + 1) * size - 1) / 2
+
+
+def _reflect(coord: jax.Array, twice_low: int, twice_high: int) -> jax.Array:
+    if twice_low == twice_high:
+        return jnp.zeros_like(coord)
+    low, span = twice_low / 2, (twice_high - twice_low) / 2
+    coord = jnp.abs(coord - low)
+    extra = jnp.fmod(coord, span)
+    flips = jnp.floor(coord / span)
+    return jnp.where(flips % 2 == 0, extra + low, span - extra + low)
+
+
+def _source_coord(coord, size, padding_mode, align_corners):
+    coord = _unnormalize(coord, size, align_corners)
+    if padding_mode == "reflection":
+        coord = (_reflect(coord, 0, 2 * (size - 1)) if align_corners
+                 else _reflect(coord, -1, 2 * size - 1))
+    if padding_mode in ("border", "reflection"):
+        coord = jnp.clip(coord, 0, size - 1)
+    return coord
+
+
+def _gather_2d(img: jax.Array, iy: jax.Array, ix: jax.Array) -> jax.Array:
+    """Per sample: img (C, H, W) at integer (iy, ix) (Ho, Wo), zero outside -> (C, Ho, Wo)."""
+    _, h, w = img.shape
+    inside = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
+    values = img[:, jnp.clip(iy, 0, h - 1), jnp.clip(ix, 0, w - 1)]
+    return jnp.where(inside, values, jnp.zeros((), img.dtype))
+
+
+def _sample_one(img, ix, iy, mode):
+    if mode == "nearest":
+        return _gather_2d(img, jnp.round(iy).astype(jnp.int32), jnp.round(ix).astype(jnp.int32))
+    x0, y0 = jnp.floor(ix), jnp.floor(iy)
+    out = 0
+    for dy in (0, 1):
+        for dx in (0, 1):
+            wx = (ix - x0) if dx else (x0 + 1 - ix)
+            wy = (iy - y0) if dy else (y0 + 1 - iy)
+            tap = _gather_2d(img, (y0 + dy).astype(jnp.int32), (x0 + dx).astype(jnp.int32))
+            out = out + tap * (wx * wy)[None]
+    return out
+
+
+def grid_sample(input: jax.Array, grid: jax.Array, mode: str = "bilinear",
+                padding_mode: str = "zeros", align_corners: bool | None = None) -> jax.Array:
+    """Sample (N, C, H, W) at the normalised (x, y) positions of ``grid`` (N, Ho, Wo, 2).
+
+    ``grid`` values in [-1, 1] span the input (pixel corners, or centres with
+    ``align_corners=True``). Modes "bilinear" and "nearest" (ties round to even); padding modes
+    "zeros", "border", "reflection". 5-d input and "bicubic" are not supported.
+
+    Example:
+        >>> grid_sample(jnp.ones((1, 2, 3, 3)), jnp.zeros((1, 4, 5, 2))).shape
+        (1, 2, 4, 5)
+    """
+    name = "grid_sample"
+    if mode not in _GRID_MODES:
+        raise ValueError(f"{name}: mode must be one of {_GRID_MODES}, got {mode!r}")
+    if padding_mode not in _GRID_PADDING:
+        raise ValueError(f"{name}: padding_mode must be one of {_GRID_PADDING}, "
+                         f"got {padding_mode!r}")
+    if input.ndim != 4 or grid.ndim != 4 or grid.shape[-1] != 2 or grid.shape[0] != input.shape[0]:
+        raise ValueError(f"{name}: expected input (N, C, H, W) and grid (N, Ho, Wo, 2) with the "
+                         f"same N, got {input.shape} and {grid.shape}")
+    ct = jnp.promote_types(input.dtype, jnp.float32)
+    g = grid.astype(ct)
+    _, _, h, w = input.shape
+    ix = _source_coord(g[..., 0], w, padding_mode, bool(align_corners))
+    iy = _source_coord(g[..., 1], h, padding_mode, bool(align_corners))
+    out = jax.vmap(lambda img, x, y: _sample_one(img, x, y, mode))(input.astype(ct), ix, iy)
+    return out.astype(input.dtype)
+
+
+def _base_coords(steps: int, align_corners: bool) -> jnp.ndarray:
+    if steps <= 1:
+        return jnp.zeros((steps,), jnp.float32)
+    line = jnp.linspace(-1.0, 1.0, steps, dtype=jnp.float32)
+    return line if align_corners else line * (steps - 1) / steps
+
+
+def affine_grid(theta: jax.Array, size: Sequence[int], align_corners: bool | None = None
+                ) -> jax.Array:
+    """Sampling grid for ``grid_sample`` from affine maps ``theta``.
+
+    ``theta`` (N, 2, 3) with ``size`` (N, C, H, W) gives (N, H, W, 2); ``theta`` (N, 3, 4) with
+    ``size`` (N, C, D, H, W) gives (N, D, H, W, 3).
+
+    Example:
+        >>> affine_grid(jnp.eye(2, 3)[None], (1, 1, 2, 2), align_corners=True)[0, 0]
+        Array([[-1., -1.],
+               [ 1., -1.]], dtype=float32)
+    """
+    size = tuple(size)
+    nd = len(size) - 2
+    if nd not in (2, 3) or theta.shape != (size[0], nd, nd + 1):
+        raise ValueError(f"affine_grid: expected theta (N, 2, 3) with size (N, C, H, W) or theta "
+                         f"(N, 3, 4) with size (N, C, D, H, W), got {theta.shape} and {size}")
+    # coordinates x (last spatial dim) first, then y (and z), then the constant 1
+    axes = [_base_coords(n, bool(align_corners)) for n in reversed(size[2:])]
+    mesh = jnp.meshgrid(*axes, indexing="ij")  # each (W, H[, D])
+    base = jnp.stack([*mesh, jnp.ones_like(mesh[0])], axis=-1)
+    base = jnp.transpose(base, tuple(reversed(range(nd))) + (nd,))  # ([D,] H, W, nd + 1)
+    grid = jnp.einsum("...k,njk->n...j", base.astype(theta.dtype), theta,
+                      precision=jax.lax.Precision.HIGHEST)
+    return grid
+
+
+# ----------------------------------------------------------------------------- shuffles
+
+
+def pixel_shuffle(input: jax.Array, upscale_factor: int) -> jax.Array:
+    """(*, C * r**2, H, W) -> (*, C, H * r, W * r).
+
+    Example:
+        >>> pixel_shuffle(jnp.ones((1, 8, 2, 3)), 2).shape
+        (1, 2, 4, 6)
+    """
+    r = upscale_factor
+    if input.ndim < 3 or input.shape[-3] % (r * r):
+        raise ValueError(f"pixel_shuffle: expected input (*, C * {r}**2, H, W), got shape "
+                         f"{input.shape}")
+    *lead, c, h, w = input.shape
+    x = input.reshape(*lead, c // (r * r), r, r, h, w)
+    n = len(lead)
+    x = jnp.transpose(x, (*range(n), n, n + 3, n + 1, n + 4, n + 2))
+    return x.reshape(*lead, c // (r * r), h * r, w * r)
+
+
+def pixel_unshuffle(input: jax.Array, downscale_factor: int) -> jax.Array:
+    """(*, C, H * r, W * r) -> (*, C * r**2, H, W); the inverse of ``pixel_shuffle``."""
+    r = downscale_factor
+    if input.ndim < 3 or input.shape[-2] % r or input.shape[-1] % r:
+        raise ValueError(f"pixel_unshuffle: expected input (*, C, H * {r}, W * {r}), got shape "
+                         f"{input.shape}")
+    *lead, c, h, w = input.shape
+    x = input.reshape(*lead, c, h // r, r, w // r, r)
+    n = len(lead)
+    x = jnp.transpose(x, (*range(n), n, n + 2, n + 4, n + 1, n + 3))
+    return x.reshape(*lead, c * r * r, h // r, w // r)
+
+
+def channel_shuffle(input: jax.Array, groups: int) -> jax.Array:
+    """Interleave the channels of (N, C, *) from ``groups`` groups: (N, g, C/g, *) -> transpose."""
+    if input.ndim < 3 or input.shape[1] % groups:
+        raise ValueError(f"channel_shuffle: groups={groups} must divide the channels of an input "
+                         f"of rank >= 3, got shape {input.shape}")
+    n, c, *rest = input.shape
+    x = input.reshape(n, groups, c // groups, *rest)
+    return jnp.swapaxes(x, 1, 2).reshape(input.shape)
