@@ -319,7 +319,8 @@ def test_gaussian_nll_variance_shapes(var_shape, rng):
     x, t = normal(rng, (4, 3, 2)), normal(rng, (4, 3, 2))
     var = uniform(rng, var_shape, 0.0, 2.0)
     var.flat[0] = 1e-9  # clamped to eps, gradient passed straight through
-    check_case(Case("gaussian_nll_loss", (x, t, var), {}, [0, 1, 2]), variant=jax.jit)
+    # Gradients near 1 / eps: float32 rounding differs with the order of operations.
+    check_case(Case("gaussian_nll_loss", (x, t, var), {}, [0, 1, 2]), variant=jax.jit, rtol=1e-4)
 
 
 def test_gaussian_nll_float_variance(rng):
