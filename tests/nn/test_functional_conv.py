@@ -104,3 +104,9 @@ def test_unfold_fold(rng, variant):
                    variant=variant, rng=rng)
     with pytest.raises(ValueError, match=r"fold: expected input of shape \(N, C \* 4, 16\)"):
         F.fold(jnp.zeros((1, 8, 15)), 5, 2)
+
+
+def test_conv_tbc(rng, variant):
+    x, w, b = _normal(rng, 9, 2, 4), _normal(rng, 3, 4, 5), _normal(rng, 5)
+    check_vs_torch(lambda x, w, b: F.conv_tbc(x, w, b, 1), lambda x, w, b: TF.conv_tbc(x, w, b, 1),
+                   x, w, b, variant=variant, rng=rng, **TOL)

@@ -123,3 +123,11 @@ def test_pooling_errors():
         F.max_pool3d(jnp.zeros((1, 1, 4, 4, 4)), (2, 2))
     with pytest.raises(ValueError, match=r"adaptive_avg_pool2d: output_size must be positive"):
         F.adaptive_avg_pool2d(jnp.zeros((1, 1, 4, 4)), (0, 2))
+
+
+def test_with_indices_names(rng):
+    x = rng.standard_normal((2, 3, 7, 6)).astype(np.float32)
+    check_vs_torch(lambda x: F.max_pool2d_with_indices(x, 3, 2, 1),
+                   lambda x: TF.max_pool2d_with_indices(x, 3, 2, 1), x)
+    check_vs_torch(lambda x: F.adaptive_max_pool2d_with_indices(x, (3, 2)),
+                   lambda x: TF.adaptive_max_pool2d_with_indices(x, (3, 2)), x)

@@ -16,7 +16,7 @@ from jax import lax
 from torsh_fn.kernels.conv import conv as _conv_kernel
 from torsh_fn.kernels.conv import conv_transpose as _conv_transpose_kernel
 
-__all__ = ["conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
+__all__ = ["conv1d", "conv2d", "conv3d", "conv_tbc", "conv_transpose1d", "conv_transpose2d",
            "conv_transpose3d", "fold", "unfold"]
 
 IntOrTuple = int | Sequence[int]
@@ -123,6 +123,17 @@ def conv3d(input: jax.Array, weight: jax.Array, bias: jax.Array | None = None,
            groups: int = 1) -> jax.Array:
     """3-d convolution: input (N, C_in, D, H, W), weight (C_out, C_in / groups, kD, kH, kW)."""
     return _conv("conv3d", 3, input, weight, bias, stride, padding, dilation, groups)
+
+
+def conv_tbc(input: jax.Array, weight: jax.Array, bias: jax.Array, pad: int = 0) -> jax.Array:
+    """1-d convolution in time-batch-channel layout: input (T, B, C_in), weight (k, C_in, C_out),
+    bias (C_out,) -> (T + 2 * pad - k + 1, B, C_out)."""
+    if input.ndim != 3 or weight.ndim != 3 or input.shape[2] != weight.shape[1]:
+        raise ValueError(f"conv_tbc: expected input (T, B, C_in) and weight (k, C_in, C_out), "
+                         f"got {input.shape} and {weight.shape}")
+    x = jnp.transpose(input, (1, 2, 0))
+    out = conv1d(x, jnp.transpose(weight, (2, 1, 0)), bias, padding=pad)
+    return jnp.transpose(out, (2, 0, 1))
 
 
 def _conv_transpose(name, nd, input, weight, bias, stride, padding, output_padding, groups,

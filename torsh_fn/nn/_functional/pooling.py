@@ -21,8 +21,10 @@ from torsh_fn.kernels.pooling import pool_output_size
 
 __all__ = [
     "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d", "adaptive_max_pool1d",
-    "adaptive_max_pool2d", "adaptive_max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d",
+    "adaptive_max_pool1d_with_indices", "adaptive_max_pool2d", "adaptive_max_pool2d_with_indices",
+    "adaptive_max_pool3d", "adaptive_max_pool3d_with_indices", "avg_pool1d", "avg_pool2d", "avg_pool3d",
     "lp_pool1d", "lp_pool2d", "lp_pool3d", "max_pool1d", "max_pool2d", "max_pool3d",
+    "max_pool1d_with_indices", "max_pool2d_with_indices", "max_pool3d_with_indices",
     "max_unpool1d", "max_unpool2d", "max_unpool3d",
 ]
 
@@ -301,6 +303,25 @@ def adaptive_max_pool3d(input: jax.Array, output_size: IntOrTuple | None,
                         return_indices: bool = False):
     """Max pooling of (N, C, D, H, W) to ``output_size``."""
     return _adaptive_max("adaptive_max_pool3d", 3, input, output_size, return_indices)
+
+
+def _with_indices(pool):
+    """``pool`` with ``return_indices=True``: PyTorch's ``*_with_indices`` names."""
+
+    def with_indices(input: jax.Array, *args, **kwargs) -> tuple[jax.Array, jax.Array]:
+        return pool(input, *args, **{**kwargs, "return_indices": True})
+
+    with_indices.__name__ = f"{pool.__name__}_with_indices"
+    with_indices.__doc__ = f"``{pool.__name__}(..., return_indices=True)``: (output, indices)."
+    return with_indices
+
+
+max_pool1d_with_indices = _with_indices(max_pool1d)
+max_pool2d_with_indices = _with_indices(max_pool2d)
+max_pool3d_with_indices = _with_indices(max_pool3d)
+adaptive_max_pool1d_with_indices = _with_indices(adaptive_max_pool1d)
+adaptive_max_pool2d_with_indices = _with_indices(adaptive_max_pool2d)
+adaptive_max_pool3d_with_indices = _with_indices(adaptive_max_pool3d)
 
 
 def _max_unpool(name, nd, input, indices, kernel_size, stride, padding, output_size):
