@@ -468,13 +468,19 @@ def sweep(path: str) -> None:
                 args = make(key)
                 pairs = [(time_jax(pal, *args, iters=20, reps=5),
                           time_jax(xla, *args, iters=20, reps=5))]
-                if grad:
-                    def fb(f):
-                        return lambda x, *rest: jax.grad(
-                            lambda x: f(x, *rest).astype(jnp.float32).sum())(x)
+                if grad:  # a random cotangent: ones would let XLA simplify the gradient away
+                    shape = jax.eval_shape(pal, *args)
+                    cot = jnp.asarray(np.random.default_rng().standard_normal(shape.shape),
+                                      shape.dtype)
 
-                    pairs.append((time_jax(fb(pal), *args, iters=20, reps=5),
-                                  time_jax(fb(xla), *args, iters=20, reps=5)))
+                    def fb(f):
+                        def run(cot, x, *rest):
+                            return jax.vjp(lambda v: f(v, *rest), x)[1](cot)[0]
+
+                        return run
+
+                    pairs.append((time_jax(fb(pal), cot, *args, iters=20, reps=5),
+                                  time_jax(fb(xla), cot, *args, iters=20, reps=5)))
                 worst = min(pairs, key=lambda p: p[1] / p[0])
                 entry = [key, round(worst[0], 5), round(worst[1], 5)]
                 table["ops"].setdefault(op, {}).setdefault(jnp.dtype(dtype).name, []).append(entry)
