@@ -474,8 +474,8 @@ def sweep(path: str) -> None:
                                       shape.dtype)
 
                     def fb(f):
-                        def run(cot, x, *rest):
-                            return jax.vjp(lambda v: f(v, *rest), x)[1](cot)[0]
+                        def run(cotangent, x, *rest):
+                            return jax.vjp(lambda v: f(v, *rest), x)[1](cotangent)[0]
 
                         return run
 
