@@ -54,6 +54,8 @@ INTERP_CASES = [  # mode, input shape, kwargs
     ("bicubic", (2, 3, 5, 6), {"size": (7, 9), "align_corners": True}),
     ("trilinear", (1, 2, 3, 4, 5), {"size": (5, 3, 7)}),
     ("area", (2, 3, 7, 6), {"size": (3, 4)}),
+    ("bilinear", (2, 3, 13, 11), {"size": (5, 17), "antialias": True}),
+    ("bicubic", (2, 3, 13, 11), {"scale_factor": 0.37, "antialias": True}),
 ]
 
 

@@ -118,6 +118,34 @@ def _taps(mode: str, size_in: int, size_out: int, align_corners: bool, scale: fl
     return np.stack([i0, i1], -1), np.stack([1 - lam, lam], -1)
 
 
+def _aa_filter(mode: str, x: np.ndarray) -> np.ndarray:
+    """PyTorch's antialiasing filters: a triangle (bilinear), Keys' cubic with a = -0.5."""
+    x = np.abs(x)
+    if mode == "linear":
+        return np.where(x < 1, 1 - x, 0)
+    a = -0.5
+    near = ((a + 2) * x - (a + 3)) * x * x + 1
+    far = ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+    return np.where(x < 1, near, np.where(x < 2, far, 0))
+
+
+def _taps_antialias(mode: str, size_in: int, size_out: int, align_corners: bool,
+                    scale: float | None):
+    """Antialiased taps: the filter is stretched by the downscale factor, weights sum to 1."""
+    s = float(_scale(size_in, size_out, align_corners, scale))
+    support = (2 if mode == "linear" else 4) * 0.5 * max(s, 1.0)
+    inv = 1.0 / s if s >= 1.0 else 1.0
+    center = s * (np.arange(size_out) + 0.5)
+    lo = np.maximum((center - support + 0.5).astype(np.int64), 0)
+    hi = np.minimum((center + support + 0.5).astype(np.int64), size_in)
+    j = np.arange((hi - lo).max())
+    idx = lo[:, None] + j[None, :]
+    w = _aa_filter(mode, (idx - center[:, None] + 0.5) * inv) * (idx < hi[:, None])
+    total = w.sum(axis=1, keepdims=True)
+    w = np.where(total != 0, w / np.where(total != 0, total, 1), 0)
+    return np.minimum(idx, size_in - 1), w.astype(np.float32)
+
+
 def _resample_dim(x: jax.Array, axis: int, idx: np.ndarray, weights: np.ndarray) -> jax.Array:
     moved = jnp.moveaxis(x, axis, -1)
     taps = moved[..., idx]  # (..., size_out, T)
@@ -155,7 +183,8 @@ def interpolate(input: jax.Array, size: int | Sequence[int] | None = None,
     """Resize (N, C, *spatial) to ``size`` or by ``scale_factor``.
 
     Modes: "nearest", "nearest-exact", "linear" (3-d input), "bilinear", "bicubic" (4-d),
-    "trilinear" (5-d), "area" (adaptive average pooling). ``antialias`` is not supported.
+    "trilinear" (5-d), "area" (adaptive average pooling). ``antialias`` (bilinear, bicubic)
+    widens the filter when downsampling, as PyTorch (and PIL) do.
 
     Example:
         >>> interpolate(jnp.array([[[0.0, 1.0]]]), scale_factor=2, mode="linear")
@@ -171,8 +200,9 @@ def interpolate(input: jax.Array, size: int | Sequence[int] | None = None,
     if align_corners is not None and mode not in _INTERP_RANK:
         raise ValueError(f"{name}: align_corners can only be set with the interpolating modes "
                          f"linear, bilinear, bicubic, trilinear; got {mode=}")
-    if antialias:
-        raise ValueError(f"{name}: antialias=True is not supported")
+    if antialias and mode not in ("bilinear", "bicubic"):
+        raise ValueError(f"{name}: antialias=True needs mode 'bilinear' or 'bicubic', got "
+                         f"{mode=}")
     sizes, scales = _output_size(name, input, size, scale_factor, recompute_scale_factor)
     if mode == "area":
         pool = (adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_avg_pool3d)[input.ndim - 3]
@@ -181,7 +211,8 @@ def interpolate(input: jax.Array, size: int | Sequence[int] | None = None,
     x = input if tap_mode.startswith("nearest") else input.astype(
         jnp.promote_types(input.dtype, jnp.float32))
     for i, (n_out, scale) in enumerate(zip(sizes, scales)):
-        idx, weights = _taps(tap_mode, input.shape[2 + i], n_out, bool(align_corners), scale)
+        taps = _taps_antialias if antialias else _taps
+        idx, weights = taps(tap_mode, input.shape[2 + i], n_out, bool(align_corners), scale)
         x = _resample_dim(x, 2 + i, idx, weights)
     return x.astype(input.dtype)
 
