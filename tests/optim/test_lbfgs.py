@@ -69,6 +69,6 @@ def test_bad_input():
         optim.LBFGS([{"params": params[:1]}, {"params": params[1:]}])
     with pytest.raises(ValueError, match="unknown line_search_fn='wolfe'"):
         optim.LBFGS(params, line_search_fn="wolfe")
-    with pytest.raises(TypeError, match="cannot be traced by torsh_fn.jit"):
+    with pytest.raises(TypeError, match=r"cannot be traced by torsh_fn\.jit"):
         optim.LBFGS(params)._jit_slots()
     np.testing.assert_array_equal(params[0].data, jnp.ones(3))

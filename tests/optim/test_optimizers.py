@@ -317,7 +317,7 @@ def test_params_must_be_parameters(rng):
     params = Problem(rng).params()
     with pytest.raises(TypeError, match="got a single Parameter; wrap it in a list"):
         optim.SGD(params[0], lr=0.1)
-    with pytest.raises(TypeError, match="can only optimize torsh_fn.nn.Parameter objects, got"):
+    with pytest.raises(TypeError, match=r"can only optimize torsh_fn\.nn\.Parameter objects, got"):
         optim.SGD([jnp.ones(3)], lr=0.1)
     with pytest.raises(ValueError, match="SGD got an empty parameter list"):
         optim.SGD([], lr=0.1)

@@ -11,16 +11,61 @@ Two faces over one rule per optimizer:
 from . import lr_scheduler as lr_scheduler
 from . import schedules as schedules
 from ._adam import (
-    Adam as Adam, AdamW as AdamW, Adamax as Adamax, NAdam as NAdam, RAdam as RAdam, adam as adam,
-    adamax as adamax, adamw as adamw, nadam as nadam, radam as radam,
+    Adam as Adam,
+)
+from ._adam import (
+    Adamax as Adamax,
+)
+from ._adam import (
+    AdamW as AdamW,
+)
+from ._adam import (
+    NAdam as NAdam,
+)
+from ._adam import (
+    RAdam as RAdam,
+)
+from ._adam import (
+    adam as adam,
+)
+from ._adam import (
+    adamax as adamax,
+)
+from ._adam import (
+    adamw as adamw,
+)
+from ._adam import (
+    nadam as nadam,
+)
+from ._adam import (
+    radam as radam,
 )
 from ._lbfgs import LBFGS as LBFGS
 from ._rmsprop import (
-    Adadelta as Adadelta, Adagrad as Adagrad, RMSprop as RMSprop, adadelta as adadelta,
-    adagrad as adagrad, rmsprop as rmsprop,
+    Adadelta as Adadelta,
 )
-from ._rprop import Rprop as Rprop, rprop as rprop
-from ._rule import TorchRuleState as TorchRuleState, from_rule as from_rule
-from ._sgd import ASGD as ASGD, SGD as SGD, asgd as asgd, sgd as sgd
+from ._rmsprop import (
+    Adagrad as Adagrad,
+)
+from ._rmsprop import (
+    RMSprop as RMSprop,
+)
+from ._rmsprop import (
+    adadelta as adadelta,
+)
+from ._rmsprop import (
+    adagrad as adagrad,
+)
+from ._rmsprop import (
+    rmsprop as rmsprop,
+)
+from ._rprop import Rprop as Rprop
+from ._rprop import rprop as rprop
+from ._rule import TorchRuleState as TorchRuleState
+from ._rule import from_rule as from_rule
+from ._sgd import ASGD as ASGD
+from ._sgd import SGD as SGD
+from ._sgd import asgd as asgd
+from ._sgd import sgd as sgd
 from .grad_scaler import GradScaler as GradScaler
 from .optimizer import Optimizer as Optimizer

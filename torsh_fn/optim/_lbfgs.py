@@ -179,7 +179,7 @@ class LBFGS(Optimizer):
 
     # -- the step -------------------------------------------------------------------------------
 
-    def step(self, closure: Callable[[], Any]) -> Any:  # noqa: C901 (PyTorch's algorithm)
+    def step(self, closure: Callable[[], Any]) -> Any:
         """Minimise ``closure()`` for up to ``max_iter`` iterations; returns the first loss."""
         if closure is None:
             raise TypeError("LBFGS.step needs a closure that returns the loss")

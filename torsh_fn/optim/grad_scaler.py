@@ -7,7 +7,7 @@ any of them is inf/NaN; ``update`` halves the scale after such a step and double
 
     scaler = torsh_fn.optim.GradScaler()
     opt.zero_grad()
-    torsh_fn.backward(lambda: scaler.scale(loss_fn(model(x), y)))   # was scaler.scale(loss).backward()
+    torsh_fn.backward(lambda: scaler.scale(loss_fn(model(x), y)))  # scaler.scale(loss).backward()
     scaler.step(opt)
     scaler.update()
 
