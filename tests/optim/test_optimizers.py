@@ -361,3 +361,15 @@ def test_functional_transform_needs_params():
     params = [jnp.ones(3)]
     with pytest.raises(ValueError, match=r"needs `params` in update\(\)"):
         tx.update(params, tx.init(params))
+
+
+def test_loaded_state_does_not_alias_torch_memory():
+    big = torch.zeros(1 << 20, requires_grad=True)  # large: jnp.asarray would alias its buffer
+    topt = torch.optim.SGD([big], lr=0.1, momentum=0.9)
+    big.grad = torch.ones_like(big)
+    topt.step()
+    param = Parameter(jnp.zeros(1 << 20))
+    opt = optim.SGD([param], lr=0.1, momentum=0.9)
+    opt.load_state_dict(topt.state_dict())
+    topt.state[big]["momentum_buffer"].add_(1.0)
+    assert float(opt.state[param]["momentum_buffer"][-1]) == 1.0

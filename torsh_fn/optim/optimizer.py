@@ -26,12 +26,18 @@ _TORCH_FLAGS = {"foreach": None, "capturable": False, "differentiable": False, "
 
 
 def to_jax(value: Any, dtype: Any = None) -> Any:
-    """A torch tensor (without importing torch), numpy array or number -> jax array."""
+    """A torch tensor (without importing torch), numpy array or number -> jax array.
+
+    Host arrays are copied first: on the CPU ``jnp.asarray`` may alias a large numpy buffer,
+    and a torch optimizer's state tensors keep changing in place after its ``state_dict()``.
+    """
     if type(value).__module__.startswith("torch"):
         tensor = value.detach().cpu()
         if str(tensor.dtype) == "torch.bfloat16":
             tensor = tensor.float()
-        value = tensor.numpy().copy()  # jax may alias host memory that torch mutates
+        value = tensor.numpy()
+    if isinstance(value, np.ndarray):
+        value = value.copy()
     return jnp.asarray(value, dtype)
 
 
