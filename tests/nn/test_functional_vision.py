@@ -85,16 +85,32 @@ def test_interpolate_bf16_upsample_and_errors(rng):
         F.interpolate(jnp.zeros((1, 2, 3)))
 
 
-@pytest.mark.parametrize("mode", ["bilinear", "nearest"])
-@pytest.mark.parametrize("padding_mode", ["zeros", "border", "reflection"])
-@pytest.mark.parametrize("align_corners", [False, True])
-def test_grid_sample(mode, padding_mode, align_corners, rng, variant):
-    x = _normal(rng, 2, 3, 5, 6)
-    grid = rng.uniform(-1.4, 1.4, (2, 4, 7, 2)).astype(np.float32)
+GRID_CASES = [  # input shape, mode, padding_mode, align_corners
+    ((2, 3, 5, 6), "bilinear", "zeros", False), ((2, 3, 5, 6), "bilinear", "border", True),
+    ((2, 3, 5, 6), "bilinear", "reflection", False), ((2, 3, 5, 6), "nearest", "zeros", True),
+    ((2, 3, 5, 6), "nearest", "reflection", False), ((2, 3, 5, 6), "bicubic", "zeros", False),
+    ((2, 3, 5, 6), "bicubic", "border", True), ((2, 3, 5, 6), "bicubic", "reflection", False),
+    ((2, 3, 4, 3, 5), "bilinear", "zeros", True), ((2, 3, 4, 3, 5), "bilinear", "reflection", False),
+    ((2, 3, 4, 3, 5), "nearest", "border", False),
+]
+
+
+@pytest.mark.parametrize("shape, mode, padding_mode, align_corners", GRID_CASES)
+def test_grid_sample(shape, mode, padding_mode, align_corners, rng):
+    x = _normal(rng, *shape)
+    nd = len(shape) - 2
+    grid = rng.uniform(-1.4, 1.4, (2, 4, 7, 3)[:nd + 1] + (nd,)).astype(np.float32)
     check_vs_torch(lambda x, g: F.grid_sample(x, g, mode, padding_mode, align_corners),
                    lambda x, g: TF.grid_sample(x, g, mode, padding_mode, align_corners),
-                   x, grid, grad=[0, 1] if mode == "bilinear" else [0], variant=variant,
+                   x, grid, grad=[0] if mode == "nearest" else [0, 1], variant=jax.jit,
                    rng=rng, rtol=1e-4, atol=1e-4)
+
+
+def test_grid_sample_errors():
+    with pytest.raises(ValueError, match="grid_sample: mode='bicubic' needs 4-d input"):
+        F.grid_sample(jnp.zeros((1, 1, 2, 2, 2)), jnp.zeros((1, 1, 1, 1, 3)), "bicubic")
+    with pytest.raises(ValueError, match=r"grid_sample: expected input \(N, C, H, W\) with grid"):
+        F.grid_sample(jnp.zeros((1, 1, 2, 2)), jnp.zeros((1, 1, 1, 3)))
 
 
 @pytest.mark.parametrize("size", [(2, 3, 5, 4), (2, 3, 1, 4), (2, 1, 3, 4, 5)])

@@ -238,7 +238,7 @@ def upsample_bilinear(input: jax.Array, size=None, scale_factor=None) -> jax.Arr
 
 # ----------------------------------------------------------------------------- grid sampling
 
-_GRID_MODES = ("bilinear", "nearest")
+_GRID_MODES = ("bilinear", "nearest", "bicubic")
 _GRID_PADDING = ("zeros", "border", "reflection")
 
 
@@ -258,8 +258,8 @@ def _reflect(coord: jax.Array, twice_low: int, twice_high: int) -> jax.Array:
     return jnp.where(flips % 2 == 0, extra + low, span - extra + low)
 
 
-def _source_coord(coord, size, padding_mode, align_corners):
-    coord = _unnormalize(coord, size, align_corners)
+def _pad_coord(coord: jax.Array, size: int, padding_mode: str, align_corners: bool) -> jax.Array:
+    """Apply the padding mode to pixel coordinates (zeros: as they are)."""
     if padding_mode == "reflection":
         coord = (_reflect(coord, 0, 2 * (size - 1)) if align_corners
                  else _reflect(coord, -1, 2 * size - 1))
@@ -268,35 +268,61 @@ def _source_coord(coord, size, padding_mode, align_corners):
     return coord
 
 
-def _gather_2d(img: jax.Array, iy: jax.Array, ix: jax.Array) -> jax.Array:
-    """Per sample: img (C, H, W) at integer (iy, ix) (Ho, Wo), zero outside -> (C, Ho, Wo)."""
-    _, h, w = img.shape
-    inside = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
-    values = img[:, jnp.clip(iy, 0, h - 1), jnp.clip(ix, 0, w - 1)]
-    return jnp.where(inside, values, jnp.zeros((), img.dtype))
+def _gather(img: jax.Array, index: Sequence[jax.Array]) -> jax.Array:
+    """img (C, *spatial) at integer positions (one array per dim, (*out)), zero outside."""
+    inside = True
+    clipped = []
+    for i, size in zip(index, img.shape[1:]):
+        inside = inside & (i >= 0) & (i < size)
+        clipped.append(jnp.clip(i, 0, size - 1))
+    return jnp.where(inside, img[(slice(None), *clipped)], jnp.zeros((), img.dtype))
 
 
-def _sample_one(img, ix, iy, mode):
-    if mode == "nearest":
-        return _gather_2d(img, jnp.round(iy).astype(jnp.int32), jnp.round(ix).astype(jnp.int32))
-    x0, y0 = jnp.floor(ix), jnp.floor(iy)
+def _linear_corners(img, coords):
+    """(Bi/tri)linear: the 2**nd corners around each point, weighted by the opposite volume."""
+    lows = [jnp.floor(c) for c in coords]
     out = 0
-    for dy in (0, 1):
-        for dx in (0, 1):
-            wx = (ix - x0) if dx else (x0 + 1 - ix)
-            wy = (iy - y0) if dy else (y0 + 1 - iy)
-            tap = _gather_2d(img, (y0 + dy).astype(jnp.int32), (x0 + dx).astype(jnp.int32))
-            out = out + tap * (wx * wy)[None]
+    for corner in range(2 ** len(coords)):
+        bits = [(corner >> d) & 1 for d in range(len(coords))]
+        weight = 1
+        for c, lo, bit in zip(coords, lows, bits):
+            weight = weight * ((c - lo) if bit else (lo + 1 - c))
+        tap = _gather(img, [(lo + bit).astype(jnp.int32) for lo, bit in zip(lows, bits)])
+        out = out + tap * weight[None]
     return out
+
+
+def _bicubic(img, coords, padding_mode, align_corners):
+    """4 x 4 taps with PyTorch's cubic weights (A = -0.75); padding applies to each tap."""
+    (ix, iy), (_, h, w) = coords, img.shape
+    x0, y0 = jnp.floor(ix), jnp.floor(iy)
+    wx = [_cubic_weight(ix - x0, k) for k in range(4)]
+    wy = [_cubic_weight(iy - y0, k) for k in range(4)]
+    out = 0
+    for j in range(4):
+        ty = _pad_coord(y0 - 1 + j, h, padding_mode, align_corners).astype(jnp.int32)
+        for i in range(4):
+            tx = _pad_coord(x0 - 1 + i, w, padding_mode, align_corners).astype(jnp.int32)
+            out = out + _gather(img, [ty, tx]) * (wx[i] * wy[j])[None]
+    return out
+
+
+def _cubic_weight(t: jax.Array, k: int) -> jax.Array:
+    a = _CUBIC_A
+    x = (t + 1, t, 1 - t, 2 - t)[k]
+    if k in (1, 2):
+        return ((a + 2) * x - (a + 3)) * x * x + 1
+    return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
 
 
 def grid_sample(input: jax.Array, grid: jax.Array, mode: str = "bilinear",
                 padding_mode: str = "zeros", align_corners: bool | None = None) -> jax.Array:
-    """Sample (N, C, H, W) at the normalised (x, y) positions of ``grid`` (N, Ho, Wo, 2).
+    """Sample (N, C, H, W) at the normalised (x, y) of ``grid`` (N, Ho, Wo, 2), or
+    (N, C, D, H, W) at the (x, y, z) of ``grid`` (N, Do, Ho, Wo, 3).
 
     ``grid`` values in [-1, 1] span the input (pixel corners, or centres with
-    ``align_corners=True``). Modes "bilinear" and "nearest" (ties round to even); padding modes
-    "zeros", "border", "reflection". 5-d input and "bicubic" are not supported.
+    ``align_corners=True``). Modes "bilinear" (trilinear for 5-d), "nearest" (ties round to
+    even), "bicubic" (4-d only); padding modes "zeros", "border", "reflection".
 
     Example:
         >>> grid_sample(jnp.ones((1, 2, 3, 3)), jnp.zeros((1, 4, 5, 2))).shape
@@ -308,16 +334,28 @@ def grid_sample(input: jax.Array, grid: jax.Array, mode: str = "bilinear",
     if padding_mode not in _GRID_PADDING:
         raise ValueError(f"{name}: padding_mode must be one of {_GRID_PADDING}, "
                          f"got {padding_mode!r}")
-    if input.ndim != 4 or grid.ndim != 4 or grid.shape[-1] != 2 or grid.shape[0] != input.shape[0]:
-        raise ValueError(f"{name}: expected input (N, C, H, W) and grid (N, Ho, Wo, 2) with the "
-                         f"same N, got {input.shape} and {grid.shape}")
+    nd = input.ndim - 2
+    if nd not in (2, 3) or grid.shape[:1] + grid.shape[-1:] != (input.shape[0], nd) \
+            or grid.ndim != input.ndim:
+        raise ValueError(f"{name}: expected input (N, C, H, W) with grid (N, Ho, Wo, 2), or "
+                         f"input (N, C, D, H, W) with grid (N, Do, Ho, Wo, 3), got {input.shape} "
+                         f"and {grid.shape}")
+    if mode == "bicubic" and nd == 3:
+        raise ValueError(f"{name}: mode='bicubic' needs 4-d input, got shape {input.shape}")
     ct = jnp.promote_types(input.dtype, jnp.float32)
-    g = grid.astype(ct)
-    _, _, h, w = input.shape
-    ix = _source_coord(g[..., 0], w, padding_mode, bool(align_corners))
-    iy = _source_coord(g[..., 1], h, padding_mode, bool(align_corners))
-    out = jax.vmap(lambda img, x, y: _sample_one(img, x, y, mode))(input.astype(ct), ix, iy)
-    return out.astype(input.dtype)
+    g, corners = grid.astype(ct), bool(align_corners)
+    sizes = input.shape[:1:-1]  # W, H[, D]: the order of the grid's coordinates
+    raw = [_unnormalize(g[..., d], size, corners) for d, size in enumerate(sizes)]
+
+    def sample(img, *coords):
+        if mode == "bicubic":
+            return _bicubic(img, coords, padding_mode, corners)
+        coords = [_pad_coord(c, s, padding_mode, corners) for c, s in zip(coords, sizes)]
+        if mode == "nearest":
+            return _gather(img, [jnp.round(c).astype(jnp.int32) for c in coords[::-1]])
+        return _linear_corners(img, coords[::-1])
+
+    return jax.vmap(sample)(input.astype(ct), *raw).astype(input.dtype)
 
 
 def _base_coords(steps: int, align_corners: bool) -> jnp.ndarray:
