@@ -33,15 +33,19 @@ def batch_seed(epoch_seed: int, batch_index: int) -> Iterator[None]:
     The DataLoader wraps the loading of every batch in this, in the main process and in workers
     alike, so random transforms give the same batches whatever ``num_workers`` is.
     """
-    _local.rng = np.random.default_rng([epoch_seed, batch_index])
+    _local.seed, _local.rng = (epoch_seed, batch_index), None  # the stream is made on first use
     try:
         yield
     finally:
-        _local.rng = None
+        _local.seed = _local.rng = None
 
 
 def batch_rng() -> np.random.Generator:
     """The stream of the batch being loaded, or outside a DataLoader a fresh one drawn from the
     global generator (so ``torsh_fn.manual_seed`` reproduces it)."""
-    rng = getattr(_local, "rng", None)
-    return rng if rng is not None else np.random.default_rng(seed_from())
+    seed = getattr(_local, "seed", None)
+    if seed is None:
+        return np.random.default_rng(seed_from())
+    if _local.rng is None:
+        _local.rng = np.random.default_rng(list(seed))
+    return _local.rng
