@@ -128,6 +128,24 @@ def test_functional_face_matches_torch(rng, tx, name, kwargs):
         assert_close(p, t, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize(("tx", "name", "kwargs"), FUNCTIONAL, ids=[c[1] for c in FUNCTIONAL])
+def test_functional_face_compiles_once_and_keeps_bfloat16(rng, tx, name, kwargs):
+    dtype = jnp.bfloat16
+    problem = Problem(rng)
+    params = [jnp.asarray(a, dtype) for a in problem.init]
+    update = jax.jit(tx.update)
+    state = tx.init(params)
+    compiled = []
+    for _ in range(3):
+        grads = jax.grad(lambda ps: problem.loss([p.astype(jnp.float32) for p in ps]))(params)
+        updates, new_state = update(grads, state, params)
+        assert jax.tree.structure(new_state) == jax.tree.structure(state)
+        params, state = optax.apply_updates(params, updates), new_state
+        compiled.append(update._cache_size())  # the cache is shared by jits of one function
+    assert compiled[0] == compiled[-1]
+    assert all(u.dtype == dtype for u in updates) and all(p.dtype == dtype for p in params)
+
+
 def test_functional_face_takes_an_optax_schedule(rng):
     problem = Problem(rng)
     params = [jnp.asarray(a) for a in problem.init]
