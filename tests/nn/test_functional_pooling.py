@@ -131,3 +131,24 @@ def test_with_indices_names(rng):
                    lambda x: TF.max_pool2d_with_indices(x, 3, 2, 1), x)
     check_vs_torch(lambda x: F.adaptive_max_pool2d_with_indices(x, (3, 2)),
                    lambda x: TF.adaptive_max_pool2d_with_indices(x, (3, 2)), x)
+
+
+@pytest.mark.parametrize("nd", [2, 3])
+def test_fractional_max_pool_with_torch_samples(nd, rng):
+    x = rng.standard_normal((2, 3) + (11, 9, 7)[:nd]).astype(np.float32)
+    u = rng.random((2, 3, nd)).astype(np.float32)
+    kernel, out = (3, 2, 2)[:nd], (5, 6, 4)[:nd]
+    name = f"fractional_max_pool{nd}d"
+    check_vs_torch(lambda x, u: getattr(F, name)(x, kernel, out, None, True, u),
+                   lambda x, u: getattr(TF, name)(x, kernel, out, None, True, u), x, u,
+                   grad=[0], variant=jax.jit, rng=rng)
+
+
+def test_fractional_max_pool_draws_windows_from_key():
+    x = jnp.arange(2 * 81.0).reshape(2, 1, 9, 9)
+    key = jax.random.PRNGKey(0)
+    a = F.fractional_max_pool2d(x, 2, output_ratio=0.5, key=key)
+    assert a.shape == (2, 1, 4, 4)
+    assert jnp.array_equal(a, F.fractional_max_pool2d(x, 2, output_ratio=0.5, key=key))
+    with pytest.raises(ValueError, match="fractional_max_pool2d: exactly one of output_size"):
+        F.fractional_max_pool2d(x, 2, key=key)

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from torsh_fn import random as _random
 from torsh_fn.kernels.pooling import avg_pool as _avg_pool_kernel
 from torsh_fn.kernels.pooling import max_pool as _max_pool_kernel
 from torsh_fn.kernels.pooling import pool_output_size
@@ -22,7 +23,9 @@ from torsh_fn.kernels.pooling import pool_output_size
 __all__ = [
     "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d", "adaptive_max_pool1d",
     "adaptive_max_pool1d_with_indices", "adaptive_max_pool2d", "adaptive_max_pool2d_with_indices",
-    "adaptive_max_pool3d", "adaptive_max_pool3d_with_indices", "avg_pool1d", "avg_pool2d", "avg_pool3d",
+    "adaptive_max_pool3d", "adaptive_max_pool3d_with_indices", "avg_pool1d", "avg_pool2d",
+    "avg_pool3d", "fractional_max_pool2d", "fractional_max_pool2d_with_indices",
+    "fractional_max_pool3d", "fractional_max_pool3d_with_indices",
     "lp_pool1d", "lp_pool2d", "lp_pool3d", "max_pool1d", "max_pool2d", "max_pool3d",
     "max_pool1d_with_indices", "max_pool2d_with_indices", "max_pool3d_with_indices",
     "max_unpool1d", "max_unpool2d", "max_unpool3d",
@@ -322,6 +325,96 @@ max_pool3d_with_indices = _with_indices(max_pool3d)
 adaptive_max_pool1d_with_indices = _with_indices(adaptive_max_pool1d)
 adaptive_max_pool2d_with_indices = _with_indices(adaptive_max_pool2d)
 adaptive_max_pool3d_with_indices = _with_indices(adaptive_max_pool3d)
+
+
+def _fractional_starts(samples: jax.Array, size_in: int, size_out: int, k: int) -> jax.Array:
+    """PyTorch's pseudo-random window starts along one dim, from samples in [0, 1): (..., out)."""
+    if size_out == 1:
+        return jnp.full(samples.shape + (1,), size_in - k, jnp.int32)
+    alpha = jnp.float32((size_in - k) / (size_out - 1))
+    i = jnp.arange(size_out - 1, dtype=jnp.float32)
+    u = samples.astype(jnp.float32)[..., None]
+    starts = ((i + u) * alpha).astype(jnp.int32) - (u * alpha).astype(jnp.int32)
+    last = jnp.full(samples.shape + (1,), size_in - k, jnp.int32)
+    return jnp.concatenate([starts, last], axis=-1)
+
+
+def _fractional(name, nd, input, kernel_size, output_size, output_ratio, return_indices,
+                _random_samples, key, generator):
+    _check_rank(name, input, nd)
+    kernel = _tuple(name, "kernel_size", kernel_size, nd)
+    spatial = input.shape[-nd:]
+    if (output_size is None) == (output_ratio is None):
+        raise ValueError(f"{name}: exactly one of output_size and output_ratio must be given")
+    if output_size is None:
+        ratios = (output_ratio,) * nd if isinstance(output_ratio, int | float) else output_ratio
+        output_size = tuple(int(n * r) for n, r in zip(spatial, ratios))
+    out = _tuple(name, "output_size", output_size, nd)
+    if any(o + k - 1 > n or o < 1 for o, k, n in zip(out, kernel, spatial)):
+        raise ValueError(f"{name}: output_size {out} with kernel_size {kernel} does not fit input "
+                         f"of spatial shape {spatial}")
+    x = input if input.ndim == nd + 2 else input[None]
+    n, c = x.shape[:2]
+    samples = _random_samples
+    if samples is None:
+        samples = jax.random.uniform(_random.next_key(key, generator), (n, c, nd), jnp.float32)
+    if samples.shape != (n, c, nd):
+        raise ValueError(f"{name}: _random_samples must have shape {(n, c, nd)}, got "
+                         f"{samples.shape}")
+    order = (1, 0) if nd == 2 else (0, 1, 2)  # PyTorch's sample per dim: (W, H) or (T, H, W)
+    flat = 0
+    for d in range(nd):
+        starts = _fractional_starts(samples[..., order[d]], spatial[d], out[d], kernel[d])
+        shape = [n, c] + [1] * (2 * nd)
+        shape[2 + d] = out[d]
+        window = [1] * (2 * nd)
+        window[nd + d] = kernel[d]
+        pos = starts.reshape(shape) + jnp.arange(kernel[d]).reshape(window)
+        flat = flat + pos * math.prod(spatial[d + 1:])
+    flat = jnp.broadcast_to(flat, (n, c) + out + kernel).reshape(n, c, -1)
+    values = jnp.take_along_axis(x.reshape(n, c, -1), flat, axis=-1)
+    values = values.reshape(n, c, *out, -1)
+    best = jnp.argmax(values, axis=-1)[..., None]
+    result = jnp.take_along_axis(values, best, axis=-1)[..., 0]
+    indices = jnp.take_along_axis(flat.reshape(n, c, *out, -1), best, axis=-1)[..., 0]
+    if input.ndim == nd + 1:
+        result, indices = result[0], indices[0]
+    return (result, indices) if return_indices else result
+
+
+def fractional_max_pool2d(input: jax.Array, kernel_size: IntOrTuple,
+                          output_size: IntOrTuple | None = None,
+                          output_ratio: float | Sequence[float] | None = None,
+                          return_indices: bool = False, _random_samples: jax.Array | None = None,
+                          *, key: jax.Array | None = None,
+                          generator: _random.Generator | None = None):
+    """Max over pseudo-randomly placed windows of (N, C, H, W) or (C, H, W) (Graham, 2014).
+
+    The windows come from ``_random_samples`` (N, C, 2) in [0, 1) if given, else from ``key``
+    (drawn from ``generator`` or the global generator when omitted).
+
+    Example:
+        >>> fractional_max_pool2d(jnp.ones((1, 2, 9, 9)), 2, output_size=5,
+        ...                       key=jax.random.PRNGKey(0)).shape
+        (1, 2, 5, 5)
+    """
+    return _fractional("fractional_max_pool2d", 2, input, kernel_size, output_size, output_ratio,
+                       return_indices, _random_samples, key, generator)
+
+
+def fractional_max_pool3d(input: jax.Array, kernel_size: IntOrTuple,
+                          output_size: IntOrTuple | None = None,
+                          output_ratio: float | Sequence[float] | None = None,
+                          return_indices: bool = False, _random_samples: jax.Array | None = None,
+                          *, key: jax.Array | None = None,
+                          generator: _random.Generator | None = None):
+    """Fractional max pooling of (N, C, T, H, W) or (C, T, H, W); samples (N, C, 3)."""
+    return _fractional("fractional_max_pool3d", 3, input, kernel_size, output_size, output_ratio,
+                       return_indices, _random_samples, key, generator)
+
+
+fractional_max_pool2d_with_indices = _with_indices(fractional_max_pool2d)
+fractional_max_pool3d_with_indices = _with_indices(fractional_max_pool3d)
 
 
 def _max_unpool(name, nd, input, indices, kernel_size, stride, padding, output_size):
