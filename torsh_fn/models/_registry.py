@@ -60,7 +60,8 @@ def get(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
     """
     if name not in _BUILDERS:
         raise ValueError(f"models: unknown model {name!r}; valid names: {list_models()}")
+    path = pretrained_path(name) if pretrained else None
     model = _BUILDERS[name](**kwargs)
-    if pretrained:
-        model.load_state_dict(load(pretrained_path(name)))
+    if path is not None:
+        model.load_state_dict(load(path))
     return model

@@ -8,9 +8,11 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .. import kernels, nn
 from .. import random as _random
+from .._jit import jit
 from ..nn import functional as F
 from ..nn import init
 from ._attention import merge_heads, split_heads
@@ -134,11 +136,15 @@ class GPT(nn.Module):
             key: a JAX PRNG key; by default drawn from the global generator.
 
         Returns: ``(N, T + max_new_tokens)`` tokens. Call ``eval()`` first to turn off dropout.
+        Each step runs the model on a window of ``block_size`` tokens, so it compiles once.
         """
         key = _random.next_key(key)
-        idx = jnp.asarray(idx)
+        tokens = np.asarray(idx)
+        block = self.config.block_size
         for _ in range(max_new_tokens):
-            logits = self(idx[:, -self.config.block_size:])[:, -1, :]
+            t = tokens.shape[1]
+            window = tokens[:, -block:] if t >= block else np.pad(tokens, ((0, 0), (0, block - t)))
+            logits = _last_logits(self, window, min(t, block) - 1)
             if temperature == 0:
                 nxt = jnp.argmax(logits, -1)
             else:
@@ -148,8 +154,15 @@ class GPT(nn.Module):
                     logits = jnp.where(logits < kth, -jnp.inf, logits)
                 key, sub = jax.random.split(key)
                 nxt = jax.random.categorical(sub, logits, -1)
-            idx = jnp.concatenate([idx, nxt[:, None].astype(idx.dtype)], 1)
-        return idx
+            tokens = np.concatenate([tokens, np.asarray(nxt)[:, None].astype(tokens.dtype)], 1)
+        return jnp.asarray(tokens)
+
+
+@jit
+def _last_logits(model: GPT, window: jax.Array, pos: jax.Array) -> jax.Array:
+    """Logits at position ``pos`` of a fixed-size window (causal: later padding is ignored), so
+    generation compiles once."""
+    return jax.lax.dynamic_index_in_dim(model(window), pos, 1, keepdims=False)
 
 
 def gpt(**kwargs) -> GPT:
