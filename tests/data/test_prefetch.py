@@ -1,15 +1,14 @@
-"""prefetch_to_device: same batches as jax arrays, in order, on the layout asked for."""
+"""prefetch_to_device: same batches as jax arrays, in order, ahead, on the layout asked for."""
 
 from __future__ import annotations
-
-import threading
 
 import jax
 import numpy as np
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec
 
-from tests.data._datasets_for_workers import FailsAt
+from tests.data._datasets_for_workers import FailsAt, WhoLoads
+from tests.data.test_dataloader import assert_processes_gone
 from torsh_fn.data import DataLoader, TensorDataset, prefetch_to_device
 
 
@@ -35,21 +34,28 @@ def test_sharding_and_device_are_applied():
 
 
 def test_loading_errors_surface_in_the_consumer():
-    loader = DataLoader(FailsAt(3, ValueError("bad sample 3")), batch_size=2)
-    it = prefetch_to_device(loader)
-    assert np.asarray(next(it)).tolist() == [0, 1]
-    with pytest.raises(ValueError, match="bad sample 3"):
+    loader = DataLoader(FailsAt(5, ValueError("bad sample 5")), batch_size=2)
+    it = prefetch_to_device(loader, size=1)
+    assert np.asarray(next(it)).tolist() == [0, 1]  # batch 1 was loaded ahead, batch 2 fails
+    with pytest.raises(ValueError, match="bad sample 5"):
         next(it)
 
 
-def test_dropping_the_iterator_stops_its_thread():
-    it = prefetch_to_device(iter(range(1000)), size=1)
-    next(it)
-    thread = it._thread
+def test_batches_are_loaded_ahead_and_dropping_the_iterator_stops_the_workers():
+    pulled = []
+
+    def source():
+        for i in range(10):
+            pulled.append(i)
+            yield np.full(2, i)
+
+    it = prefetch_to_device(source(), size=3)
+    assert np.asarray(next(it)).tolist() == [0, 0] and pulled == [0, 1, 2, 3]
+    loader = DataLoader(WhoLoads(), batch_size=2, num_workers=2)
+    it = prefetch_to_device(loader)
+    pids = {int(p) for p in np.asarray(next(it)[1])}
     del it
-    thread.join(timeout=2)
-    assert not thread.is_alive()
-    assert not any(t.name == "prefetch_to_device" for t in threading.enumerate())
+    assert_processes_gone(pids)
 
 
 def test_bad_arguments_are_named():

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import queue
-import threading
+import collections
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 import jax
 
 __all__ = ["prefetch_to_device"]
-
-_BATCH, _END, _ERROR = range(3)
 
 
 def prefetch_to_device(
@@ -21,16 +18,17 @@ def prefetch_to_device(
     device: jax.Device | None = None,
     sharding: jax.sharding.Sharding | None = None,
 ) -> Iterator[Any]:
-    """Iterate ``iterable`` (a DataLoader, say) with up to ``size`` batches already on the device.
+    """Iterate ``iterable`` (a DataLoader, say) with ``size`` more batches already on the device.
 
-    A background thread takes each batch from ``iterable`` and starts its copy with
-    ``jax.device_put`` (to ``device``, to ``sharding``'s layout, or to the default device), so the
-    loading and the copy of the next batches overlap the step that runs now. Batches come back as
-    pytrees of ``jax.Array`` in the same order; an error in loading is raised here.
+    When batch ``k`` is handed out, batches ``k+1 .. k+size`` have been loaded and their copies
+    started with ``jax.device_put`` (to ``device``, to ``sharding``'s layout, or to the default
+    device). JAX dispatches a jitted step asynchronously, so the loading and the copies overlap
+    the step that runs on the device; no thread is involved. Batches come back as pytrees of
+    ``jax.Array`` in the same order; an error in loading is raised here.
 
     Args:
         iterable: yields pytrees of arrays.
-        size: how many batches to hold on the device ahead of the one in use.
+        size: how many batches to keep on the device ahead of the one in use.
         device: the target device; default: JAX's default device.
         sharding: a ``jax.sharding.Sharding`` for every leaf (e.g. split along the batch axis);
             use either ``device`` or ``sharding``.
@@ -46,55 +44,14 @@ def prefetch_to_device(
     if sharding is not None and not isinstance(sharding, jax.sharding.Sharding):
         raise TypeError(f"prefetch_to_device: sharding: expected a jax.sharding.Sharding, "
                         f"got {type(sharding).__name__}")
-    return _Prefetcher(iter(iterable), size, sharding if sharding is not None else device)
+    return _prefetch(iter(iterable), size, sharding if sharding is not None else device)
 
 
-def _offer(q: queue.Queue[tuple[int, Any]], stop: threading.Event, item: tuple[int, Any]) -> bool:
-    while not stop.is_set():
-        try:
-            q.put(item, timeout=0.1)
-            return True
-        except queue.Full:
-            continue
-    return False
-
-
-def _fill(source: Iterator[Any], target: Any, q: queue.Queue[tuple[int, Any]],
-          stop: threading.Event) -> None:
-    # A function of its own, not a method: the thread must not keep the iterator alive, so that
-    # dropping the iterator stops the thread and releases the source (and its worker processes).
-    try:
-        for batch in source:
-            if not _offer(q, stop, (_BATCH, jax.device_put(batch, target))):
-                return
-        _offer(q, stop, (_END, None))
-    except BaseException as exc:  # handed to the consumer, who raises it
-        _offer(q, stop, (_ERROR, exc))
-
-
-class _Prefetcher(Iterator[Any]):
-    def __init__(self, source: Iterator[Any], size: int, target: Any) -> None:
-        self._queue: queue.Queue[tuple[int, Any]] = queue.Queue(maxsize=size)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=_fill, daemon=True, name="prefetch_to_device",
-                                        args=(source, target, self._queue, self._stop))
-        self._thread.start()
-
-    def __next__(self) -> Any:
-        if self._stop.is_set():
-            raise StopIteration
-        kind, value = self._queue.get()
-        if kind == _BATCH:
-            return value
-        self.close()
-        if kind == _ERROR:
-            raise value
-        raise StopIteration
-
-    def close(self) -> None:
-        """Stop the background thread (and so release the source iterator and its workers)."""
-        self._stop.set()
-        self._thread.join()
-
-    def __del__(self) -> None:
-        self.close()
+def _prefetch(source: Iterator[Any], size: int, target: Any) -> Iterator[Any]:
+    ahead: collections.deque[Any] = collections.deque()
+    for batch in source:
+        ahead.append(jax.device_put(batch, target))
+        if len(ahead) > size:
+            yield ahead.popleft()
+    while ahead:
+        yield ahead.popleft()
