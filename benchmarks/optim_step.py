@@ -151,7 +151,8 @@ def main() -> None:
                   for label, (model, opt, step) in shims.items()})
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"# optim_step  {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC  "
-          f"{platform.machine()}, {os.cpu_count()} CPUs, load average {load:.1f}; "
+          f"{platform.machine()}, {len(os.sched_getaffinity(0))} of {os.cpu_count()} CPUs, load "
+          f"average {load:.1f}; "
           f"jax {jax.__version__}, optax {optax.__version__}")
     print(f"MLP {'-'.join(map(str, SIZES))}, batch {BATCH}, Adam, float32, {jax.devices()[0]}; "
           f"{args.rounds} interleaved rounds x {args.iters} steps")
