@@ -7,6 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import torsh_fn
+import torsh_fn.nn as nn
+import torsh_fn.nn.functional as F
 import torsh_fn.optim as optim
 from tests.optim._problem import Problem
 from torsh_fn._backward import backward  # torsh_fn.backward once the top level exports it
@@ -85,3 +88,29 @@ def test_no_retrace_once_gradients_exist(rng):
     assert len(traces) == 1
     assert all(isinstance(v, jnp.ndarray) for v in opt.state[params[0]].values())
     assert float(opt.state[params[0]]["step"]) == 9.0
+
+
+def test_closure_step_with_batchnorm_updates_statistics_once(rng):
+    x = jnp.asarray(rng.standard_normal((16, 4)), jnp.float32)
+    y = jnp.arange(16) % 3
+    results = []
+    for jitted in (True, False):
+        torsh_fn.manual_seed(0)
+        model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))
+        opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+
+        def step(model, opt, x, y):
+            def closure():
+                opt.zero_grad()
+                return F.cross_entropy(model(x), y)
+
+            return opt.step(closure)
+
+        run = jit(step) if jitted else step
+        losses = [float(run(model, opt, x, y)) for _ in range(3)]
+        results.append((losses, model))
+    (losses, model), (eager_losses, eager_model) = results
+    np.testing.assert_allclose(losses, eager_losses, rtol=1e-5)
+    assert int(model[1].num_batches_tracked) == 3
+    np.testing.assert_allclose(model[1].running_mean, eager_model[1].running_mean, rtol=1e-5,
+                               atol=1e-6)
