@@ -5,6 +5,7 @@ import io
 import json
 import os
 import struct
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -172,3 +173,36 @@ def test_all_storable_dtypes_round_trip(tmp_path):
     for k, v in arrays.items():
         assert np.asarray(loaded[k]).dtype == v.dtype
         np.testing.assert_array_equal(np.asarray(loaded[k]), v)
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_pytorch_state_dicts_load_through_torch_load_weights_only(tmp_path, legacy):
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    sd = {**model.state_dict(), "half": torch.randn(4).to(torch.bfloat16)}
+    torch.save({"model": sd, "epoch": 3, "names": ["a", "b"]}, tmp_path / "ckpt.pth",
+               _use_new_zipfile_serialization=not legacy)
+    loaded = T.load(tmp_path / "ckpt.pth")
+    assert loaded["epoch"] == 3 and loaded["names"] == ["a", "b"]
+    assert list(loaded["model"]) == list(sd)
+    assert loaded["model"]["half"].dtype == jnp.bfloat16
+    for key, value in sd.items():
+        assert isinstance(loaded["model"][key], jax.Array)
+        np.testing.assert_array_equal(np.asarray(loaded["model"][key], np.float32),
+                                      value.float().numpy(), err_msg=key)
+
+
+class _Custom:
+    """A class: unpickling it would run code, so weights_only refuses it."""
+
+
+def test_pytorch_files_with_code_are_refused(tmp_path):
+    torch.save({"obj": _Custom()}, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError, match=r"torch.load\(weights_only=True\) refused it"):
+        T.load(tmp_path / "evil.pt")
+
+
+def test_pytorch_files_without_torch_say_what_to_install(tmp_path, monkeypatch):
+    torch.save({"w": torch.ones(2)}, tmp_path / "w.pt")
+    monkeypatch.setitem(sys.modules, "torch", None)
+    with pytest.raises(ImportError, match="is a PyTorch file; reading it needs torch"):
+        T.load(tmp_path / "w.pt")

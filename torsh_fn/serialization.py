@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import struct
@@ -36,6 +37,9 @@ __all__ = ["load", "save"]
 _FORMAT_KEY = "torsh_fn"
 _FORMAT_VERSION = 1
 _MAX_HEADER = 100 * 1024 * 1024
+# torch.save's default (zip) format, and its legacy format (a pickled magic number first)
+_TORCH_ZIP = b"PK\x03\x04"
+_TORCH_LEGACY = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"  # legacy magic
 
 _CODES = {  # safetensors dtype code <-> numpy dtype
     "BOOL": np.dtype(np.bool_), "U8": np.dtype(np.uint8), "I8": np.dtype(np.int8),
@@ -175,6 +179,35 @@ def _decode(node: Any, tensors: dict[str, Any], where: str) -> Any:
     raise CheckpointError(f"load: {where}: malformed structure entry {node!r}")
 
 
+def _from_torch_tree(obj: Any, dev: Any) -> Any:
+    if type(obj).__module__.startswith("torch") and hasattr(obj, "detach"):
+        from ._creation import as_tensor  # bfloat16 included
+
+        return place(as_tensor(obj.detach().cpu().contiguous()), dev)
+    if isinstance(obj, dict):
+        return {k: _from_torch_tree(v, dev) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(_from_torch_tree(v, dev) for v in obj)
+    return obj
+
+
+def _load_torch(raw: bytes, where: str, dev: Any) -> Any:
+    """A ``torch.save`` file through ``torch.load(weights_only=True)``; tensors -> jax arrays."""
+    try:
+        import torch
+    except ImportError as err:
+        raise ImportError(f"load: {where} is a PyTorch file; reading it needs torch (pip install "
+                          f"torch), which torsh_fn calls as torch.load(weights_only=True), "
+                          f"executing no code from the file") from err
+    try:
+        obj = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises UnpicklingError, RuntimeError, ... for bad files
+        raise CheckpointError(f"load: {where} is not a safetensors file, and torch.load("
+                              f"weights_only=True) refused it as a PyTorch file ({err}); only "
+                              f"tensors and plain containers are read") from err
+    return _from_torch_tree(obj, dev)
+
+
 def _to_jax(arr: np.ndarray, dev: Any) -> Any:
     """A ``jax.Array``, unless JAX would narrow the dtype (64-bit types without x64): then the
     numpy array is returned so that no stored precision is lost."""
@@ -189,7 +222,11 @@ def load(f: str | os.PathLike | BinaryIO, device: Any = None, *, map_location: A
 
     64-bit arrays stay numpy arrays unless ``jax_enable_x64`` is on, so nothing is narrowed.
 
-    A safetensors file written by another program loads as a flat ``{name: array}`` dict.
+    A safetensors file written by another program loads as a flat ``{name: array}`` dict. A PyTorch
+file (``torch.save``'s zip or legacy format, as ``.pt``/``.pth``) is read with
+``torch.load(weights_only=True)``, which executes no code, when torch is installed; its tensors
+come back as ``jax.Array``s in the same structure (a ``state_dict`` loads into the matching
+``nn.Module`` unchanged).
     ``map_location`` is PyTorch's name for ``device``; ``weights_only`` is accepted for
     compatibility (nothing is ever unpickled).
 
@@ -204,6 +241,8 @@ def load(f: str | os.PathLike | BinaryIO, device: Any = None, *, map_location: A
             raw = stream.read()
     else:
         raw = f.read()
+    if raw[:4] == _TORCH_ZIP or raw.startswith(_TORCH_LEGACY):
+        return _load_torch(raw, where, dev)
     arrays, meta = _read_tensors(raw, where)
     tensors = {name: _to_jax(a, dev) for name, a in arrays.items()}
     if _FORMAT_KEY not in meta:
