@@ -77,7 +77,8 @@ def load_dataset(name: str, root: str | None, seed: int,
     return _split(x, y, seed, val_fraction)
 
 
-def _resize(x: np.ndarray, side: int) -> np.ndarray:
+def resize_images(x: np.ndarray, side: int) -> np.ndarray:
+    """Images ``(N, C, H, W)`` resized (bilinear) up to ``side x side``; larger ones unchanged."""
     import jax
 
     if x.shape[-1] >= side:
@@ -144,7 +145,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
                          f"{list(CLASSIFIERS)}")
     train_data, val_data = load_dataset(args.dataset, args.data_root, args.seed)
     side = _MIN_SIDE.get(args.model, 0)
-    train_data, val_data = ((_resize(x, side), y) for x, y in (train_data, val_data))
+    train_data, val_data = ((resize_images(x, side), y) for x, y in (train_data, val_data))
     num_classes = int(max(train_data[1].max(), val_data[1].max())) + 1
     torsh_fn.manual_seed(args.seed)
     model = build_model(args.model, train_data[0].shape[1:], num_classes)
