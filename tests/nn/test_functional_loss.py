@@ -190,22 +190,27 @@ def test_vmap_over_different_problems_matches_one_by_one(maker, rng):
     assert_close(together, one_by_one, rtol=1e-6, atol=1e-6)
 
 
-BF16_MAKERS = ["binary_cross_entropy_with_logits", "cross_entropy", "cross_entropy_probs",
-               "huber_loss", "kl_div", "mse_loss", "multilabel_soft_margin_loss", "nll_loss"]
+def test_bfloat16_forward_within_bfloat16_tolerance(rng):
+    """bfloat16 in, bfloat16 out, close to torch in float32 on the same (rounded) numbers."""
+    def rounded(x, dtype):
+        if isinstance(x, np.ndarray) and x.dtype == np.float32:
+            return x.astype(ml_dtypes.bfloat16).astype(dtype)
+        return x
 
-
-def test_bfloat16_forward_matches_torch(rng):
-    for maker in BF16_MAKERS:
+    for maker in sorted(MAKERS):
         case = MAKERS[maker](rng, (5, 3, 2))
-        case.inputs = tuple(x.astype(ml_dtypes.bfloat16) if x.dtype == np.float32 else x
-                            for x in case.inputs)
-        case.kwargs = {k: v.astype(ml_dtypes.bfloat16) for k, v in case.kwargs.items()
-                       if isinstance(v, np.ndarray)} | {
-                           k: v for k, v in case.kwargs.items() if not isinstance(v, np.ndarray)}
-        case.grad = []
-        check_case(case, variant=jax.jit)
-    out = jax.jit(F.cross_entropy)(jnp.ones((2, 3), jnp.bfloat16), jnp.array([0, 1]))
-    assert out.dtype == jnp.bfloat16
+        ours = jax.jit(_each_reduction(
+            getattr(F, case.name),
+            _convert({k: rounded(v, ml_dtypes.bfloat16) for k, v in case.kwargs.items()},
+                     jnp.asarray), REDUCTIONS))(
+            *(jnp.asarray(rounded(x, ml_dtypes.bfloat16)) for x in case.inputs))
+        theirs = _each_reduction(
+            getattr(TF, case.name),
+            _convert({k: rounded(v, np.float32) for k, v in case.kwargs.items()}, to_torch),
+            REDUCTIONS)(*(to_torch(rounded(x, np.float32)) for x in case.inputs))
+        for out, expected in zip(ours, theirs):
+            assert out.dtype == jnp.bfloat16, maker
+            assert_close(out, expected, rtol=1e-2, atol=1e-2, err_msg=maker)
 
 
 # --------------------------------------------------------------- cross_entropy and nll_loss
@@ -397,7 +402,7 @@ def test_ctc_concatenated_targets_other_blank_and_jit(rng):
     logits = normal(rng, (8, 3, 6))
     target_lengths = np.array([2, 0, 4])
     targets = rng.integers(0, 5, target_lengths.sum())
-    input_lengths = np.array([8, 3, 6])
+    input_lengths = np.array([8, 3, 7])  # room for 4 repeated labels and the blanks between
     check_ctc(logits, targets, input_lengths, target_lengths, blank=5)
     # Lengths traced by jit: the padded width falls back to the total target length.
     jitted = jax.jit(lambda lp, tl: F.ctc_loss(lp, targets, input_lengths, tl, blank=5))

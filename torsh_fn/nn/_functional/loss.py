@@ -2,7 +2,8 @@
 
 Every loss takes ``reduction="none" | "mean" | "sum"`` (``kl_div`` also ``"batchmean"``) and,
 where PyTorch has them, the legacy ``size_average``/``reduce`` flags. Losses are computed and
-reduced in at least float32 and returned in the input's dtype.
+reduced in at least float32 and returned in the input's dtype; class-index
+cross-entropy hands the logits to its kernel in their own dtype.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from torsh_fn.kernels.cross_entropy import cross_entropy as _ce_kernel
 
@@ -76,6 +78,27 @@ def _reduce(loss: jax.Array, reduction: str, denom: jax.Array | None = None) -> 
 def _acc(dtype) -> jnp.dtype:
     """The dtype to compute a loss in: float32 or wider."""
     return jnp.promote_types(dtype, jnp.float32)
+
+
+def _upcast(x):
+    """Floating arrays to at least float32; anything else as it is."""
+    if isinstance(x, jax.Array | np.ndarray) and jnp.issubdtype(x.dtype, jnp.floating):
+        return jnp.asarray(x).astype(_acc(x.dtype))
+    return x
+
+
+def _in_float32(loss_fn: Callable) -> Callable:
+    """Compute ``loss_fn`` on its floating array arguments (weights too) upcast to float32 or
+    wider; return the result in the first argument's dtype (PyTorch, too, computes bfloat16
+    losses in float32)."""
+
+    @functools.wraps(loss_fn)
+    def wrapped(*args, **kwargs):
+        dtype = jnp.asarray(args[0]).dtype
+        out = loss_fn(*map(_upcast, args), **{k: _upcast(v) for k, v in kwargs.items()})
+        return out.astype(dtype) if jnp.issubdtype(dtype, jnp.floating) else out
+
+    return wrapped
 
 
 def _same_shape(name: str, arg: str, input: jax.Array, other: jax.Array) -> None:
@@ -157,7 +180,7 @@ def _class_weight(name: str, weight, classes: int) -> jax.Array:
     if weight.shape != (classes,):
         raise ValueError(f"{name}: expected weight of shape ({classes},), one per class, "
                          f"got {weight.shape}")
-    return weight
+    return weight.astype(_acc(weight.dtype))
 
 
 def _label_weights(labels: jax.Array, weight, ignore_index: int) -> jax.Array:
@@ -349,6 +372,7 @@ def multilabel_margin_loss(input, target, size_average=None, reduce=None,
 # ------------------------------------------------------------------ regression losses
 
 
+@_in_float32
 def mse_loss(input, target, size_average=None, reduce=None, reduction: str = "mean",
              weight=None) -> jax.Array:
     """Squared error ``(input - target)**2``; a weight of the input's shape makes ``mean`` divide
@@ -365,6 +389,7 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction: str = "me
     return _elementwise_weight("mse_loss", (input - target) ** 2, weight, shape, reduction, True)
 
 
+@_in_float32
 def l1_loss(input, target, size_average=None, reduce=None, reduction: str = "mean",
             weight=None) -> jax.Array:
     """Absolute error ``|input - target|``; a weight of the input's shape makes ``mean`` divide
@@ -381,6 +406,7 @@ def l1_loss(input, target, size_average=None, reduce=None, reduction: str = "mea
     return _elementwise_weight("l1_loss", _abs(input - target), weight, shape, reduction, True)
 
 
+@_in_float32
 def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction: str = "mean",
                    beta: float = 1.0) -> jax.Array:
     """``0.5 * d**2 / beta`` where ``|d| < beta``, else ``|d| - 0.5 * beta`` (``d = input -
@@ -400,6 +426,7 @@ def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction: str
     return _reduce(jnp.where(d < beta, 0.5 * d * d / beta, d - 0.5 * beta), reduction)
 
 
+@_in_float32
 def huber_loss(input, target, reduction: str = "mean", delta: float = 1.0,
                weight=None) -> jax.Array:
     """``0.5 * d**2`` where ``|d| < delta``, else ``delta * (|d| - 0.5 * delta)``; a weight of the
@@ -420,6 +447,7 @@ def huber_loss(input, target, reduction: str = "mean", delta: float = 1.0,
     return _elementwise_weight("huber_loss", loss, weight, shape, reduction, False)
 
 
+@_in_float32
 def gaussian_nll_loss(input, target, var, full: bool = False, eps: float = 1e-6,
                       reduction: str = "mean") -> jax.Array:
     """Gaussian negative log-likelihood ``0.5 * (log(var) + (input - target)**2 / var)``.
@@ -458,6 +486,7 @@ def _gaussian_var_shape(input: jax.Array, var: jax.Array) -> jax.Array:
                      f"dimension of size 1 or the last one dropped, got {var.shape}")
 
 
+@_in_float32
 def poisson_nll_loss(input, target, log_input: bool = True, full: bool = False,
                      size_average=None, eps: float = 1e-8, reduce=None,
                      reduction: str = "mean") -> jax.Array:
@@ -482,6 +511,7 @@ def poisson_nll_loss(input, target, log_input: bool = True, full: bool = False,
     return _reduce(loss, reduction)
 
 
+@_in_float32
 def kl_div(input, target, size_average=None, reduce=None, reduction: str = "mean",
            log_target: bool = False) -> jax.Array:
     """Pointwise KL divergence ``target * (log(target) - input)`` for log-probabilities ``input``.
@@ -532,6 +562,7 @@ def _bce_jvp(primals, tangents):
     return _bce(x, t), d_x * dx + d_t * dt
 
 
+@_in_float32
 def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=None,
                          reduction: str = "mean") -> jax.Array:
     """Binary cross-entropy of probabilities ``input`` against ``target`` (same shape).
@@ -546,13 +577,13 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
     reduction = _reduction("binary_cross_entropy", reduction, size_average, reduce)
     input, target = jnp.asarray(input), jnp.asarray(target)
     _same_shape("binary_cross_entropy", "target", input, target)
-    acc = _acc(input.dtype)
-    loss = _bce(input.astype(acc), target.astype(acc))
+    loss = _bce(input, target)
     if weight is not None:
         loss = loss * jnp.asarray(weight)
-    return _reduce(loss, reduction).astype(input.dtype)
+    return _reduce(loss, reduction)
 
 
+@_in_float32
 def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None, reduce=None,
                                      reduction: str = "mean", pos_weight=None) -> jax.Array:
     """Binary cross-entropy of ``sigmoid(input)``, computed stably from the logits.
@@ -567,14 +598,14 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
     reduction = _reduction("binary_cross_entropy_with_logits", reduction, size_average, reduce)
     input, target = jnp.asarray(input), jnp.asarray(target)
     _same_shape("binary_cross_entropy_with_logits", "target", input, target)
-    x, t = input.astype(_acc(input.dtype)), target.astype(_acc(input.dtype))
-    log_weight = 1.0 if pos_weight is None else 1.0 + (jnp.asarray(pos_weight) - 1.0) * t
-    loss = (1.0 - t) * x - log_weight * jax.nn.log_sigmoid(x)
+    log_weight = 1.0 if pos_weight is None else 1.0 + (jnp.asarray(pos_weight) - 1.0) * target
+    loss = (1.0 - target) * input - log_weight * jax.nn.log_sigmoid(input)
     if weight is not None:
         loss = loss * jnp.asarray(weight)
-    return _reduce(loss, reduction).astype(input.dtype)
+    return _reduce(loss, reduction)
 
 
+@_in_float32
 def soft_margin_loss(input, target, size_average=None, reduce=None,
                      reduction: str = "mean") -> jax.Array:
     """Two-class logistic loss ``log(1 + exp(-target * input))`` for targets in {1, -1}.
@@ -589,6 +620,7 @@ def soft_margin_loss(input, target, size_average=None, reduce=None,
     return _reduce(jax.nn.softplus(-target * input), reduction)
 
 
+@_in_float32
 def multilabel_soft_margin_loss(input, target, weight=None, size_average=None, reduce=None,
                                 reduction: str = "mean") -> jax.Array:
     """One-vs-all logistic loss averaged over the last (class) dimension.
@@ -613,6 +645,7 @@ def multilabel_soft_margin_loss(input, target, weight=None, size_average=None, r
 # ------------------------------------------------------------------ margin and embedding losses
 
 
+@_in_float32
 def margin_ranking_loss(input1, input2, target, margin: float = 0.0, size_average=None,
                         reduce=None, reduction: str = "mean") -> jax.Array:
     """Ranking hinge ``max(0, -target * (input1 - input2) + margin)``, targets in {1, -1}.
@@ -627,6 +660,7 @@ def margin_ranking_loss(input1, input2, target, margin: float = 0.0, size_averag
     return _reduce(jax.nn.relu(-target * (input1 - input2) + margin), reduction)
 
 
+@_in_float32
 def hinge_embedding_loss(input, target, margin: float = 1.0, size_average=None, reduce=None,
                          reduction: str = "mean") -> jax.Array:
     """``input`` where ``target == 1``, ``max(0, margin - input)`` where ``target == -1``.
@@ -641,6 +675,7 @@ def hinge_embedding_loss(input, target, margin: float = 1.0, size_average=None, 
     return _reduce(below_margin + jnp.where(target != -1, input, 0.0), reduction)
 
 
+@_in_float32
 def cosine_embedding_loss(input1, input2, target, margin: float = 0.0, size_average=None,
                           reduce=None, reduction: str = "mean") -> jax.Array:
     """``1 - cos(x1, x2)`` where ``target == 1``, ``max(0, cos(x1, x2) - margin)`` where -1.
@@ -688,6 +723,7 @@ def _triplet(name: str, anchor, positive, negative, distance: Callable, margin: 
     return _reduce(jax.nn.relu(margin + dist_pos - dist_neg), reduction)
 
 
+@_in_float32
 def triplet_margin_loss(anchor, positive, negative, margin: float = 1.0, p: float = 2,
                         eps: float = 1e-6, swap: bool = False, size_average=None, reduce=None,
                         reduction: str = "mean") -> jax.Array:
@@ -707,6 +743,7 @@ def triplet_margin_loss(anchor, positive, negative, margin: float = 1.0, p: floa
                     reduction)
 
 
+@_in_float32
 def triplet_margin_with_distance_loss(anchor, positive, negative, *,
                                       distance_function: Callable | None = None,
                                       margin: float = 1.0, swap: bool = False,
