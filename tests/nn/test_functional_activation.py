@@ -117,7 +117,7 @@ def test_random_activations_use_key():
     assert ((slopes >= 1 / 8) & (slopes <= 1 / 3)).all()
     hard = F.gumbel_softmax(jnp.zeros((4, 5)), hard=True, key=key)
     assert jnp.array_equal(hard.sum(-1), jnp.ones(4)) and set(np.unique(hard)) <= {0.0, 1.0}
-    g = jax.grad(lambda l: (F.gumbel_softmax(l, tau=0.5, key=key) ** 2).sum())(jnp.ones((2, 3)))
+    g = jax.grad(lambda z: (F.gumbel_softmax(z, tau=0.5, key=key) ** 2).sum())(jnp.ones((2, 3)))
     assert jnp.isfinite(g).all()
 
 

@@ -5,7 +5,6 @@ import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
 import pytest
-import torch
 import torch.nn.functional as TF
 
 import torsh_fn.nn.functional as F
@@ -28,7 +27,7 @@ SDPA_CASES = [  # q shape, kv length, kwargs
 
 
 @pytest.mark.parametrize("q_shape, s, kwargs", SDPA_CASES)
-def test_sdpa(q_shape, s, kwargs, rng, variant):
+def test_sdpa(q_shape, s, kwargs, rng):
     q = _normal(rng, *q_shape)
     k, v = _normal(rng, *q_shape[:-2], s, 4), _normal(rng, *q_shape[:-2], s, 3)
     kwargs = dict(kwargs)
@@ -42,14 +41,14 @@ def test_sdpa(q_shape, s, kwargs, rng, variant):
         inputs.append(_normal(rng, q_shape[1], q_shape[-2], s))
     check_vs_torch(lambda *a: F.scaled_dot_product_attention(*a, **kwargs),
                    lambda *a: TF.scaled_dot_product_attention(*a, **kwargs), *inputs,
-                   grad=[0, 1, 2], variant=variant, rng=rng, **TOL)
+                   grad=[0, 1, 2], variant=jax.jit, rng=rng, **TOL)
 
 
 def test_sdpa_gqa_and_fully_masked_rows(rng):
     q, k, v = _normal(rng, 2, 6, 5, 4), _normal(rng, 2, 2, 7, 4), _normal(rng, 2, 2, 7, 4)
     check_vs_torch(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, enable_gqa=True),
                    lambda q, k, v: TF.scaled_dot_product_attention(q, k, v, enable_gqa=True),
-                   q, k, v, **TOL)
+                   q, k, v, variant=jax.jit, **TOL)
     mask = np.ones((5, 7), bool)
     mask[2] = False
     out = F.scaled_dot_product_attention(jnp.asarray(q), jnp.asarray(q), jnp.asarray(q),
@@ -113,7 +112,7 @@ MHA_CASES = [  # batched, kwargs
 
 
 @pytest.mark.parametrize("batched, kwargs", MHA_CASES)
-def test_multi_head_attention_forward(batched, kwargs, rng, variant):
+def test_multi_head_attention_forward(batched, kwargs, rng):
     kwargs = dict(kwargs)
     e, heads, L, S, N = 6, 3, 5, 7, 2
     separate = kwargs.pop("separate", False)
@@ -157,7 +156,7 @@ def test_multi_head_attention_forward(batched, kwargs, rng, variant):
 
     inputs = [q, k, v, *params.values(), *extra.values()]
     float_inputs = [i for i, x in enumerate(inputs) if x.dtype == np.float32]
-    check_vs_torch(jax_call, torch_call, *inputs, grad=float_inputs, variant=variant, rng=rng,
+    check_vs_torch(jax_call, torch_call, *inputs, grad=float_inputs, variant=jax.jit, rng=rng,
                    **TOL)
 
 

@@ -48,8 +48,11 @@ def test_global_generator_and_generator_argument():
     assert jnp.array_equal(F.dropout(x, key=KEY), F.dropout(x, key=KEY))
 
 
-@pytest.mark.parametrize("name, shape", [("dropout1d", (4, 9, 5)), ("dropout1d", (9, 5)),
-                                         ("dropout2d", (3, 8, 4, 5)), ("dropout3d", (2, 9, 3, 2, 4))])
+FEATURE_CASES = [("dropout1d", (4, 9, 5)), ("dropout1d", (9, 5)), ("dropout2d", (3, 8, 4, 5)),
+                 ("dropout3d", (2, 9, 3, 2, 4))]
+
+
+@pytest.mark.parametrize("name, shape", FEATURE_CASES)
 def test_feature_dropout_zeroes_whole_channels(name, shape):
     x = jnp.ones(shape)
     y = getattr(F, name)(x, 0.5, key=KEY)

@@ -24,7 +24,8 @@ def test_linear(rng, variant):
 
 def test_linear_bfloat16_and_vmap(rng):
     bf16 = ml_dtypes.bfloat16
-    x, w, b = _normal(rng, 3, 5, dtype=bf16), _normal(rng, 7, 5, dtype=bf16), _normal(rng, 7, dtype=bf16)
+    x, w = _normal(rng, 3, 5, dtype=bf16), _normal(rng, 7, 5, dtype=bf16)
+    b = _normal(rng, 7, dtype=bf16)
     out = F.linear(*map(jnp.asarray, (x, w, b)))
     assert out.dtype == jnp.bfloat16
     assert_close(out, TF.linear(*map(to_torch, (x, w, b))), rtol=3e-2, atol=3e-2)

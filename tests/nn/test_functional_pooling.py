@@ -59,14 +59,14 @@ def test_adaptive_pool1d_sizes(length, out, seed):
 
 
 @pytest.mark.parametrize("nd", [1, 3])
-def test_max_and_avg_pool_1d_3d(nd, rng, variant):
-    x = rng.standard_normal((2, 3) + (5, 4, 3)[:nd]).astype(np.float32)
+def test_max_and_avg_pool_1d_3d(nd, rng):
+    x = rng.standard_normal((2, 3, *(5, 4, 3)[:nd])).astype(np.float32)
     mp, ap = getattr(F, f"max_pool{nd}d"), getattr(F, f"avg_pool{nd}d")
     tmp, tap = getattr(TF, f"max_pool{nd}d"), getattr(TF, f"avg_pool{nd}d")
-    check_vs_torch(lambda x: mp(x, 3, 2, 1, 1, True, True), lambda x: tmp(x, 3, 2, 1, 1, True, True),
-                   x, variant=variant, rng=rng)
+    check_vs_torch(lambda x: mp(x, 3, 2, 1, 1, True, True),
+                   lambda x: tmp(x, 3, 2, 1, 1, True, True), x, variant=jax.jit, rng=rng)
     check_vs_torch(lambda x: ap(x, 3, 2, 1, True, False), lambda x: tap(x, 3, 2, 1, True, False),
-                   x, variant=variant, rng=rng)
+                   x, variant=jax.jit, rng=rng)
 
 
 def test_unbatched_bf16_and_vmap(rng):
@@ -83,32 +83,32 @@ def test_unbatched_bf16_and_vmap(rng):
 
 
 @pytest.mark.parametrize("nd", [2, 3])
-def test_adaptive_pool_2d_3d(nd, rng, variant):
-    x = rng.standard_normal((2, 3) + (7, 5, 3)[:nd]).astype(np.float32)
+def test_adaptive_pool_2d_3d(nd, rng):
+    x = rng.standard_normal((2, 3, *(7, 5, 3)[:nd])).astype(np.float32)
     out = (4, None, 3)[:nd]
     for kind, extra in [("avg", ()), ("max", (True,))]:
-        name = f"adaptive_{kind}_pool{nd}d"
-        check_vs_torch(lambda x: getattr(F, name)(x, out, *extra),
-                       lambda x: getattr(TF, name)(x, out, *extra), x, variant=variant, rng=rng)
+        jax_fn, torch_fn = (getattr(m, f"adaptive_{kind}_pool{nd}d") for m in (F, TF))
+        check_vs_torch(lambda x, f=jax_fn, e=extra: f(x, out, *e),
+                       lambda x, f=torch_fn, e=extra: f(x, out, *e), x, variant=jax.jit, rng=rng)
 
 
 @pytest.mark.parametrize("nd", [1, 2, 3])
-def test_lp_pool(nd, rng, variant):
-    x = rng.uniform(0.1, 2.0, (2, 3) + (5, 4, 3)[:nd]).astype(np.float32)
+def test_lp_pool(nd, rng):
+    x = rng.uniform(0.1, 2.0, (2, 3, *(5, 4, 3)[:nd])).astype(np.float32)
     for p in (2.0, 3.0):
-        check_vs_torch(lambda x: getattr(F, f"lp_pool{nd}d")(x, p, 2, ceil_mode=True),
-                       lambda x: getattr(TF, f"lp_pool{nd}d")(x, p, 2, ceil_mode=True), x,
-                       variant=variant, rng=rng, rtol=1e-4, atol=1e-4)
+        check_vs_torch(lambda x, p=p: getattr(F, f"lp_pool{nd}d")(x, p, 2, ceil_mode=True),
+                       lambda x, p=p: getattr(TF, f"lp_pool{nd}d")(x, p, 2, ceil_mode=True), x,
+                       variant=jax.jit, rng=rng, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("nd", [1, 2, 3])
-def test_max_unpool(nd, rng, variant):
-    x = rng.standard_normal((2, 3) + (5, 4, 3)[:nd]).astype(np.float32)
+def test_max_unpool(nd, rng):
+    x = rng.standard_normal((2, 3, *(5, 4, 3)[:nd])).astype(np.float32)
     pooled, idx = getattr(TF, f"max_pool{nd}d")(to_torch(x), 2, return_indices=True)
     size = x.shape[2:]
     check_vs_torch(lambda p, i: getattr(F, f"max_unpool{nd}d")(p, i, 2, output_size=size),
                    lambda p, i: getattr(TF, f"max_unpool{nd}d")(p, i, 2, output_size=size),
-                   pooled.numpy(), idx.numpy(), variant=variant, rng=rng)
+                   pooled.numpy(), idx.numpy(), variant=jax.jit, rng=rng)
 
 
 def test_pooling_errors():
@@ -135,7 +135,7 @@ def test_with_indices_names(rng):
 
 @pytest.mark.parametrize("nd", [2, 3])
 def test_fractional_max_pool_with_torch_samples(nd, rng):
-    x = rng.standard_normal((2, 3) + (11, 9, 7)[:nd]).astype(np.float32)
+    x = rng.standard_normal((2, 3, *(11, 9, 7)[:nd])).astype(np.float32)
     u = rng.random((2, 3, nd)).astype(np.float32)
     kernel, out = (3, 2, 2)[:nd], (5, 6, 4)[:nd]
     name = f"fractional_max_pool{nd}d"

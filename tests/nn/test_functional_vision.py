@@ -5,7 +5,6 @@ import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
 import pytest
-import torch
 import torch.nn.functional as TF
 
 import torsh_fn.nn.functional as F
@@ -60,10 +59,10 @@ INTERP_CASES = [  # mode, input shape, kwargs
 
 
 @pytest.mark.parametrize("mode, shape, kwargs", INTERP_CASES)
-def test_interpolate(mode, shape, kwargs, rng, variant):
+def test_interpolate(mode, shape, kwargs, rng):
     x = _normal(rng, *shape)
     check_vs_torch(lambda x: F.interpolate(x, mode=mode, **kwargs),
-                   lambda x: TF.interpolate(x, mode=mode, **kwargs), x, variant=variant,
+                   lambda x: TF.interpolate(x, mode=mode, **kwargs), x, variant=jax.jit,
                    rng=rng, rtol=1e-4, atol=1e-5)
 
 
@@ -88,10 +87,8 @@ def test_interpolate_bf16_upsample_and_errors(rng):
 GRID_CASES = [  # input shape, mode, padding_mode, align_corners
     ((2, 3, 5, 6), "bilinear", "zeros", False), ((2, 3, 5, 6), "bilinear", "border", True),
     ((2, 3, 5, 6), "bilinear", "reflection", False), ((2, 3, 5, 6), "nearest", "zeros", True),
-    ((2, 3, 5, 6), "nearest", "reflection", False), ((2, 3, 5, 6), "bicubic", "zeros", False),
-    ((2, 3, 5, 6), "bicubic", "border", True), ((2, 3, 5, 6), "bicubic", "reflection", False),
-    ((2, 3, 4, 3, 5), "bilinear", "zeros", True), ((2, 3, 4, 3, 5), "bilinear", "reflection", False),
-    ((2, 3, 4, 3, 5), "nearest", "border", False),
+    ((2, 3, 5, 6), "bicubic", "reflection", False), ((2, 3, 4, 3, 5), "bilinear", "zeros", True),
+    ((2, 3, 4, 3, 5), "nearest", "reflection", False),
 ]
 
 
@@ -99,7 +96,7 @@ GRID_CASES = [  # input shape, mode, padding_mode, align_corners
 def test_grid_sample(shape, mode, padding_mode, align_corners, rng):
     x = _normal(rng, *shape)
     nd = len(shape) - 2
-    grid = rng.uniform(-1.4, 1.4, (2, 4, 7, 3)[:nd + 1] + (nd,)).astype(np.float32)
+    grid = rng.uniform(-1.4, 1.4, (*(2, 4, 7, 3)[:nd + 1], nd)).astype(np.float32)
     check_vs_torch(lambda x, g: F.grid_sample(x, g, mode, padding_mode, align_corners),
                    lambda x, g: TF.grid_sample(x, g, mode, padding_mode, align_corners),
                    x, grid, grad=[0] if mode == "nearest" else [0, 1], variant=jax.jit,
@@ -115,17 +112,17 @@ def test_grid_sample_errors():
 
 @pytest.mark.parametrize("size", [(2, 3, 5, 4), (2, 3, 1, 4), (2, 1, 3, 4, 5)])
 @pytest.mark.parametrize("align_corners", [False, True])
-def test_affine_grid(size, align_corners, rng, variant):
+def test_affine_grid(size, align_corners, rng):
     theta = _normal(rng, 2, len(size) - 2, len(size) - 1)
     check_vs_torch(lambda t: F.affine_grid(t, size, align_corners),
-                   lambda t: TF.affine_grid(t, size, align_corners), theta, variant=variant,
+                   lambda t: TF.affine_grid(t, size, align_corners), theta, variant=jax.jit,
                    rng=rng, **TOL)
 
 
 def test_affine_grid_then_grid_sample_is_identity(rng):
     x = jnp.asarray(_normal(rng, 1, 2, 5, 7))
     grid = F.affine_grid(jnp.eye(2, 3)[None], x.shape, align_corners=False)
-    assert_close(F.grid_sample(x, grid, align_corners=False), x, **TOL)
+    assert_close(jax.jit(F.grid_sample)(x, grid), x, **TOL)
 
 
 def test_shuffles(rng, variant):
@@ -143,7 +140,8 @@ def test_shuffles(rng, variant):
 
 def test_under_vmap(rng):
     x = _normal(rng, 4, 2, 3, 5, 6)
-    out = jax.vmap(lambda x: F.interpolate(x, size=(7, 4), mode="bilinear"))(jnp.asarray(x))
+    out = jax.jit(jax.vmap(lambda x: F.interpolate(x, size=(7, 4), mode="bilinear")))(
+        jnp.asarray(x))
     assert_close(out[3], TF.interpolate(to_torch(x[3]), size=(7, 4), mode="bilinear"), **TOL)
     out = jax.vmap(lambda x: F.pad(x, (1, 2, 2, 1), "reflect"))(jnp.asarray(x))
     assert_close(out[1], TF.pad(to_torch(x[1]), (1, 2, 2, 1), "reflect"))

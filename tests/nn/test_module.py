@@ -51,7 +51,7 @@ def test_parameter_acts_as_array_and_hashes_by_identity():
 
 
 def test_parameter_rejects_non_arrays():
-    with pytest.raises(TypeError, match="Parameter: expected an array .* got str"):
+    with pytest.raises(TypeError, match=r"Parameter: expected an array .* got str"):
         nn.Parameter("weights")
     w = nn.Parameter(jnp.ones(2))
     with pytest.raises(TypeError, match=r"Parameter.data: expected an array .* got list"):
@@ -113,7 +113,7 @@ def test_registration_rules_and_errors():
     net = _Net()
     with pytest.raises(TypeError, match="cannot assign 'ArrayImpl' object to parameter 'scale'"):
         net.scale = jnp.ones(2)
-    with pytest.raises(AttributeError, match="cannot assign parameters before Module.__init__"):
+    with pytest.raises(AttributeError, match=r"cannot assign parameters before Module\.__init__"):
         class Bad(nn.Module):
             def __init__(self):
                 self.w = nn.Parameter(jnp.ones(1))
@@ -124,7 +124,7 @@ def test_registration_rules_and_errors():
     del net.scale
     assert "scale" not in dict(net.named_parameters())
     with pytest.raises(AttributeError, match="'_Net' object has no attribute 'nope'"):
-        net.nope  # noqa: B018
+        net.nope
 
 
 def test_train_eval_requires_grad_zero_grad_apply():
@@ -190,7 +190,7 @@ def test_containers_behave_like_torch():
     assert list(seq.state_dict()) == ["0.weight", "0.bias", "1.weight", "1.bias"]
     layers = nn.ModuleList([nn.Linear(2, 2) for _ in range(3)])
     layers.insert(0, nn.Identity())
-    assert len(layers) == 4 and list(layers.state_dict())[0] == "1.weight"
+    assert len(layers) == 4 and next(iter(layers.state_dict())) == "1.weight"
     blocks = nn.ModuleDict({"a": nn.Linear(1, 1), "b": nn.ReLU()})
     assert list(blocks) == ["a", "b"] and "a" in blocks
     plist = nn.ParameterList([jnp.ones(2), nn.Parameter(jnp.zeros(3))])

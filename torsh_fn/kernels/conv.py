@@ -54,7 +54,8 @@ def conv_transpose_reference(x: jax.Array, weight: jax.Array, stride: Sequence[i
                              dilation: Sequence[int], groups: int = 1) -> jax.Array:
     """Transposed convolution of ``x`` (N, C_in, *s) with ``weight`` (C_in, C_out/groups, *k).
 
-    Output size per dim: ``(s - 1) * stride - 2 * padding + dilation * (k - 1) + output_padding + 1``.
+    Output size per dim:
+    ``(s - 1) * stride - 2 * padding + dilation * (k - 1) + output_padding + 1``.
     """
     k = weight.shape[2:]
     pads = [(d * (kk - 1) - p, d * (kk - 1) - p + op)

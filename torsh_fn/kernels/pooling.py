@@ -33,7 +33,7 @@ def pool_output_size(length: int, kernel: int, stride: int, padding: int, dilati
 
 
 def _pads(shape: Sequence[int], kernel, stride, padding, dilation, ceil_mode) -> list:
-    """(lo, hi) padding per spatial dim: the explicit padding plus ceil mode's extra on the right."""
+    """(lo, hi) padding per spatial dim: explicit padding plus ceil mode's extra on the right."""
     pads = []
     for n, k, s, p, d in zip(shape, kernel, stride, padding, dilation):
         out = pool_output_size(n, k, s, p, d, ceil_mode)

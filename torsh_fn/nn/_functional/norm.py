@@ -79,7 +79,7 @@ def batch_norm_with_stats(input: jax.Array, running_mean: jax.Array | None,
     _check_channels(name, input, running_mean=running_mean, running_var=running_var,
                     weight=weight, bias=bias)
     x = _f32(input)
-    axes = (0,) + tuple(range(2, x.ndim))
+    axes = (0, *tuple(range(2, x.ndim)))
     if training:
         count = input.size // input.shape[1]
         if count <= 1:
@@ -139,8 +139,8 @@ def instance_norm_with_stats(input: jax.Array, running_mean: jax.Array | None = 
     mean = jnp.mean(x, axis=axes, keepdims=True)
     var = jnp.mean(jnp.square(x - mean), axis=axes, keepdims=True)
     y = _affine((x - mean) * jax.lax.rsqrt(var + eps), weight, bias).astype(input.dtype)
-    batch_mean = jax.lax.stop_gradient(jnp.mean(mean, axis=(0,) + axes))
-    batch_var = jax.lax.stop_gradient(jnp.mean(var, axis=(0,) + axes)) * (count / (count - 1))
+    batch_mean = jax.lax.stop_gradient(jnp.mean(mean, axis=(0, *axes)))
+    batch_var = jax.lax.stop_gradient(jnp.mean(var, axis=(0, *axes))) * (count / (count - 1))
     return y, _update(running_mean, batch_mean, momentum), _update(running_var, batch_var,
                                                                    momentum)
 

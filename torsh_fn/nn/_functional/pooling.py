@@ -88,7 +88,7 @@ def _gather_windows(x: jax.Array, positions: Sequence[np.ndarray], fill) -> tupl
         gathered.append(np.clip(pos, 0, spatial[i] - 1))
         index.append(pos)
     flat = sum(p * math.prod(spatial[i + 1:]) for i, p in enumerate(index))
-    values = jnp.where(valid, x[(...,) + tuple(gathered)], jnp.asarray(fill, x.dtype))
+    values = jnp.where(valid, x[(..., *tuple(gathered))], jnp.asarray(fill, x.dtype))
     out_shape = values.shape[:x.ndim]
     flat = np.broadcast_to(np.where(valid, flat, -1), out_shape[-nd:] + values.shape[x.ndim:])
     return (values.reshape(*out_shape, -1), flat.reshape(*out_shape[-nd:], -1))
@@ -330,12 +330,12 @@ adaptive_max_pool3d_with_indices = _with_indices(adaptive_max_pool3d)
 def _fractional_starts(samples: jax.Array, size_in: int, size_out: int, k: int) -> jax.Array:
     """PyTorch's pseudo-random window starts along one dim, from samples in [0, 1): (..., out)."""
     if size_out == 1:
-        return jnp.full(samples.shape + (1,), size_in - k, jnp.int32)
+        return jnp.full((*samples.shape, 1), size_in - k, jnp.int32)
     alpha = jnp.float32((size_in - k) / (size_out - 1))
     i = jnp.arange(size_out - 1, dtype=jnp.float32)
     u = samples.astype(jnp.float32)[..., None]
     starts = ((i + u) * alpha).astype(jnp.int32) - (u * alpha).astype(jnp.int32)
-    last = jnp.full(samples.shape + (1,), size_in - k, jnp.int32)
+    last = jnp.full((*samples.shape, 1), size_in - k, jnp.int32)
     return jnp.concatenate([starts, last], axis=-1)
 
 
@@ -371,7 +371,7 @@ def _fractional(name, nd, input, kernel_size, output_size, output_ratio, return_
         window[nd + d] = kernel[d]
         pos = starts.reshape(shape) + jnp.arange(kernel[d]).reshape(window)
         flat = flat + pos * math.prod(spatial[d + 1:])
-    flat = jnp.broadcast_to(flat, (n, c) + out + kernel).reshape(n, c, -1)
+    flat = jnp.broadcast_to(flat, (n, c, *out, *kernel)).reshape(n, c, -1)
     values = jnp.take_along_axis(x.reshape(n, c, -1), flat, axis=-1)
     values = values.reshape(n, c, *out, -1)
     best = jnp.argmax(values, axis=-1)[..., None]

@@ -386,7 +386,7 @@ def affine_grid(theta: jax.Array, size: Sequence[int], align_corners: bool | Non
     axes = [_base_coords(n, bool(align_corners)) for n in reversed(size[2:])]
     mesh = jnp.meshgrid(*axes, indexing="ij")  # each (W, H[, D])
     base = jnp.stack([*mesh, jnp.ones_like(mesh[0])], axis=-1)
-    base = jnp.transpose(base, tuple(reversed(range(nd))) + (nd,))  # ([D,] H, W, nd + 1)
+    base = jnp.transpose(base, (*tuple(reversed(range(nd))), nd))  # ([D,] H, W, nd + 1)
     grid = jnp.einsum("...k,njk->n...j", base.astype(theta.dtype), theta,
                       precision=jax.lax.Precision.HIGHEST)
     return grid
