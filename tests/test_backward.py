@@ -10,9 +10,7 @@ import torch
 
 import torsh_fn
 from tests.oracle import assert_close
-from torsh_fn import nn
-from torsh_fn._backward import backward
-from torsh_fn._jit import jit
+from torsh_fn import backward, jit, nn
 
 
 class _Running(nn.Module):

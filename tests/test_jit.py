@@ -10,9 +10,7 @@ import pytest
 
 import torsh_fn
 from tests.oracle import assert_close
-from torsh_fn import nn
-from torsh_fn._backward import backward
-from torsh_fn._jit import jit
+from torsh_fn import backward, jit, nn
 
 
 class _Counter(nn.Module):
@@ -60,7 +58,7 @@ def test_pure_functions_work_as_with_jax_jit(rng):
         return a.sum() if mode == "sum" else a.max()
 
     assert_close(g(x, mode="max"), x.max())
-    with pytest.raises(TypeError, match="torsh_fn.jit: argument of type set is neither"):
+    with pytest.raises(TypeError, match=r"torsh_fn\.jit: argument of type set is neither"):
         jit(lambda a, b: a)(x, b={1})
 
 
@@ -176,3 +174,37 @@ def test_methods_and_nested_containers_of_modules():
     scale_all({"all": [a, b]}, 3.0)
     assert_close(b.bias.data, jnp.full(2, 6.0))
     assert isinstance(scale_all({"all": [a]}, jnp.float32(2)), jax.Array)
+
+
+def test_every_state_buffer_is_donated_even_when_unread(rng):
+    """The step drops .grad before reading it: those inputs are unused, yet every parameter,
+    gradient and buffer must still be donated: updated in place, in its own buffer."""
+    x = jnp.asarray(rng.standard_normal((4, 3)).astype(np.float32))
+    model = _Counter(3)
+
+    @jit
+    def step(model, x):
+        model.zero_grad()
+        loss = backward(lambda: (model(x) ** 2).mean())
+        for p in model.parameters():
+            p.data = p.data - 0.1 * p.grad
+        return loss
+
+    def buffers():  # addresses only: holding the arrays would make jit copy them
+        state = [p.data for p in model.parameters()] + [p.grad for p in model.parameters()]
+        return [a.unsafe_buffer_pointer() for a in state + list(model.buffers())]
+
+    step(model, x)
+    step(model, x)  # .grad now arrays on entry: the program that runs from here on
+    before = buffers()
+    step(model, x)
+    assert buffers() == before
+
+
+def test_host_arrays_are_copied_not_aliased():
+    host = np.ones((3, 3), np.float32)
+    p = nn.Parameter(host)
+    p.data = p.data * 2  # the Parameter's new value; the caller's array is untouched
+    host[0, 0] = 7.0
+    assert np.array_equal(np.asarray(p.data), np.full((3, 3), 2.0, np.float32))
+    assert host[1, 1] == 1.0

@@ -29,7 +29,9 @@ Example:
 
 Limits: configuration read from Python attributes (``eps``, ``p``) is baked into the program of
 that object; assigning new non-array attributes inside the function is not written back; a lazy
-module must be materialised (called once) before its first jitted call.
+module must be materialised (called once) before its first jitted call; a slot that is ``None``
+on one call and an array on the next (``.grad`` before and after the first backward) is a
+different program, so a training step compiles twice: on its first call and on its second.
 """
 
 from __future__ import annotations
@@ -156,7 +158,7 @@ class StatefulJit:
         del values
         self._local.call = _Call(objects, slots, treedef, pattern)
         try:
-            out, new = entry.compiled(arrays, others, dynamic)
+            new, out = entry.compiled(arrays, others, dynamic)
         finally:
             self._local.call = None
         for (container, k), changed, old_type in zip(slots, new, types):
@@ -195,10 +197,13 @@ class StatefulJit:
             # Unchanged non-arrays come back as (): no rounding of an lr through float32.
             changed = [() if n is v and not isinstance(o, jax.Array) else (n,)
                        for n, v, o in zip(new, values, originals)]
-            return out, changed
+            return changed, out
 
+        # keep_unused: a state array the step never reads (a .grad zeroed first) must stay an
+        # input, or donated buffers no longer line up with the state outputs. The state comes
+        # first among the outputs so XLA pairs each donated buffer with its own new value.
         donate = (0,) if self._donate else ()
-        compiled = jax.jit(pure, donate_argnums=donate, **self._jax_kwargs)
+        compiled = jax.jit(pure, donate_argnums=donate, keep_unused=True, **self._jax_kwargs)
         return _Entry(compiled, [_ref(o) for o in objects])
 
 

@@ -11,8 +11,7 @@ import torch
 
 from tests.models import _torch_zoo as tz
 from tests.oracle import assert_close, to_numpy
-from torsh_fn import models
-from torsh_fn._jit import jit
+from torsh_fn import jit, models
 from torsh_fn.training import CheckpointMismatchError, load_model_state
 
 _forward = jit(lambda model, x: model(x))

@@ -11,8 +11,7 @@ import torch
 import torsh_fn.optim as optim
 from tests.optim._problem import Problem
 from tests.oracle import assert_close
-from torsh_fn._backward import backward
-from torsh_fn._jit import jit
+from torsh_fn import backward, jit
 
 BAD_STEPS = {2, 3, 9}  # steps whose loss is multiplied by inf: their update must be skipped
 

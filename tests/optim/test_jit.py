@@ -12,8 +12,7 @@ import torsh_fn.nn as nn
 import torsh_fn.nn.functional as F
 import torsh_fn.optim as optim
 from tests.optim._problem import Problem
-from torsh_fn._backward import backward  # torsh_fn.backward once the top level exports it
-from torsh_fn._jit import jit  # torsh_fn.jit, likewise
+from torsh_fn import backward, jit
 
 CONFIGS = [
     ("Adam", {"lr": 1e-2, "amsgrad": True},

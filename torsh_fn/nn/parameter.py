@@ -34,6 +34,9 @@ __all__ = ["Parameter", "as_array"]
 def as_array(value: Any, owner: str = "Parameter") -> jax.Array:
     """A jax/numpy array or torch tensor (torch is not imported) -> ``jax.Array``.
 
+    Host memory is copied, never aliased: a parameter's buffer may be donated to XLA (and then
+    overwritten in place), which must not change the caller's numpy array or tensor.
+
     Raises:
         TypeError: naming ``owner``, for anything that is not an array.
     """
@@ -42,12 +45,12 @@ def as_array(value: Any, owner: str = "Parameter") -> jax.Array:
     if isinstance(value, jax.Array):
         return value
     if isinstance(value, np.ndarray | np.generic):
-        return jnp.asarray(value)
+        return jnp.array(value, copy=True)
     if type(value).__module__.startswith("torch") and hasattr(value, "detach"):
         tensor = value.detach().cpu()
         if str(tensor.dtype) == "torch.bfloat16":
             return jnp.asarray(tensor.float().numpy(), jnp.bfloat16)
-        return jnp.asarray(tensor.numpy())
+        return jnp.array(tensor.numpy(), copy=True)
     raise TypeError(
         f"{owner}: expected an array (jax.Array, numpy.ndarray or torch.Tensor), "
         f"got {type(value).__name__}"
