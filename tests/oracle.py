@@ -38,7 +38,7 @@ def to_torch(x: Any, requires_grad: bool = False) -> Any:
     if x.dtype == ml_dtypes.bfloat16:
         t = torch.from_numpy(x.astype(np.float32)).to(torch.bfloat16)
     else:
-        t = torch.from_numpy(np.ascontiguousarray(x))
+        t = torch.from_numpy(np.array(x, order="C"))  # a writable copy: torch warns on views
     if requires_grad:
         t.requires_grad_(True)
     return t

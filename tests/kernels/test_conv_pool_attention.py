@@ -1,4 +1,4 @@
-"""kernels.conv / pooling / attention: XLA-only ops refuse impl="pallas"; references vs torch."""
+"""kernels.conv / attention refuse impl="pallas" (XLA only); references vs torch."""
 
 import jax
 import jax.numpy as jnp
@@ -10,7 +10,7 @@ import torch.nn.functional as TF
 from tests.oracle import check_vs_torch
 from torsh_fn.kernels.attention import attention, attention_reference
 from torsh_fn.kernels.conv import conv, conv_transpose
-from torsh_fn.kernels.pooling import avg_pool, max_pool, pool_output_size
+from torsh_fn.kernels.pooling import pool_output_size
 
 
 def test_xla_only_ops_refuse_pallas():
@@ -19,10 +19,6 @@ def test_xla_only_ops_refuse_pallas():
         conv(x, w, (1,), [(0, 0)], (1,), impl="pallas")
     with pytest.raises(ValueError, match="conv_transpose: has no Pallas kernel"):
         conv_transpose(x, w, (1,), (0,), (0,), (1,), impl="pallas")
-    with pytest.raises(ValueError, match="max_pool: has no Pallas kernel"):
-        max_pool(x, (2,), (2,), (0,), (1,), impl="pallas")
-    with pytest.raises(ValueError, match="avg_pool: has no Pallas kernel"):
-        avg_pool(x, (2,), (2,), (0,), impl="pallas")
     with pytest.raises(ValueError, match="attention: has no Pallas kernel"):
         attention(x, x, x, impl="pallas")
 

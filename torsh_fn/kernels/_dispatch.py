@@ -83,5 +83,5 @@ def measured_faster(op: str, dtype: object, size_key: int) -> bool:
     entries = _table()["ops"].get(op, {}).get(jax.numpy.dtype(dtype).name, [])
     if not entries or size_key <= 0:
         return False
-    n, pallas_ms, xla_ms = min(entries, key=lambda e: abs(math.log(e[0] / size_key)))
+    _, pallas_ms, xla_ms = min(entries, key=lambda e: abs(math.log(e[0] / size_key)))
     return pallas_ms * (1.0 + _table().get("margin", 0.03)) < xla_ms

@@ -20,8 +20,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ._dispatch import resolve_impl
-from ._pallas_common import load_chunk, num_warps_for, on_gpu, row_block, row_call, store_chunk
+from ._dispatch import measured_faster, resolve_impl
+from ._pallas_common import load_chunk, num_warps_for, row_block, row_call, store_chunk
 
 ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "silu")
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
@@ -201,6 +201,6 @@ def bias_act(
     seed = jax.random.bits(key, (), jnp.uint32) if dropout_p else jnp.zeros((), jnp.uint32)
     cfg = BiasActConfig(act, float(dropout_p))
     x2 = x.reshape(-1, n)
-    chosen = resolve_impl("bias_act", impl, lambda: on_gpu() and x2.size >= 1 << 20 and False)
+    chosen = resolve_impl("bias_act", impl, lambda: measured_faster("bias_act", x.dtype, n))
     fn = _bias_act_pallas if chosen == "pallas" else bias_act_reference
     return fn(x2, bias.astype(x.dtype), seed, cfg).reshape(x.shape)

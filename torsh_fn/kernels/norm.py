@@ -5,18 +5,24 @@
 
 Statistics are taken in float32 (float64 for float64 input); the output has ``x``'s dtype.
 ``*_reference`` are the ``jax.numpy`` paths (``impl="xla"``); ``impl="pallas"`` runs the Pallas
-row kernels, which ``"auto"`` does not pick until a benchmark shows them faster.
+row kernels, which ``"auto"`` picks only where the dispatch table measured them faster.
+``add_layer_norm`` fuses the residual add of a transformer block into the norm.
 """
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 
-from ._dispatch import resolve_impl
-from ._pallas_norm import layer_norm_pallas, rms_norm_pallas
+from ._dispatch import measured_faster, resolve_impl
+from ._pallas_norm import add_layer_norm_pallas, layer_norm_pallas, rms_norm_pallas
 
-__all__ = ["layer_norm", "layer_norm_reference", "rms_norm", "rms_norm_reference"]
+__all__ = [
+    "add_layer_norm", "add_layer_norm_reference", "layer_norm", "layer_norm_reference",
+    "rms_norm", "rms_norm_reference",
+]
 
 
 def _axes(x: jax.Array, normalized_ndim: int) -> tuple[int, ...]:
@@ -57,15 +63,16 @@ def rms_norm_reference(x: jax.Array, normalized_ndim: int = 1, weight: jax.Array
     return _affine(z * jax.lax.rsqrt(ms + eps), weight, None).astype(x.dtype)
 
 
-def _never() -> bool:  # no benchmark yet shows the Pallas kernels faster than XLA
-    return False
+def _pallas_chosen(op: str, impl: str, x: jax.Array, normalized_ndim: int) -> bool:
+    n = math.prod(x.shape[x.ndim - normalized_ndim:])
+    return resolve_impl(op, impl, lambda: measured_faster(op, x.dtype, n)) == "pallas"
 
 
 def layer_norm(x: jax.Array, normalized_ndim: int = 1, weight: jax.Array | None = None,
                bias: jax.Array | None = None, eps: float = 1e-5, *, impl: str = "auto"
                ) -> jax.Array:
     """Layer norm (see ``layer_norm_reference``); ``impl`` is "auto", "pallas" or "xla"."""
-    if resolve_impl("layer_norm", impl, _never) == "pallas":
+    if _pallas_chosen("layer_norm", impl, x, normalized_ndim):
         return layer_norm_pallas(x, weight, bias, eps, normalized_ndim)
     return layer_norm_reference(x, normalized_ndim, weight, bias, eps)
 
@@ -73,6 +80,39 @@ def layer_norm(x: jax.Array, normalized_ndim: int = 1, weight: jax.Array | None 
 def rms_norm(x: jax.Array, normalized_ndim: int = 1, weight: jax.Array | None = None,
              eps: float = 1e-6, *, impl: str = "auto") -> jax.Array:
     """RMS norm (see ``rms_norm_reference``); ``impl`` is "auto", "pallas" or "xla"."""
-    if resolve_impl("rms_norm", impl, _never) == "pallas":
+    if _pallas_chosen("rms_norm", impl, x, normalized_ndim):
         return rms_norm_pallas(x, weight, eps, normalized_ndim)
     return rms_norm_reference(x, normalized_ndim, weight, eps)
+
+
+def _check_residual(x: jax.Array, residual: jax.Array) -> None:
+    if residual.shape != x.shape:
+        raise ValueError(f"add_layer_norm: residual must have x's shape {x.shape}, "
+                         f"got {residual.shape}")
+
+
+def add_layer_norm_reference(x: jax.Array, residual: jax.Array, weight: jax.Array | None = None,
+                             bias: jax.Array | None = None, eps: float = 1e-5
+                             ) -> tuple[jax.Array, jax.Array]:
+    """``s = x + residual`` and ``layer_norm(s)`` over the last dim: returns ``(normed, s)``.
+
+    The pre-norm transformer block's "add & norm": ``s`` is the new residual stream.
+
+    Example:
+        >>> y, s = add_layer_norm_reference(jnp.ones((2, 4)), jnp.arange(4.0) * jnp.ones((2, 1)))
+        >>> s[0], y.shape
+        (Array([1., 2., 3., 4.], dtype=float32), (2, 4))
+    """
+    _check_residual(x, residual)
+    s = x + residual
+    return layer_norm_reference(s, 1, weight, bias, eps), s
+
+
+def add_layer_norm(x: jax.Array, residual: jax.Array, weight: jax.Array | None = None,
+                   bias: jax.Array | None = None, eps: float = 1e-5, *, impl: str = "auto"
+                   ) -> tuple[jax.Array, jax.Array]:
+    """Residual add + layer norm (see ``add_layer_norm_reference``) in one pass with Pallas."""
+    if _pallas_chosen("add_layer_norm", impl, x, 1):
+        _check_residual(x, residual)
+        return add_layer_norm_pallas(x, residual, weight, bias, eps)
+    return add_layer_norm_reference(x, residual, weight, bias, eps)

@@ -5,18 +5,22 @@ gives ``out = floor_or_ceil((L + 2p - d(k - 1) - 1) / s) + 1`` windows; in ceil 
 that would start in the right padding is dropped. Windows reaching past the padded input (ceil
 mode) see ``-inf`` (max) or nothing (average). The average's divisor is the window's size clipped
 to the padded input (``count_include_pad``) or to the input, unless ``divisor_override`` is set.
+2-D pooling without dilation also has a Pallas kernel (``impl="pallas"``; "auto" picks it where
+the dispatch table measured it faster for that plane size).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ._dispatch import resolve_impl
+from ._dispatch import measured_faster, resolve_impl
+from ._pallas_pool import PoolConfig, pool2d_pallas
 
 __all__ = ["avg_pool", "avg_pool_reference", "max_pool", "max_pool_reference",
            "pool_output_size"]
@@ -97,18 +101,59 @@ def avg_pool_reference(x: jax.Array, kernel_size: Sequence[int], stride: Sequenc
     return (sums / jnp.asarray(divisor, z.dtype)).astype(x.dtype)
 
 
+def _pallas_pool(op: str, impl: str, x: jax.Array, kernel_size, stride, padding,
+                 dilation, ceil_mode: bool, divisor: Callable[[tuple[int, ...]], np.ndarray]
+                 | None, reference: Callable[[jax.Array], jax.Array]) -> jax.Array | None:
+    """The Pallas result for a 2-D, undilated, floating pooling if dispatch picks it, else None."""
+    supported = (len(kernel_size) == 2 and x.ndim in (3, 4) and tuple(dilation) == (1, 1)
+                 and jnp.issubdtype(x.dtype, jnp.floating) and x.dtype != jnp.float64)
+    plane = math.prod(x.shape[-2:])
+    chosen = resolve_impl(f"{op}_pool", impl,
+                          lambda: supported and measured_faster(f"{op}_pool2d", x.dtype, plane))
+    if chosen == "xla":
+        return None
+    if not supported:
+        raise ValueError(f"{op}_pool: the Pallas kernel takes 2-D pooling of float16/bfloat16/"
+                         f"float32 (N, C, H, W) or (C, H, W) input without dilation; got input "
+                         f"{x.shape} {x.dtype}, kernel {tuple(kernel_size)}, dilation "
+                         f"{tuple(dilation)}: use impl='xla'")
+    hw = tuple(x.shape[-2:])
+    out = tuple(pool_output_size(n, k, s, p, 1, ceil_mode)
+                for n, k, s, p in zip(hw, kernel_size, stride, padding))
+    cfg = PoolConfig(op, tuple(kernel_size), tuple(stride), tuple(padding), hw, out)
+    x4 = x.reshape((-1, *x.shape[-3:]))
+    y = pool2d_pallas(x4, cfg, None if divisor is None else divisor(out), reference)
+    return y.reshape((*x.shape[:-2], *out))
+
+
 def max_pool(x: jax.Array, kernel_size: Sequence[int], stride: Sequence[int],
              padding: Sequence[int], dilation: Sequence[int], ceil_mode: bool = False, *,
              impl: str = "auto") -> jax.Array:
-    """Max pooling (see ``max_pool_reference``); ``impl`` is "auto" or "xla" (no Pallas yet)."""
-    resolve_impl("max_pool", impl, None)
-    return max_pool_reference(x, kernel_size, stride, padding, dilation, ceil_mode)
+    """Max pooling (see ``max_pool_reference``); ``impl`` is "auto", "pallas" or "xla".
+
+    The Pallas kernel covers 2-D pooling without dilation (``max_pool2d``'s common case).
+    """
+    def reference(z: jax.Array) -> jax.Array:
+        return max_pool_reference(z, kernel_size, stride, padding, dilation, ceil_mode)
+
+    y = _pallas_pool("max", impl, x, kernel_size, stride, padding, dilation, ceil_mode, None,
+                     reference)
+    return reference(x) if y is None else y
 
 
 def avg_pool(x: jax.Array, kernel_size: Sequence[int], stride: Sequence[int],
              padding: Sequence[int], ceil_mode: bool = False, count_include_pad: bool = True,
              divisor_override: int | None = None, *, impl: str = "auto") -> jax.Array:
     """Average pooling (see ``avg_pool_reference``); ``impl`` as in ``max_pool``."""
-    resolve_impl("avg_pool", impl, None)
-    return avg_pool_reference(x, kernel_size, stride, padding, ceil_mode, count_include_pad,
-                              divisor_override)
+    def reference(z: jax.Array) -> jax.Array:
+        return avg_pool_reference(z, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                                  divisor_override)
+
+    def divisor(out: tuple[int, ...]) -> np.ndarray:
+        if divisor_override is not None:
+            return np.full(out, divisor_override, np.float32)
+        return _divisor(x.shape[-2:], kernel_size, stride, padding, ceil_mode, count_include_pad)
+
+    y = _pallas_pool("avg", impl, x, kernel_size, stride, padding, (1,) * len(kernel_size),
+                     ceil_mode, divisor, reference)
+    return reference(x) if y is None else y

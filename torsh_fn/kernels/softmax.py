@@ -5,7 +5,7 @@
 
 Low-precision inputs are computed in float32 and cast back, as PyTorch does. ``softmax_reference``
 is the ``jax.numpy`` path (``impl="xla"``); ``impl="pallas"`` runs the Pallas row kernel, which
-``"auto"`` does not pick until a benchmark shows it faster.
+``"auto"`` picks only where the dispatch table measured it faster for that row length.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from ._dispatch import resolve_impl
+from ._dispatch import measured_faster, resolve_impl
 from ._pallas_softmax import softmax_pallas
 
 __all__ = ["log_softmax", "softmax", "softmax_reference"]
@@ -35,12 +35,11 @@ def softmax_reference(x: jax.Array, dim: int = -1, *, log: bool = False) -> jax.
     return out.astype(x.dtype)
 
 
-def _never() -> bool:  # no benchmark yet shows the Pallas kernel faster than XLA
-    return False
-
-
 def _dispatch(op: str, x: jax.Array, dim: int, log: bool, impl: str) -> jax.Array:
-    if resolve_impl(op, impl, _never) == "pallas":
+    if x.ndim == 0:
+        raise ValueError(f"{op}: expected an array with at least one dim, got a scalar")
+    n = x.shape[dim]
+    if resolve_impl(op, impl, lambda: measured_faster(op, x.dtype, n)) == "pallas":
         return softmax_pallas(x, dim, log=log)
     return softmax_reference(x, dim, log=log)
 

@@ -3,7 +3,8 @@
 Arrays cannot be updated in place, so where PyTorch's op also updates running statistics
 (``batch_norm``, ``instance_norm`` in training), a companion ``*_with_stats`` function returns
 ``(output, new_running_mean, new_running_var)`` for the module layer to store; the PyTorch-named
-op returns the output alone. ``layer_norm`` and ``rms_norm`` call ``torsh_fn.kernels``.
+op returns the output alone. ``layer_norm``, ``rms_norm`` and training-mode ``batch_norm`` call
+``torsh_fn.kernels``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
+from torsh_fn.kernels.batch_norm import batch_norm as _batch_norm_kernel
 from torsh_fn.kernels.norm import layer_norm as _layer_norm_kernel
 from torsh_fn.kernels.norm import rms_norm as _rms_norm_kernel
 
@@ -85,20 +87,26 @@ def batch_norm_with_stats(input: jax.Array, running_mean: jax.Array | None,
         if count <= 1:
             raise ValueError(f"{name}: expected more than 1 value per channel when training, "
                              f"got input of shape {input.shape}")
-        mean = jnp.mean(x, axis=axes)
-        var = jnp.mean(jnp.square(x - mean.reshape(_channel_shape(x))), axis=axes)
-        new_mean = _update(running_mean, jax.lax.stop_gradient(mean), momentum)
+        if x.dtype == jnp.float32:  # float16/bfloat16/float32: the kernel op (Pallas on GPU)
+            y, mean, var = _batch_norm_kernel(input, weight, bias, eps)
+        else:  # float64 stays float64
+            mean = jnp.mean(x, axis=axes)
+            var = jnp.mean(jnp.square(x - mean.reshape(_channel_shape(x))), axis=axes)
+            y = _normalise(x, mean, var, weight, bias, eps).astype(input.dtype)
         unbiased = jax.lax.stop_gradient(var) * (count / (count - 1))
-        new_var = _update(running_var, unbiased, momentum)
-    else:
-        if running_mean is None or running_var is None:
-            raise ValueError(f"{name}: running_mean and running_var are required when not "
-                             f"training")
-        mean, var = _f32(running_mean), _f32(running_var)
-        new_mean, new_var = running_mean, running_var
+        return (y, _update(running_mean, jax.lax.stop_gradient(mean), momentum),
+                _update(running_var, unbiased, momentum))
+    if running_mean is None or running_var is None:
+        raise ValueError(f"{name}: running_mean and running_var are required when not training")
+    y = _normalise(x, _f32(running_mean), _f32(running_var), weight, bias, eps)
+    return y.astype(input.dtype), running_mean, running_var
+
+
+def _normalise(x: jax.Array, mean: jax.Array, var: jax.Array, weight: jax.Array | None,
+               bias: jax.Array | None, eps: float) -> jax.Array:
     shape = _channel_shape(x)
     y = (x - mean.reshape(shape)) * jax.lax.rsqrt(var.reshape(shape) + eps)
-    return _affine(y, weight, bias).astype(input.dtype), new_mean, new_var
+    return _affine(y, weight, bias)
 
 
 def batch_norm(input: jax.Array, running_mean: jax.Array | None, running_var: jax.Array | None,

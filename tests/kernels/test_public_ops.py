@@ -1,0 +1,151 @@
+"""The public kernel ops: impl="pallas" (interpreted on the CPU) against impl="xla", forward and
+gradient, on odd shapes; the references against torch; what "auto" picks from the table."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as TF
+
+from tests.kernels.pallas_helpers import check_fwd_and_grad, normal
+from tests.oracle import assert_close, check_vs_torch, to_torch
+from torsh_fn import kernels
+from torsh_fn.kernels import _dispatch, reductions
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+def test_cross_entropy_pallas_matches_xla(rng, dtype, smoothing):
+    x = normal(rng, (7, 131), dtype, 3.0)
+    labels = jnp.asarray(rng.integers(0, 131, 7)).at[3].set(-100)
+
+    def op(impl):
+        return lambda x: kernels.cross_entropy(x, labels, label_smoothing=smoothing, impl=impl)
+
+    check_fwd_and_grad(op("pallas"), op("xla"), (x,), rng, jnp.float32)
+
+
+def test_add_layer_norm_pallas_matches_xla_and_checks_residual(rng):
+    x, r = normal(rng, (3, 5, 37), jnp.float32), normal(rng, (3, 5, 37), jnp.float32)
+    w, b = normal(rng, (37,), jnp.float32), normal(rng, (37,), jnp.float32)
+
+    def op(impl):
+        return lambda x, r, w, b: kernels.add_layer_norm(x, r, w, b, 1e-5, impl=impl)
+
+    check_fwd_and_grad(op("pallas"), op("xla"), (x, r, w, b), rng, jnp.float32,
+                       argnums=(0, 1, 2, 3))
+    y, s = kernels.add_layer_norm(x, r, w, b)
+    assert_close(y, TF.layer_norm(*map(to_torch, (x + r, (37,), w, b))), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(s, x + r, rtol=1e-6)
+    with pytest.raises(ValueError, match=r"add_layer_norm: residual must have x's shape"):
+        kernels.add_layer_norm(x, r[0], impl="pallas")
+
+
+@pytest.mark.parametrize("shape", [(4, 3, 5, 7), (6, 5)])
+def test_batch_norm_pallas_matches_xla_and_torch(rng, shape):
+    x = normal(rng, shape, jnp.float32, 2.0, 1.0)
+    w, b = normal(rng, shape[1:2], jnp.float32), normal(rng, shape[1:2], jnp.float32)
+
+    def op(impl):
+        return lambda x, w, b: kernels.batch_norm(x, w, b, 1e-5, impl=impl)
+
+    check_fwd_and_grad(op("pallas"), op("xla"), (x, w, b), rng, jnp.float32, argnums=(0, 1, 2))
+    check_vs_torch(lambda x, w, b: kernels.batch_norm(x, w, b)[0],
+                   lambda x, w, b: TF.batch_norm(x, None, None, w, b, training=True),
+                   *map(np.asarray, (x, w, b)), rng=rng, rtol=1e-4, atol=1e-4)
+    _, mean, var = kernels.batch_norm(x)
+    axes = (0, *range(2, x.ndim))
+    np.testing.assert_allclose(mean, np.asarray(x).mean(axes), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(var, np.asarray(x).var(axes), rtol=1e-5, atol=1e-6)
+
+
+def test_batch_norm_bad_input():
+    with pytest.raises(ValueError, match=r"weight must have shape \(3,\) for 3 channels"):
+        kernels.batch_norm(jnp.ones((2, 3, 4)), jnp.ones(4))
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        kernels.batch_norm(jnp.ones((1, 3)))
+    with pytest.raises(TypeError, match="Pallas kernel takes float16/bfloat16/float32"):
+        kernels.batch_norm(jnp.ones((2, 3), jnp.int32), impl="pallas")
+
+
+@pytest.mark.parametrize("op", ["sum", "mean", "amax", "amin", "var"])
+@pytest.mark.parametrize("dim, keepdim", [(-1, False), (0, True), (1, False)])
+def test_reductions_pallas_matches_xla_and_torch(rng, op, dim, keepdim):
+    x = normal(rng, (5, 131, 3), jnp.float32)
+    fn = getattr(reductions, op)
+
+    def with_impl(impl):
+        return lambda x: fn(x, dim, keepdim=keepdim, impl=impl)
+
+    check_fwd_and_grad(with_impl("pallas"), with_impl("xla"), (x,), rng, jnp.float32)
+    torch_fn = {"sum": torch.sum, "mean": torch.mean, "amax": torch.amax, "amin": torch.amin,
+                "var": torch.var}[op]
+    check_vs_torch(with_impl("xla"), lambda t: torch_fn(t, dim, keepdim=keepdim), np.asarray(x),
+                   rng=rng, rtol=1e-5, atol=1e-5)
+
+
+def test_reductions_ties_bfloat16_and_errors(rng):
+    x = np.array([[1.0, 3.0, 3.0, 2.0]], np.float32)  # amax's gradient splits between ties
+    check_vs_torch(lambda x: reductions.amax(x, 1), lambda t: torch.amax(t, 1), x, rng=rng)
+    xb = normal(rng, (3, 257), jnp.bfloat16)
+    out = reductions.var(xb, correction=0, impl="pallas")
+    assert out.dtype == jnp.bfloat16
+    np.testing.assert_allclose(np.asarray(out, np.float32),
+                               np.asarray(xb, np.float32).var(-1), rtol=2e-2)
+    with pytest.raises(ValueError, match="dim 2 is out of range for an array of 2 dims"):
+        reductions.sum(xb, 2)
+    with pytest.raises(ValueError, match="amax: cannot reduce an empty dim"):
+        reductions.amax(jnp.ones((2, 0)))
+    with pytest.raises(TypeError, match="sum: the Pallas kernel takes"):
+        reductions.sum(jnp.ones(3, jnp.int32), impl="pallas")
+    assert reductions.sum(jnp.arange(4)).dtype == jnp.arange(4).sum().dtype
+
+
+POOL_CASES = [  # shape, kernel, stride, padding, ceil_mode
+    ((2, 3, 9, 11), (3, 3), (2, 2), (1, 1), True),
+    ((3, 7, 6), (2, 3), (2, 1), (0, 1), False),
+]
+
+
+@pytest.mark.parametrize("shape, k, s, p, ceil", POOL_CASES)
+def test_pooling_pallas_matches_xla(rng, shape, k, s, p, ceil):
+    x = normal(rng, shape, jnp.float32)
+    check_fwd_and_grad(lambda x: kernels.max_pool(x, k, s, p, (1, 1), ceil, impl="pallas"),
+                       lambda x: kernels.max_pool(x, k, s, p, (1, 1), ceil, impl="xla"), (x,),
+                       rng, jnp.float32)
+    for include, override in [(True, None), (False, None), (True, 5)]:
+        def avg(impl, include=include, override=override):
+            return lambda x: kernels.avg_pool(x, k, s, p, ceil, include, override, impl=impl)
+
+        check_fwd_and_grad(avg("pallas"), avg("xla"), (x,), rng, jnp.float32)
+
+
+def test_pooling_pallas_refuses_what_it_does_not_cover():
+    with pytest.raises(ValueError, match=r"max_pool: the Pallas kernel takes 2-D pooling"):
+        kernels.max_pool(jnp.ones((1, 1, 5)), (2,), (2,), (0,), (1,), impl="pallas")
+    with pytest.raises(ValueError, match=r"dilation \(2, 2\)"):
+        kernels.max_pool(jnp.ones((1, 1, 5, 5)), (2, 2), (1, 1), (0, 0), (2, 2), impl="pallas")
+
+
+@pytest.fixture
+def fake_gpu_table(monkeypatch):
+    table = {"margin": 0.15, "ops": {"softmax": {"float32": [[512, 1.0, 2.0], [32768, 2.0, 2.1]]},
+                                     "cross_entropy": {"float32": [[8192, 1.0, 3.0]]}}}
+    monkeypatch.setattr(_dispatch, "_table", lambda: table)
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+
+
+def test_auto_follows_the_table_only_on_gpu(fake_gpu_table):
+    assert _dispatch.measured_faster("softmax", jnp.float32, 600)  # nearest: 512, 2x faster
+    assert not _dispatch.measured_faster("softmax", jnp.float32, 30000)  # within the margin
+    assert not _dispatch.measured_faster("softmax", jnp.bfloat16, 600)  # dtype not measured
+    assert not _dispatch.measured_faster("layer_norm", jnp.float32, 600)  # op not measured
+    assert _dispatch.measured_faster("cross_entropy", jnp.float32, 50000)
+
+
+def test_auto_is_xla_on_the_cpu(rng):
+    assert not _dispatch.measured_faster("cross_entropy", jnp.float32, 8192)
+    x = normal(rng, (4, 9), jnp.float32)
+    assert jnp.array_equal(reductions.sum(x), reductions.sum(x, impl="xla"))
+    assert jnp.array_equal(kernels.batch_norm(x)[0], kernels.batch_norm(x, impl="xla")[0])
