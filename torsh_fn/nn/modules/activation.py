@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from .. import functional as F
 from .. import init
 from ..module import Module
-from ..parameter import Parameter
+from ._checks import check_size, empty_parameter
 
 __all__ = [
     "CELU", "ELU", "GELU", "GLU", "Hardshrink", "Hardsigmoid", "Hardswish", "Hardtanh",
@@ -229,12 +229,15 @@ class PReLU(Module):
         super().__init__()
         self.num_parameters = num_parameters
         self.init = init
-        self.weight = Parameter(jnp.full((num_parameters,), init, dtype or jnp.float32))
+        self.weight = empty_parameter((num_parameters,), device, dtype)
+        self.reset_parameters()
 
     def reset_parameters(self) -> None:
         init.constant_(self.weight, self.init)
 
     def forward(self, input: jax.Array) -> jax.Array:
+        if self.num_parameters != 1 and jnp.ndim(input) >= 2:
+            check_size(self, input, 1, self.num_parameters, "channels")
         return F.prelu(input, self.weight)
 
     def extra_repr(self) -> str:
