@@ -238,3 +238,63 @@ def test_parameters_to_vector_and_back_and_clipping():
         assert_close(p.grad, tp.grad)
     nn.utils.clip_grad_value_(net.parameters(), 0.1)
     assert_close(net.weight.grad, jnp.full((2, 3), 0.1))
+
+
+_CONFIG = r"\(.*\)"  # the layer's configuration, as in its repr
+_LAYER_ERRORS = [
+    (lambda: nn.BatchNorm2d(4)(jnp.ones((2, 4, 5))),
+     r"BatchNorm2d\(4, eps=1e-05.*\): expected 4-D input, got 3-D input of shape \(2, 4, 5\)"),
+    (lambda: nn.BatchNorm1d(4)(jnp.ones((2, 5))),
+     rf"BatchNorm1d{_CONFIG}: expected input with num_features 4 \(dim 1\), got shape \(2, 5\)"),
+    (lambda: nn.LayerNorm((3, 4))(jnp.ones((2, 4, 3))),
+     rf"LayerNorm{_CONFIG}: expected input whose last dimensions are \(3, 4\), got shape "
+     r"\(2, 4, 3\)"),
+    (lambda: nn.GroupNorm(2, 6)(jnp.ones((2, 4, 3))),
+     rf"GroupNorm{_CONFIG}: expected input with num_channels 6 \(dim 1\), got shape \(2, 4, 3\)"),
+    (lambda: nn.LSTM(3, 5)(jnp.ones((4, 2, 6))),
+     r"LSTM\(3, 5\): expected input with input_size 3 \(dim -1\), got shape \(4, 2, 6\)"),
+    (lambda: nn.GRU(3, 5)(jnp.ones((4, 2, 3, 1))),
+     r"GRU\(3, 5\): expected 2 or 3-D input, got 4-D input of shape \(4, 2, 3, 1\)"),
+    (lambda: nn.Bilinear(2, 3, 4)(jnp.ones((5, 2)), jnp.ones((5, 4))),
+     rf"Bilinear{_CONFIG}: expected input with in2_features 3 \(dim -1\), got shape \(5, 4\)"),
+    (lambda: nn.ConvTranspose2d(3, 2, 2)(jnp.ones((1, 4, 5, 5))),
+     rf"ConvTranspose2d{_CONFIG}: expected input with channels 3 \(dim -3\), got shape "
+     r"\(1, 4, 5, 5\)"),
+    (lambda: nn.MultiheadAttention(6, 2)(*[jnp.ones((2, 3, 5))] * 3),
+     r"MultiheadAttention.*: expected input with embed_dim 6 \(dim -1\), got shape \(2, 3, 5\)"),
+    (lambda: nn.PReLU(3)(jnp.ones((2, 4))),
+     r"PReLU\(num_parameters=3\): expected input with channels 3 \(dim 1\), got shape \(2, 4\)"),
+    (lambda: nn.MaxPool2d(2)(jnp.ones(5)),
+     rf"MaxPool2d{_CONFIG}: expected 3 or 4-D input, got 1-D input of shape \(5,\)"),
+]
+
+
+@pytest.mark.parametrize(("call", "message"), _LAYER_ERRORS)
+def test_wrong_feature_count_or_rank_names_the_layer(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_embedding_rejects_float_indices_naming_the_layer():
+    with pytest.raises(TypeError, match=r"Embedding\(10, 3\): expected integer indices, got "
+                       r"float32"):
+        nn.Embedding(10, 3)(jnp.ones(2))
+
+
+def test_load_state_dict_non_array_value_names_the_key():
+    with pytest.raises(TypeError, match=r"load_state_dict: value of 'weight': expected an array "
+                       r"\(jax.Array, numpy.ndarray or torch.Tensor\), got str"):
+        nn.Linear(3, 2).load_state_dict({"weight": "w", "bias": np.zeros(2)})
+    with pytest.raises(TypeError, match="Expected state_dict to be dict-like"):
+        nn.Linear(3, 2).load_state_dict([("weight", np.zeros((2, 3)))])
+
+
+def test_prelu_weight_follows_the_default_dtype_as_other_layers():
+    previous = torsh_fn.get_default_dtype()
+    torsh_fn.set_default_dtype(torsh_fn.float16)
+    try:
+        assert nn.PReLU(2).weight.dtype == nn.Linear(2, 2).weight.dtype == jnp.float16
+    finally:
+        torsh_fn.set_default_dtype(previous)
+    assert nn.PReLU(2, dtype=torsh_fn.bfloat16).weight.dtype == jnp.bfloat16
+    assert_close(nn.PReLU(2, init=0.1).weight.data, np.full(2, 0.1, np.float32))
