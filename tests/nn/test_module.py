@@ -298,3 +298,12 @@ def test_prelu_weight_follows_the_default_dtype_as_other_layers():
         torsh_fn.set_default_dtype(previous)
     assert nn.PReLU(2, dtype=torsh_fn.bfloat16).weight.dtype == jnp.bfloat16
     assert_close(nn.PReLU(2, init=0.1).weight.data, np.full(2, 0.1, np.float32))
+
+
+def test_reprs_match_torch_for_repeated_blocks_and_cells():
+    def build(m):
+        blocks = m.ModuleList([m.ReLU(), m.ReLU(), m.Linear(2, 2), m.ReLU(), m.ReLU(), m.ReLU()])
+        cells = m.ModuleList([m.RNNCell(3, 4, bias=False, nonlinearity="relu"), m.GRUCell(2, 3)])
+        return m.ModuleDict({"blocks": blocks, "cells": cells, "empty": m.ModuleList()})
+
+    assert repr(build(nn)) == repr(build(torch.nn))
