@@ -2,17 +2,20 @@
 
 Parameters are a plain pytree, the step is a pure function transformed by ``jax.value_and_grad``
 and ``jax.jit``, the optimizer is optax. torsh_fn supplies the seeding and PyTorch-named helpers.
+With ``--ensemble K`` the same step is ``jax.vmap``-ed over K independently initialised networks
+(stacked parameter pytrees), which train at once on the same batches; their averaged logits vote.
 
     python examples/functional_training.py --epochs 30
+    python examples/functional_training.py --epochs 30 --ensemble 4
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -35,7 +38,7 @@ def load_digits(seed: int) -> tuple[np.ndarray, ...]:
 def init_mlp(sizes: list[int], key: jax.Array) -> list[dict[str, jax.Array]]:
     """PyTorch's nn.Linear initialisation: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
     params = []
-    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+    for fan_in, fan_out in itertools.pairwise(sizes):
         key, kw, kb = jax.random.split(key, 3)
         bound = 1.0 / math.sqrt(fan_in)
         params.append({"weight": T.rand(fan_out, fan_in, key=kw) * 2 * bound - bound,
@@ -56,25 +59,52 @@ def loss_fn(params, x, y):
     return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
 
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> float:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=1e-2)
+    parser.add_argument("--epochs", type=positive_int, default=30)
+    parser.add_argument("--batch-size", type=positive_int, default=64)
+    parser.add_argument("--lr", type=positive_float, default=1e-2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--ensemble", type=positive_int, default=None, metavar="K",
+                        help="train K networks at once with jax.vmap (default: one network)")
     args = parser.parse_args(argv)
 
     T.manual_seed(args.seed)
     x_train, y_train, x_val, y_val = load_digits(args.seed)
-    params = init_mlp([64, 128, 10], jax.random.PRNGKey(args.seed))
+    if args.batch_size > len(x_train):
+        parser.error(f"--batch-size must be at most the {len(x_train)} training samples, "
+                     f"got {args.batch_size}")
     opt = optax.adamw(args.lr, weight_decay=1e-4)
-    opt_state = opt.init(params)
 
-    @jax.jit
-    def step(params, opt_state, x, y):
+    def single_step(params, opt_state, x, y):
         loss, grads = jax.value_and_grad(loss_fn)(params, x, y)
         updates, opt_state = opt.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
+
+    if args.ensemble:
+        keys = jax.random.split(jax.random.PRNGKey(args.seed), args.ensemble)
+        params = jax.vmap(lambda k: init_mlp([64, 128, 10], k))(keys)  # leaves (K, ...)
+        opt_state = jax.vmap(opt.init)(params)
+        step = jax.jit(jax.vmap(single_step, in_axes=(0, 0, None, None)))
+        predict = jax.vmap(mlp, in_axes=(0, None))  # (K, N, 10)
+    else:
+        params = init_mlp([64, 128, 10], jax.random.PRNGKey(args.seed))
+        opt_state = opt.init(params)
+        step, predict = jax.jit(single_step), mlp
 
     try:
         from tqdm import trange
@@ -89,8 +119,13 @@ def main(argv: list[str] | None = None) -> float:
             idx = order[i * args.batch_size:(i + 1) * args.batch_size]
             params, opt_state, loss = step(params, opt_state, x_train[idx], y_train[idx])
         if hasattr(bar, "set_postfix"):
-            bar.set_postfix(loss=f"{float(loss):.4f}")
-    accuracy = float((T.argmax(mlp(params, x_val), 1) == y_val).mean())
+            bar.set_postfix(loss=f"{float(T.mean(loss)):.4f}")
+    logits = predict(params, x_val)
+    if args.ensemble:
+        members = (T.argmax(logits, 2) == y_val).mean(1)  # (K,)
+        print("member validation accuracies: " + " ".join(f"{float(a):.4f}" for a in members))
+        logits = T.mean(logits, 0)  # the ensemble's vote: averaged logits
+    accuracy = float((T.argmax(logits, 1) == y_val).mean())
     print(f"validation accuracy: {accuracy:.4f}")
     return accuracy
 
