@@ -17,6 +17,8 @@ optimizer is one slot; the global generator's state is always a slot.
 Compiled programs are cached per (stateful objects, their static keys, the arguments' structure
 and non-array values); ``jax.jit`` then retraces only for new shapes or dtypes. State arrays that
 nothing else references are donated, so a step updates parameters in place on the device.
+A state array placed over several devices (``torsh_fn.distributed``: replicated for DDP, split
+for FSDP) comes out with the sharding it went in with, and its sharding joins the cache key.
 
 Example:
     >>> @torsh_fn.jit
@@ -101,8 +103,9 @@ class _Call:
     """What one call hands to its trace: the live objects and the static parts of the inputs."""
 
     def __init__(self, objects: list[Any], slots: list[tuple[Any, Any]], treedef: Any,
-                 pattern: list[Any]) -> None:
+                 pattern: list[Any], placements: tuple[Any, ...]) -> None:
         self.objects, self.slots, self.treedef, self.pattern = objects, slots, treedef, pattern
+        self.placements = placements
 
 
 class _Entry:
@@ -147,7 +150,8 @@ class StatefulJit:
         values = self._state_values(slots)
         types = [type(v) if isinstance(v, _SCALARS) else None for v in values]
         mask = tuple(isinstance(v, jax.Array) for v in values)  # arrays are donated
-        key = (treedef, tuple(pattern), tuple(k for _, k in slots), mask,
+        placements = tuple(_placement(v) for v in values)
+        key = (treedef, tuple(pattern), tuple(k for _, k in slots), mask, placements,
                tuple((id(o), o._jit_static() if hasattr(o, "_jit_static") else None)
                      for o in objects))
         entry = self._cache.get(key)
@@ -156,7 +160,7 @@ class StatefulJit:
         arrays = [v for v, is_array in zip(values, mask) if is_array]
         others = [v for v, is_array in zip(values, mask) if not is_array]
         del values
-        self._local.call = _Call(objects, slots, treedef, pattern)
+        self._local.call = _Call(objects, slots, treedef, pattern, placements)
         try:
             new, out = entry.compiled(arrays, others, dynamic)
         finally:
@@ -190,7 +194,8 @@ class StatefulJit:
                     set_slot(c, k, v)
                 args, kwargs = _rebuild(call, dynamic)
                 out = self._fun(*args, **kwargs)
-                new = [get_slot(c, k) for c, k in call.slots]
+                new = [_keep_placement(n, s) for n, s in
+                       zip((get_slot(c, k) for c, k in call.slots), call.placements)]
             finally:
                 for (c, k), v in zip(call.slots, originals):
                     set_slot(c, k, v)
@@ -205,6 +210,23 @@ class StatefulJit:
         donate = (0,) if self._donate else ()
         compiled = jax.jit(pure, donate_argnums=donate, keep_unused=True, **self._jax_kwargs)
         return _Entry(compiled, [_ref(o) for o in objects])
+
+
+def _placement(v: Any) -> Any:
+    """``(sharding, shape)`` of a state array placed over several devices (as by
+    ``torsh_fn.distributed``), else None; part of the cache key."""
+    if not _is_concrete(v) or isinstance(v.sharding, jax.sharding.SingleDeviceSharding):
+        return None
+    return v.sharding, v.shape
+
+
+def _keep_placement(new: Any, placement: Any) -> Any:
+    """A slot that came in sharded over several devices leaves with the same sharding (an
+    FSDP-sharded parameter or momentum stays sharded, a replicated one replicated), rather
+    than with whatever sharding XLA's propagation picks."""
+    if placement is None or getattr(new, "shape", None) != placement[1]:
+        return new
+    return jax.lax.with_sharding_constraint(new, placement[0])
 
 
 def _is_concrete(v: Any) -> bool:

@@ -1,0 +1,63 @@
+"""DDP and FSDP on 8 simulated CPU devices train seed_cnn exactly as one device does.
+
+The training runs in a subprocess (``_eight_devices.py``); the oracle is the same training,
+same seeds and batches, on one device of that process.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ._subprocess import run_script
+
+pytestmark = pytest.mark.slow
+RUNS = ["ddp_sgd", "fsdp_sgd", "ddp_adamw", "fsdp_adamw"]
+
+
+@pytest.fixture(scope="module")
+def results():
+    return run_script("_eight_devices.py", "training")
+
+
+def test_the_subprocess_saw_eight_devices(results):
+    assert results["devices"] == 8
+
+
+@pytest.mark.parametrize("run", RUNS)
+def test_data_parallel_training_equals_single_device_training(results, run):
+    r = results["training"][run]
+    assert r["close"], f"{run}: max |difference| {r['max_diff']}"
+    np.testing.assert_allclose(r["losses"], r["single_losses"], rtol=1e-5)
+
+
+@pytest.mark.parametrize("run", RUNS)
+def test_wrapper_state_dict_keys_carry_the_module_prefix(results, run):
+    assert all(k.startswith("module.") for k in results["training"][run]["keys"])
+
+
+@pytest.mark.parametrize("run", ["ddp_sgd", "ddp_adamw"])
+def test_ddp_replicates_parameters_and_optimizer_state(results, run):
+    r = results["training"][run]
+    for name, (shape, shard, ndev) in r["shards"].items():
+        assert shard == shape and ndev == 8, name
+    assert r["param_bytes"] == [r["full_param_bytes"]] * 8
+    assert r["opt_bytes"] == [r["full_opt_bytes"]] * 8
+
+
+@pytest.mark.parametrize("run", ["fsdp_sgd", "fsdp_adamw"])
+def test_fsdp_keeps_each_device_one_eighth_of_parameters_and_optimizer_state(results, run):
+    r = results["training"][run]
+    shards = r["shards"]
+    # the big weights are split 8 ways along their largest divisible dimension
+    assert shards["features.3.weight"][1] == [8, 32, 3, 3]
+    assert shards["features.7.weight"][1] == [8, 64, 3, 3]
+    assert shards["classifier.2.weight"][1] == [128, 32]
+    assert shards["classifier.5.weight"][1] == [10, 16]
+    # small arrays (under min_size elements) stay replicated
+    assert shards["features.0.weight"][1] == [32, 1, 3, 3]
+    assert shards["features.1.bias"][1] == [32]
+    for totals, full in ((r["param_bytes"], r["full_param_bytes"]),
+                         (r["opt_bytes"], r["full_opt_bytes"])):
+        assert len(set(totals)) == 1
+        assert full / 8 <= totals[0] < 1.1 * full / 8
