@@ -7,8 +7,8 @@ from . import conv as _conv
 from . import dropout as _dropout
 from . import flatten as _flatten
 from . import linear as _linear
-from . import normalization as _normalization
 from . import loss as _loss
+from . import normalization as _normalization
 from . import padding as _padding
 from . import pixelshuffle as _pixelshuffle
 from . import pooling as _pooling
@@ -23,8 +23,8 @@ from .conv import *  # noqa: F403
 from .dropout import *  # noqa: F403
 from .flatten import *  # noqa: F403
 from .linear import *  # noqa: F403
-from .normalization import *  # noqa: F403
 from .loss import *  # noqa: F403
+from .normalization import *  # noqa: F403
 from .padding import *  # noqa: F403
 from .pixelshuffle import *  # noqa: F403
 from .pooling import *  # noqa: F403

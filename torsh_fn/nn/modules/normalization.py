@@ -39,16 +39,14 @@ class _NormBase(Module):
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
                  affine: bool = True, track_running_stats: bool = True, device: Any = None,
-                 dtype: Any = None) -> None:
+                 dtype: Any = None, *, bias: bool = True) -> None:
         super().__init__()
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
-        if affine:
-            self.weight = empty_parameter((num_features,), device, dtype)
-            self.bias = empty_parameter((num_features,), device, dtype)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        self.register_parameter(
+            "weight", empty_parameter((num_features,), device, dtype) if affine else None)
+        self.register_parameter(
+            "bias", empty_parameter((num_features,), device, dtype) if affine and bias else None)
         if track_running_stats:
             self.register_buffer("running_mean", zeros((num_features,), device, dtype))
             self.register_buffer("running_var", jnp.ones_like(self.running_mean))
@@ -66,8 +64,9 @@ class _NormBase(Module):
 
     def reset_parameters(self) -> None:
         self.reset_running_stats()
-        if self.affine:
+        if self.weight is not None:
             init.ones_(self.weight)
+        if self.bias is not None:
             init.zeros_(self.bias)
 
     def _factor(self) -> Any:
@@ -79,7 +78,8 @@ class _NormBase(Module):
 
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
-                f"affine={self.affine}, track_running_stats={self.track_running_stats}")
+                f"affine={self.affine}, bias={self.bias is not None}, "
+                f"track_running_stats={self.track_running_stats}")
 
 
 class _BatchNorm(_NormBase):
@@ -125,8 +125,9 @@ class _InstanceNorm(_NormBase):
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
                  affine: bool = False, track_running_stats: bool = False, device: Any = None,
-                 dtype: Any = None) -> None:
-        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
+                 dtype: Any = None, *, bias: bool = True) -> None:
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype,
+                         bias=bias)
 
     def forward(self, input: jax.Array) -> jax.Array:
         check_rank(self, input, (self.nd + 1, self.nd + 2))
@@ -197,7 +198,7 @@ class LayerNorm(Module):
 
     def extra_repr(self) -> str:
         return (f"{self.normalized_shape}, eps={self.eps}, "
-                f"elementwise_affine={self.elementwise_affine}")
+                f"elementwise_affine={self.elementwise_affine}, bias={self.bias is not None}")
 
 
 class RMSNorm(Module):
@@ -228,27 +229,28 @@ class GroupNorm(Module):
     """Normalise ``(N, C, *)`` over groups of ``C / num_groups`` channels; per-channel affine."""
 
     def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5,
-                 affine: bool = True, device: Any = None, dtype: Any = None) -> None:
+                 affine: bool = True, device: Any = None, dtype: Any = None, *,
+                 bias: bool = True) -> None:
         super().__init__()
         if num_channels % num_groups:
             raise ValueError(f"GroupNorm: num_channels ({num_channels}) must be divisible by "
                              f"num_groups ({num_groups})")
         self.num_groups, self.num_channels, self.eps, self.affine = (num_groups, num_channels,
                                                                      eps, affine)
+        self.register_parameter(
+            "weight", empty_parameter((num_channels,), device, dtype) if affine else None)
+        self.register_parameter(
+            "bias", empty_parameter((num_channels,), device, dtype) if affine and bias else None)
         if affine:
-            self.weight = empty_parameter((num_channels,), device, dtype)
-            self.bias = empty_parameter((num_channels,), device, dtype)
             init.ones_(self.weight)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
 
     def forward(self, input: jax.Array) -> jax.Array:
         check_size(self, input, 1, self.num_channels, "num_channels")
         return F.group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:
-        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}"
+        return (f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}, "
+                f"bias={self.bias is not None}")
 
 
 class LocalResponseNorm(Module):
