@@ -26,9 +26,17 @@ from ._placement import replicate as replicate
 from ._placement import replicated_shardings as replicated_shardings
 from ._placement import shard_batch as shard_batch
 from ._placement import shard_fsdp as shard_fsdp
+from ._process import barrier as barrier
+from ._process import destroy_process_group as destroy_process_group
+from ._process import get_rank as get_rank
+from ._process import get_world_size as get_world_size
+from ._process import init_process_group as init_process_group
+from ._process import is_initialized as is_initialized
 
 __all__ = [
-    "DDP", "FSDP", "DistributedDataParallel", "FullyShardedDataParallel", "fsdp_shardings",
-    "get_default_mesh", "make_mesh", "place_optimizer_state", "replicate",
-    "replicated_shardings", "set_default_mesh", "shard_batch", "shard_fsdp",
+    "DDP", "FSDP", "DistributedDataParallel", "FullyShardedDataParallel", "barrier",
+    "destroy_process_group", "fsdp_shardings", "get_default_mesh", "get_rank",
+    "get_world_size", "init_process_group", "is_initialized", "make_mesh",
+    "place_optimizer_state", "replicate", "replicated_shardings", "set_default_mesh",
+    "shard_batch", "shard_fsdp",
 ]
