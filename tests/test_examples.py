@@ -23,12 +23,13 @@ needs_torch = pytest.mark.skipif(not HAS_TORCH, reason="PyTorch is the oracle")
 def run_example(name: str, *args: str, block_torch: Path | None = None,
                 timeout: float = 120) -> subprocess.CompletedProcess:
     """``python examples/<name> args...``; ``block_torch``: a folder that hides torch."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    path = [str(EXAMPLES.parent), os.environ.get("PYTHONPATH")]  # this checkout's torsh_fn
     if block_torch is not None:
         fake = block_torch / "torch"
         fake.mkdir(exist_ok=True)
         (fake / "__init__.py").write_text("raise ImportError('No module named torch')\n")
-        env["PYTHONPATH"] = os.pathsep.join([str(block_torch), env.get("PYTHONPATH", "")])
+        path.insert(0, str(block_torch))
+    env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=os.pathsep.join(filter(None, path)))
     return subprocess.run([sys.executable, str(EXAMPLES / name), *args], capture_output=True,
                           text=True, timeout=timeout, env=env, cwd=EXAMPLES.parent)
 
