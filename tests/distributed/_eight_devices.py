@@ -11,11 +11,14 @@ import sys
 
 import jax
 import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 import torsh_fn
 import torsh_fn.nn.functional as F
 from torsh_fn import distributed as dist
 from torsh_fn import models, optim
+from torsh_fn.func import functional_call
 
 STEPS, BATCH = 3, 16
 
@@ -98,7 +101,108 @@ def training_results() -> dict:
     return out
 
 
-SECTIONS = {"training": training_results}
+def functional_results() -> dict:
+    """The functional face: plain jax.jit with the helpers' shardings, vs the same jit on one
+    device (seed_cnn in eval mode through functional_call, three SGD steps)."""
+    torsh_fn.manual_seed(0)
+    model = models.get("seed_cnn").eval()
+    params = {k: p.detach() for k, p in model.named_parameters()}
+
+    def sgd_step(params, x, y):
+        def loss_fn(params):
+            return F.cross_entropy(functional_call(model, params, (x,)), y)
+
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        return jax.tree.map(lambda p, g: p - 0.1 * g, params, grads), loss
+
+    def run(step, params, place_batch):
+        for x, y in batches():
+            params, _ = step(params, *place_batch((x, y)))
+        return params
+
+    single = run(jax.jit(sgd_step), params, lambda b: b)
+    mesh = dist.make_mesh()
+    data, scalar = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
+    out = {}
+    for name, shardings, place in (("ddp", dist.replicated_shardings, dist.replicate),
+                                   ("fsdp", dist.fsdp_shardings, dist.shard_fsdp)):
+        s = shardings(params, mesh)
+        step = jax.jit(sgd_step, in_shardings=(s, data, data), out_shardings=(s, scalar))
+        final = run(step, place(params, mesh), lambda b: dist.shard_batch(b, mesh))
+        host = {k: np.asarray(v) for k, v in final.items()}
+        ref = {k: np.asarray(v) for k, v in single.items()}
+        out[name] = {"close": close(host, ref), "max_diff": max_diff(host, ref),
+                     "shards": shard_shapes(final),
+                     "param_bytes": per_device_bytes(final.values()),
+                     "full_param_bytes": sum(v.nbytes for v in host.values())}
+    return out
+
+
+def error_of(fn) -> str:
+    try:
+        fn()
+    except (ValueError, TypeError) as err:
+        return f"{type(err).__name__}: {err}"
+    return "no error"
+
+
+def placement_results() -> dict:
+    mesh = dist.make_mesh()
+    mesh42 = dist.make_mesh(data=4, model=2)
+    x = np.arange(16 * 3, dtype=np.float32).reshape(16, 3)
+    bx, by = dist.shard_batch((x, np.arange(16)), mesh42)
+    w = dist.shard_fsdp({"w": np.zeros((24, 64), np.float32), "b": np.zeros(64, np.float32),
+                         "odd": np.zeros((33, 35), np.float32)}, mesh)
+    return {
+        "mesh": dict(mesh.shape), "mesh42": dict(mesh42.shape),
+        "mesh_axes": list(mesh.axis_names),
+        "batch_shard": list(bx.addressable_shards[0].data.shape),
+        "batch_devices": len(bx.sharding.device_set),
+        "batch_equal": bool(np.array_equal(np.asarray(bx), x)),
+        "label_shard": list(by.addressable_shards[0].data.shape),
+        "fsdp_w": list(w["w"].addressable_shards[0].data.shape),
+        "fsdp_b": list(w["b"].addressable_shards[0].data.shape),
+        "fsdp_odd": list(w["odd"].addressable_shards[0].data.shape),
+        "replicated": list(dist.replicate(x, mesh).addressable_shards[3].data.shape),
+        "err_batch": error_of(lambda: dist.shard_batch({"x": np.zeros((12, 2))}, mesh)),
+        "err_scalar": error_of(lambda: dist.shard_batch(np.float32(1), mesh)),
+        "err_mesh": error_of(lambda: dist.make_mesh(data=3)),
+        "err_mesh_model": error_of(lambda: dist.make_mesh(model=3)),
+        "err_mesh_zero": error_of(lambda: dist.make_mesh(data=0, model=8)),
+        "err_mesh_type": error_of(lambda: dist.replicate(x, mesh="data")),
+        "err_axis": error_of(lambda: dist.fsdp_shardings(x, mesh, axis="batch")),
+    }
+
+
+def collective_results() -> dict:
+    mesh = dist.make_mesh()
+    x = np.arange(8 * 3, dtype=np.float32).reshape(8, 3) ** 1.5
+    out = {}
+
+    def in_program(fn, out_specs=None):
+        # check_vma=False: all_gather's result is the same on every device, but JAX types it
+        # as varying over the axis
+        return np.asarray(jax.shard_map(fn, mesh=mesh, in_specs=P("data"), check_vma=False,
+                                        out_specs=P() if out_specs is None else out_specs)(x)
+                          ).tolist()
+
+    for op in ("sum", "mean", "max", "min"):
+        out[op] = in_program(lambda v, op=op: dist.all_reduce(v, op, axis_name="data"))
+    out["gather"] = in_program(lambda v: dist.all_gather(v[0], axis_name="data"))
+    out["gather_tiled"] = in_program(lambda v: dist.all_gather(v, axis_name="data", tiled=True))
+    out["broadcast"] = in_program(lambda v: dist.broadcast(v, 3, axis_name="data"),
+                                  out_specs=P("data"))
+    out["x"] = x.tolist()
+    out["host_reduce"] = np.asarray(dist.all_reduce(x, "max")).tolist()
+    out["host_gather_shape"] = list(dist.all_gather(x).shape)
+    out["host_broadcast"] = np.asarray(dist.broadcast(x, 0)).tolist()
+    out["err_op"] = error_of(lambda: dist.all_reduce(x, "prod"))
+    out["err_src"] = error_of(lambda: dist.broadcast(x, 1))
+    return out
+
+
+SECTIONS = {"training": training_results, "functional": functional_results,
+            "placement": placement_results, "collectives": collective_results}
 
 
 def main() -> None:

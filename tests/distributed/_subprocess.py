@@ -6,6 +6,7 @@ when the backend starts, so only a new process can see 8 devices.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -31,3 +32,18 @@ def run_script(name: str, *args: str, devices: int = 8, timeout: float = 300) ->
     if proc.returncode != 0:
         raise AssertionError(f"{name} failed (rc={proc.returncode}):\n{proc.stderr[-4000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run_once(tmp_path_factory, name: str, *args: str, devices: int = 8) -> dict:
+    """:func:`run_script`, run once per test session even under pytest-xdist: the workers share
+    the result through a file in the session's temporary folder, under a lock."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return run_script(name, *args, devices=devices)
+    folder = tmp_path_factory.getbasetemp().parent  # shared by the workers of this session
+    stem = "-".join([Path(name).stem, *args, str(devices)]).replace(os.sep, "_")
+    result, lock = folder / f"{stem}.json", folder / f"{stem}.lock"
+    with open(lock, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        if not result.exists():
+            result.write_text(json.dumps(run_script(name, *args, devices=devices)))
+        return json.loads(result.read_text())

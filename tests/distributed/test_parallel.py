@@ -9,15 +9,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ._subprocess import run_script
+from ._subprocess import run_once
 
 pytestmark = pytest.mark.slow
 RUNS = ["ddp_sgd", "fsdp_sgd", "ddp_adamw", "fsdp_adamw"]
 
 
 @pytest.fixture(scope="module")
-def results():
-    return run_script("_eight_devices.py", "training")
+def results(tmp_path_factory):
+    return run_once(tmp_path_factory, "_eight_devices.py", "training")
 
 
 def test_the_subprocess_saw_eight_devices(results):

@@ -13,6 +13,11 @@
 See docs/distributed.md.
 """
 
+from ._checkpoint import load_sharded as load_sharded
+from ._checkpoint import save_sharded as save_sharded
+from ._collectives import all_gather as all_gather
+from ._collectives import all_reduce as all_reduce
+from ._collectives import broadcast as broadcast
 from ._mesh import get_default_mesh as get_default_mesh
 from ._mesh import make_mesh as make_mesh
 from ._mesh import set_default_mesh as set_default_mesh
@@ -34,9 +39,9 @@ from ._process import init_process_group as init_process_group
 from ._process import is_initialized as is_initialized
 
 __all__ = [
-    "DDP", "FSDP", "DistributedDataParallel", "FullyShardedDataParallel", "barrier",
-    "destroy_process_group", "fsdp_shardings", "get_default_mesh", "get_rank",
-    "get_world_size", "init_process_group", "is_initialized", "make_mesh",
-    "place_optimizer_state", "replicate", "replicated_shardings", "set_default_mesh",
-    "shard_batch", "shard_fsdp",
+    "DDP", "FSDP", "DistributedDataParallel", "FullyShardedDataParallel", "all_gather",
+    "all_reduce", "barrier", "broadcast", "destroy_process_group", "fsdp_shardings",
+    "get_default_mesh", "get_rank", "get_world_size", "init_process_group", "is_initialized",
+    "load_sharded", "make_mesh", "place_optimizer_state", "replicate", "replicated_shardings",
+    "save_sharded", "set_default_mesh", "shard_batch", "shard_fsdp",
 ]

@@ -1,0 +1,16 @@
+"""One 8-device subprocess serves the placement, functional-face and collective tests."""
+
+from __future__ import annotations
+
+import pytest
+
+from ._subprocess import run_once
+
+
+@pytest.fixture(scope="session")
+def eight(tmp_path_factory):
+    """Results of ``_eight_devices.py functional placement collectives`` (8 CPU devices)."""
+    results = run_once(tmp_path_factory, "_eight_devices.py", "functional", "placement",
+                       "collectives")
+    assert results["devices"] == 8
+    return results
