@@ -59,6 +59,17 @@ def loss_fn(params, x, y):
     return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
 
+def make_step(opt: optax.GradientTransformation):
+    """One training step of one network: a pure function, ready for ``jax.jit`` and ``jax.vmap``."""
+
+    def step(params, opt_state, x, y):
+        loss, grads = jax.value_and_grad(loss_fn)(params, x, y)
+        updates, opt_state = opt.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    return step
+
+
 def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -90,10 +101,7 @@ def main(argv: list[str] | None = None) -> float:
                      f"got {args.batch_size}")
     opt = optax.adamw(args.lr, weight_decay=1e-4)
 
-    def single_step(params, opt_state, x, y):
-        loss, grads = jax.value_and_grad(loss_fn)(params, x, y)
-        updates, opt_state = opt.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
+    single_step = make_step(opt)
 
     if args.ensemble:
         keys = jax.random.split(jax.random.PRNGKey(args.seed), args.ensemble)

@@ -69,6 +69,38 @@ def test_functional_training_vmap_ensemble_trains_k_networks():
     assert final_accuracy(out) >= 0.95
 
 
+def test_functional_training_vmap_ensemble_equals_its_members_trained_alone():
+    """The example's ensemble construction (vmap over stacked parameters and optax states, the
+    batch shared) is K independent trainings: each member equals the same network on its own."""
+    import jax
+    import numpy as np
+    import optax
+
+    spec = importlib.util.spec_from_file_location("functional_training",
+                                                  EXAMPLES / "functional_training.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    x_train, y_train, _, _ = example.load_digits(0)
+    opt = optax.adamw(1e-2, weight_decay=1e-4)
+    keys = jax.random.split(jax.random.PRNGKey(0), 3)
+    stacked = jax.vmap(lambda k: example.init_mlp([64, 32, 10], k))(keys)
+    states = jax.vmap(opt.init)(stacked)
+    ensemble_step = jax.jit(jax.vmap(example.make_step(opt), in_axes=(0, 0, None, None)))
+    alone_step = jax.jit(example.make_step(opt))
+    alone = [example.init_mlp([64, 32, 10], k) for k in keys]
+    alone_states = [opt.init(p) for p in alone]
+    for i in range(3):
+        x, y = x_train[32 * i:32 * (i + 1)], y_train[32 * i:32 * (i + 1)]
+        stacked, states, losses = ensemble_step(stacked, states, x, y)
+        for k in range(3):
+            alone[k], alone_states[k], loss = alone_step(alone[k], alone_states[k], x, y)
+            np.testing.assert_allclose(losses[k], loss, rtol=1e-5)
+    for k in range(3):
+        member = jax.tree.map(lambda leaf, k=k: leaf[k], stacked)
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+                     member, alone[k])
+
+
 def test_neural_network_training_learns_the_digits():
     out = ok(run_example("neural_network_training.py", "--epochs", "5"))
     losses = [float(v) for v in re.findall(r"^epoch \d+: loss ([0-9.]+)", out, re.M)]
