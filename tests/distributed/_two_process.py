@@ -8,11 +8,14 @@ Each process of the group takes its share of every epoch's indices from
 ``torsh_fn.data.DistributedSampler``, feeds its rows to ``shard_batch`` (which joins the
 processes' rows in rank order into one global batch) and trains a DDP-wrapped seed_cnn with
 SGD + momentum. The oracle trains the same model on the same global batches on one device.
-The final parameters (and a few collective results) are written to OUT.npz.
+The final parameters, host collective results and an FSDP save_sharded/load_sharded round trip
+across the processes (to OUT's folder) are written to OUT.npz.
 """
 
 from __future__ import annotations
 
+import faulthandler
+import os
 import sys
 
 import numpy as np
@@ -66,6 +69,7 @@ def train(rank: int | None, world: int) -> dict[str, np.ndarray]:
 
 
 def main() -> None:
+    faulthandler.dump_traceback_later(120, exit=True)  # a hang shows where, then fails
     who, world, port, out = sys.argv[1:5]
     world = int(world)
     if who == "single":
@@ -74,11 +78,39 @@ def main() -> None:
     rank = int(who)
     dist.init_process_group("gloo", f"tcp://localhost:{port}", world_size=world, rank=rank)
     result = train(rank, world)
-    result["_rank"] = np.asarray(dist.get_rank())
-    result["_world"] = np.asarray(dist.get_world_size())
+    result.update(collectives(rank))
+    result.update(fsdp_checkpoint(os.path.join(os.path.dirname(out), "fsdp.safetensors")))
     dist.barrier()
     np.savez(out, **result)
     dist.destroy_process_group()
+
+
+def collectives(rank: int) -> dict[str, np.ndarray]:
+    """Host collectives across the processes: rank r contributes [r + 1, 10 (r + 1)]."""
+    mine = np.asarray([rank + 1.0, 10.0 * (rank + 1)], np.float32)
+    return {"_rank": np.asarray(dist.get_rank()), "_world": np.asarray(dist.get_world_size()),
+            "_initialized": np.asarray(dist.is_initialized()),
+            "_sum": dist.all_reduce(mine), "_max": dist.all_reduce(mine, "max"),
+            "_mean": dist.all_reduce(mine, "mean"), "_gather": dist.all_gather(mine),
+            "_broadcast": dist.broadcast(mine, src=1)}
+
+
+def fsdp_checkpoint(path: str) -> dict[str, np.ndarray]:
+    """An FSDP model sharded across both processes' devices, saved with save_sharded (which
+    gathers across processes) and loaded back sharded."""
+    torsh_fn.manual_seed(0)
+    fsdp = dist.FSDP(models.get("seed_cnn"))
+    state = fsdp.module.state_dict()
+    big = state["features.7.weight"]
+    dist.save_sharded(path, {"model": state})
+    back = dist.load_sharded(path, like={"model": state})["model"]
+    same = all(np.array_equal(np.asarray(a.addressable_shards[0].data),
+                              np.asarray(back[k].addressable_shards[0].data))
+               for k, a in state.items())
+    return {"_fsdp_shard": np.asarray(big.addressable_shards[0].data.shape),
+            "_fsdp_addressable": np.asarray(big.is_fully_addressable),
+            "_fsdp_roundtrip": np.asarray(same and not back["features.7.weight"]
+                                          .is_fully_addressable)}
 
 
 if __name__ == "__main__":

@@ -109,5 +109,7 @@ def load_sharded(path: str | os.PathLike, like: Any = None, shardings: Any = Non
     """
     by_sharding = shardings is not None
     target = shardings if by_sharding else like
-    tree = load(path, device=None if target is None else "cpu")
+    # This process's own host CPU device: the whole tree waits in host memory to be placed.
+    host = None if target is None else jax.local_devices(backend="cpu")[0]
+    tree = load(path, device=host)
     return tree if target is None else _restore(target, tree, "", by_sharding)
