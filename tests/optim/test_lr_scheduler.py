@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import jax.numpy as jnp
+import numpy as np
 import pytest
 import torch
 
@@ -162,3 +163,48 @@ def test_bad_input_is_rejected():
     one_cycle.step()
     with pytest.raises(ValueError, match="stepped 3 times, more than total_steps=2"):
         one_cycle.step()
+
+
+@pytest.mark.parametrize("kind", ["OneCycleLR", "CosineAnnealingWarmRestarts", "SequentialLR",
+                                  "ChainedScheduler"])
+def test_step_inside_a_compiled_step_is_refused(kind):
+    import torsh_fn
+
+    opt, _ = _optimizers()
+    scheduler = SCHEDULERS[kind](lr_scheduler, opt)
+
+    @torsh_fn.jit
+    def step(opt, scheduler):
+        scheduler.step()
+
+    with pytest.raises(RuntimeError, match=f"{kind.split('-')[0]}.step\\(\\) called inside a "
+                                           "compiled function"):
+        step(opt, scheduler)
+
+
+def test_scheduler_stepped_outside_drives_the_compiled_step_like_torch():
+    """The new lr reaches the jitted SGD step every call (no freezing, no recompiling)."""
+    import torsh_fn
+
+    ours, theirs = _optimizers()
+    ours_s = lr_scheduler.OneCycleLR(ours, max_lr=0.5, total_steps=12)
+    theirs_s = torch.optim.lr_scheduler.OneCycleLR(theirs, max_lr=0.5, total_steps=12)
+
+    @torsh_fn.jit
+    def step(opt):
+        for group in opt.param_groups:
+            for p in group["params"]:
+                p.grad = jnp.ones_like(p.data)
+        opt.step()
+
+    for _ in range(11):
+        step(ours)
+        for group in theirs.param_groups:
+            for p in group["params"]:
+                p.grad = torch.ones_like(p)
+        theirs.step()
+        ours_s.step()
+        theirs_s.step()
+    for ours_g, theirs_g in zip(ours.param_groups, theirs.param_groups, strict=True):
+        for p, q in zip(ours_g["params"], theirs_g["params"], strict=True):
+            np.testing.assert_allclose(p.data, q.detach().numpy(), rtol=1e-5, atol=1e-6)

@@ -19,6 +19,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal
 
+import jax
+
 from .optimizer import Optimizer
 
 __all__ = [
@@ -53,6 +55,18 @@ def _set_momentum(group: dict[str, Any], momentum: float, use_beta1: bool) -> No
         group["betas"] = (momentum, *group["betas"][1:])
     else:
         group["momentum"] = momentum
+
+
+def _check_not_traced(scheduler: LRScheduler) -> None:
+    """A scheduler is host-side state: stepped inside ``torsh_fn.jit`` or ``jax.jit`` it would run
+    only while the step is traced (once or twice), then silently freeze the learning rate."""
+    if any(isinstance(group.get("lr"), jax.core.Tracer)
+           for group in scheduler.optimizer.param_groups):
+        raise RuntimeError(
+            f"{type(scheduler).__name__}.step() called inside a compiled function: it would run "
+            f"only while the function is traced, then the learning rate would stop changing. "
+            f"Call scheduler.step() outside the jitted step (the new lr reaches the compiled "
+            f"step without recompiling)")
 
 
 class LRScheduler:
@@ -106,10 +120,12 @@ class LRScheduler:
 
     def step(self, epoch: int | None = None) -> None:
         """Advance one epoch (or jump to ``epoch``, using the closed form where there is one)."""
+        _check_not_traced(self)
         self._step_count += 1
         self._update_lr(epoch)
 
     def _update_lr(self, epoch: int | None = None) -> None:
+        _check_not_traced(self)
         if epoch is None:
             self.last_epoch += 1
             values = self.get_lr()
@@ -389,6 +405,7 @@ class SequentialLR(_Composite):
             self._undo(child)
 
     def step(self) -> None:
+        _check_not_traced(self)
         self.last_epoch += 1
         idx = bisect_right(self._milestones, self.last_epoch)
         scheduler = self._schedulers[idx]
@@ -413,6 +430,7 @@ class ChainedScheduler(_Composite):
         self._last_lr = _lrs(optimizer)
 
     def step(self) -> None:
+        _check_not_traced(self)
         for scheduler in self._schedulers:
             scheduler.step()
         self._last_lr = _lrs(self.optimizer)
@@ -450,6 +468,7 @@ class ReduceLROnPlateau(LRScheduler):
         self.num_bad_epochs = 0
 
     def step(self, metrics: Any, epoch: int | None = None) -> None:
+        _check_not_traced(self)
         current = float(metrics)
         self.last_epoch = self.last_epoch + 1 if epoch is None else epoch
         if self._is_better(current, self.best):
@@ -622,6 +641,7 @@ class CosineAnnealingWarmRestarts(LRScheduler):
         return [self.eta_min + (b - self.eta_min) * cos / 2 for b in self.base_lrs]
 
     def step(self, epoch: float | None = None) -> None:
+        _check_not_traced(self)
         if epoch is None and self.last_epoch < 0:
             epoch = 0
         if epoch is None:
