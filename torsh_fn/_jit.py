@@ -55,6 +55,11 @@ from ._backward import get_slot, set_slot
 __all__ = ["jit"]
 
 _SCALARS = (bool, int, float, complex)
+_DEVICES_HINT = (
+    "torsh_fn.jit: the state and arguments of this call live on different devices (see the "
+    "error above). After torsh_fn.distributed.DDP/FSDP, make the optimizer from the wrapped "
+    "model's parameters, or call torsh_fn.distributed.place_optimizer_state(optimizer) for one "
+    "made before; place batches with torsh_fn.distributed.shard_batch.")
 _UNSUPPORTED = ("donate_argnums", "donate_argnames", "in_shardings", "out_shardings")
 
 
@@ -163,6 +168,10 @@ class StatefulJit:
         self._local.call = _Call(objects, slots, treedef, pattern, placements)
         try:
             new, out = entry.compiled(arrays, others, dynamic)
+        except ValueError as err:
+            if "incompatible devices" not in str(err):
+                raise
+            raise ValueError(_DEVICES_HINT) from err
         finally:
             self._local.call = None
         for (container, k), changed, old_type in zip(slots, new, types):

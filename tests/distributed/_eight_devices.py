@@ -201,8 +201,35 @@ def collective_results() -> dict:
     return out
 
 
+def late_optimizer_results() -> dict:
+    """An optimizer that made its state before FSDP wrapped the model: uncommitted state is
+    moved by the first step; state committed to one device is refused with a hint, and
+    place_optimizer_state fixes it."""
+    x, y = batches()[0]
+    plain = make_opt("adamw", models.get("mlp").parameters())
+    plain.step()  # no gradients: only creates the state
+    out = {"not_placed": error_of(lambda: dist.place_optimizer_state(plain))}
+    for commit in (False, True):
+        torsh_fn.manual_seed(0)
+        model = models.get("seed_cnn")
+        opt = make_opt("sgd", model.parameters())
+        step(model, opt, x, y)  # state made on one device
+        if commit:
+            for state in opt.state.values():
+                state.update(jax.device_put(state, jax.devices()[0]))
+        fsdp = dist.FSDP(model)
+        name = "committed" if commit else "uncommitted"
+        out[name] = error_of(lambda f=fsdp, o=opt: step(f, o, *dist.shard_batch((x, y))))
+        dist.place_optimizer_state(opt)
+        step(fsdp, opt, *dist.shard_batch((x, y)))
+        buf = opt.state[model.features[7].weight]["momentum_buffer"]
+        out[name + "_shard"] = list(buf.addressable_shards[0].data.shape)
+    return out
+
+
 SECTIONS = {"training": training_results, "functional": functional_results,
-            "placement": placement_results, "collectives": collective_results}
+            "placement": placement_results, "collectives": collective_results,
+            "late_optimizer": late_optimizer_results}
 
 
 def main() -> None:

@@ -61,3 +61,16 @@ def test_fsdp_keeps_each_device_one_eighth_of_parameters_and_optimizer_state(res
                          (r["opt_bytes"], r["full_opt_bytes"])):
         assert len(set(totals)) == 1
         assert full / 8 <= totals[0] < 1.1 * full / 8
+
+
+def test_optimizer_made_before_wrapping(eight):
+    r = eight["late_optimizer"]
+    assert r["uncommitted"] == "no error"  # state on no particular device: moved by the step
+    assert r["committed"].startswith("ValueError: torsh_fn.jit: the state and arguments of "
+                                     "this call live on different devices")
+    assert "place_optimizer_state(optimizer)" in r["committed"]
+    # after place_optimizer_state the momentum is FSDP-sharded like its parameter
+    assert r["uncommitted_shard"] == r["committed_shard"] == [8, 64, 3, 3]
+    assert r["not_placed"] == ("ValueError: place_optimizer_state: a parameter of the "
+                               "optimizer is not placed on a mesh; wrap the model with "
+                               "DDP/FSDP first")
