@@ -6,8 +6,12 @@ same seeds and batches, on one device of that process.
 
 from __future__ import annotations
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
+
+from torsh_fn import distributed as dist
+from torsh_fn import models
 
 from ._subprocess import run_once
 
@@ -74,3 +78,25 @@ def test_optimizer_made_before_wrapping(eight):
     assert r["not_placed"] == ("ValueError: place_optimizer_state: a parameter of the "
                                "optimizer is not placed on a mesh; wrap the model with "
                                "DDP/FSDP first")
+
+
+def test_wrappers_check_their_arguments():
+    with pytest.raises(TypeError, match=r"DistributedDataParallel: module: expected a "
+                                        r"torsh_fn\.nn\.Module, got int"):
+        dist.DDP(3)
+    with pytest.raises(TypeError, match=r"FullyShardedDataParallel: mesh: expected a "
+                                        r"jax\.sharding\.Mesh or None, got str"):
+        dist.FSDP(models.get("mlp"), mesh="data")
+
+
+def test_on_one_device_the_wrapper_is_the_model():
+    model = models.get("mlp").eval()
+    x = jnp.ones((4, 64))
+    expected = np.asarray(model(x))
+    for wrap in (dist.DDP, dist.FSDP):
+        wrapped = wrap(model)
+        assert wrapped.module is model
+        np.testing.assert_array_equal(np.asarray(wrapped(x)), expected)
+        assert sorted(wrapped.state_dict()) == sorted(f"module.{k}" for k in model.state_dict())
+        assert dist.get_default_mesh() is wrapped.mesh
+    dist.set_default_mesh(None)

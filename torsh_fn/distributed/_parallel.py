@@ -26,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -58,28 +59,24 @@ def _from_process_zero(values: list[Any]) -> list[Any]:
 
 
 class _Parallel(Module):
-    """The shared wrapper: holds ``module`` (keys get PyTorch's ``module.`` prefix), places its
-    state with ``self._sharding(array)``, and forwards calls to it."""
+    """The shared wrapper: holds ``module`` (keys get PyTorch's ``module.`` prefix), puts each
+    of its arrays on ``self.sharding_of(array)`` and forwards calls to it."""
 
-    _owner = "_Parallel"
-
-    def __init__(self, module: Module, mesh: Mesh | None = None) -> None:
+    def __init__(self, owner: str, module: Module, mesh: Mesh | None,
+                 sharding_of: Callable[[Any], NamedSharding]) -> None:
         if not isinstance(module, Module):
-            raise TypeError(f"{self._owner}: module: expected a torsh_fn.nn.Module, "
+            raise TypeError(f"{owner}: module: expected a torsh_fn.nn.Module, "
                             f"got {type(module).__name__}")
         super().__init__()
         self.module = module
-        self.mesh = resolve_mesh(self._owner, mesh)
+        self.mesh = resolve_mesh(owner, mesh)
         set_default_mesh(self.mesh)
         params, buffers = _module_arrays(module)
         values = _from_process_zero([p.data for p in params] + [d[k] for d, k in buffers])
         for p, v in zip(params, values):
-            p.data = place(v, self._sharding(v))
+            p.data = place(v, sharding_of(v))
         for (d, k), v in zip(buffers, values[len(params):]):
-            d[k] = place(v, self._sharding(v))
-
-    def _sharding(self, x: Any) -> NamedSharding:
-        raise NotImplementedError  # each subclass says where its state goes
+            d[k] = place(v, sharding_of(v))
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         return self.module(*args, **kwargs)
@@ -103,10 +100,10 @@ class DistributedDataParallel(_Parallel):
         >>> opt = optim.SGD(ddp.parameters(), lr=0.1, momentum=0.9)
     """
 
-    _owner = "DistributedDataParallel"
-
-    def _sharding(self, x: Any) -> NamedSharding:
-        return NamedSharding(self.mesh, P())
+    def __init__(self, module: Module, mesh: Mesh | None = None) -> None:
+        mesh = resolve_mesh("DistributedDataParallel", mesh)
+        replicated = NamedSharding(mesh, P())
+        super().__init__("DistributedDataParallel", module, mesh, lambda x: replicated)
 
 
 class FullyShardedDataParallel(_Parallel):
@@ -127,16 +124,15 @@ class FullyShardedDataParallel(_Parallel):
         >>> opt = optim.AdamW(fsdp.parameters(), lr=3e-4)
     """
 
-    _owner = "FullyShardedDataParallel"
-
     def __init__(self, module: Module, mesh: Mesh | None = None, *,
                  min_size: int = MIN_SIZE) -> None:
-        self.__dict__["min_size"] = int(min_size)
-        super().__init__(module, mesh)
+        mesh = resolve_mesh("FullyShardedDataParallel", mesh)
+        size = mesh.shape["data"]
 
-    def _sharding(self, x: Any) -> NamedSharding:
-        spec = fsdp_spec(tuple(x.shape), self.mesh.shape["data"], "data", self.min_size)
-        return NamedSharding(self.mesh, spec)
+        def sharding_of(x: Any) -> NamedSharding:
+            return NamedSharding(mesh, fsdp_spec(tuple(x.shape), size, "data", min_size))
+
+        super().__init__("FullyShardedDataParallel", module, mesh, sharding_of)
 
 
 DDP = DistributedDataParallel
