@@ -37,6 +37,7 @@ def run_page() -> str:
     return out.getvalue()
 
 
+@pytest.mark.slow
 def test_every_python_block_of_the_distributed_page_runs():
     printed = run_page()
     assert "{'data': 1, 'model': 1}" in printed
