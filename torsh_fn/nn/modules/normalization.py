@@ -17,11 +17,13 @@ Example:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import NamedSharding, PartitionSpec
 
 from .. import functional as F
 from .. import init
@@ -83,7 +85,18 @@ class _NormBase(Module):
 
 
 class _BatchNorm(_NormBase):
+    """Batch normalisation over ``nn.functional.batch_norm_with_stats``.
+
+    ``replica_axis``: None (the default) computes training statistics over the whole batch, also
+    when the batch is sharded over devices (XLA all-reduces them: SyncBatchNorm semantics, equal
+    to one device). ``(mesh, axis_name)``, set by ``torsh_fn.distributed.DistributedDataParallel(
+    ..., sync_batchnorm=False)``, computes them per shard of the batch along that mesh axis, with
+    no communication, as PyTorch's DDP does; the running statistics become the mean of the
+    shards' updated ones.
+    """
+
     ranks: tuple[int, ...]
+    replica_axis: tuple[Any, str] | None = None
 
     def forward(self, input: jax.Array) -> jax.Array:
         check_rank(self, input, self.ranks)
@@ -94,12 +107,37 @@ class _BatchNorm(_NormBase):
         updating = self.training and self.track_running_stats
         factor = self._factor() if updating else 0.0
         use_batch = self.training or self.running_mean is None
-        out, mean, var = F.batch_norm_with_stats(
-            input, self.running_mean, self.running_var, self.weight, self.bias, use_batch,
-            factor, self.eps)
+        stats = F.batch_norm_with_stats
+        if use_batch and self.replica_axis is not None:
+            stats = functools.partial(_per_replica_batch_norm, self, *self.replica_axis)
+        out, mean, var = stats(input, self.running_mean, self.running_var, self.weight,
+                               self.bias, use_batch, factor, self.eps)
         if updating:
             self.running_mean, self.running_var = mean, var
         return out
+
+
+def _per_replica_batch_norm(layer: _BatchNorm, mesh: Any, axis: str, input: jax.Array,
+                            *args: Any) -> tuple:
+    """``batch_norm_with_stats`` on each of the ``mesh.shape[axis]`` shards of the batch apart:
+    ``(N, C, *)`` is viewed as ``(R, N / R, C, *)`` with the replica dimension on ``axis``, so
+    XLA computes every shard's statistics on its own device."""
+    replicas = mesh.shape[axis]
+    if input.shape[0] % replicas:
+        raise ValueError(f"{describe(layer)}: per-replica statistics need a batch divisible by "
+                         f"the {replicas} replicas of mesh axis {axis!r}, got batch "
+                         f"{input.shape[0]}")
+    on_replicas = NamedSharding(mesh, PartitionSpec(axis))
+    grouped = jax.lax.with_sharding_constraint(
+        input.reshape(replicas, input.shape[0] // replicas, *input.shape[1:]), on_replicas)
+    running = args[:2]
+    per_replica = jax.vmap(F.batch_norm_with_stats, in_axes=(0, None, None, None, None, None,
+                                                             None, None))
+    out, mean, var = per_replica(grouped, *args)
+    out = jax.lax.with_sharding_constraint(out, on_replicas).reshape(input.shape)
+    mean, var = (None if r is None else m.mean(axis=0).astype(r.dtype)
+                 for r, m in zip(running, (mean, var), strict=True))
+    return out, mean, var
 
 
 class BatchNorm1d(_BatchNorm):
