@@ -227,9 +227,36 @@ def late_optimizer_results() -> dict:
     return out
 
 
+def unsynced_batchnorm_results() -> dict:
+    """DDP(sync_batchnorm=False): the first step's loss is the mean of one-device losses of
+    the 8 shards, each normalised with its own statistics (seed_cnn without dropout)."""
+    x, y = batches()[0]
+    torsh_fn.manual_seed(0)
+    model = models.get("seed_cnn", dropout=0.0)
+    state = {k: np.asarray(v) for k, v in model.state_dict().items()}
+
+    @torsh_fn.jit
+    def loss_of(model, x, y):
+        return F.cross_entropy(model(x), y)
+
+    shard = BATCH // len(jax.devices())
+    per_shard = [float(loss_of(model, x[i:i + shard], y[i:i + shard]))
+                 for i in range(0, BATCH, shard)]
+    whole = float(loss_of(model, x, y))
+    ddp = dist.DDP(model, sync_batchnorm=False)
+    unsynced = float(loss_of(ddp, *dist.shard_batch((x, y))))
+    synced_model = models.get("seed_cnn", dropout=0.0)
+    synced_model.load_state_dict(state)
+    synced = float(loss_of(dist.DDP(synced_model), *dist.shard_batch((x, y))))
+    axes = {m.replica_axis[1] for m in model.modules() if hasattr(m, "replica_axis")}
+    return {"unsynced": unsynced, "mean_of_shards": float(np.mean(per_shard)),
+            "synced": synced, "whole": whole, "axes": sorted(axes)}
+
+
 SECTIONS = {"training": training_results, "functional": functional_results,
             "placement": placement_results, "collectives": collective_results,
-            "late_optimizer": late_optimizer_results}
+            "late_optimizer": late_optimizer_results,
+            "unsynced_batchnorm": unsynced_batchnorm_results}
 
 
 def main() -> None:

@@ -1,5 +1,5 @@
-"""One 8-device subprocess serves the placement, functional-face, collective and
-late-optimizer tests."""
+"""One 8-device subprocess serves the placement, functional-face, collective, late-optimizer
+and per-replica BatchNorm tests."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from ._subprocess import run_once
 
 @pytest.fixture(scope="session")
 def eight(tmp_path_factory):
-    """Results of ``_eight_devices.py functional placement collectives late_optimizer``."""
+    """Results of ``_eight_devices.py`` sections other than training (8 CPU devices)."""
     results = run_once(tmp_path_factory, "_eight_devices.py", "functional", "placement",
-                       "collectives", "late_optimizer")
+                       "collectives", "late_optimizer", "unsynced_batchnorm")
     assert results["devices"] == 8
     return results

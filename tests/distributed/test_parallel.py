@@ -100,3 +100,11 @@ def test_on_one_device_the_wrapper_is_the_model():
         assert sorted(wrapped.state_dict()) == sorted(f"module.{k}" for k in model.state_dict())
         assert dist.get_default_mesh() is wrapped.mesh
     dist.set_default_mesh(None)
+
+
+def test_sync_batchnorm_false_normalises_each_shard_alone(eight):
+    r = eight["unsynced_batchnorm"]
+    assert r["axes"] == ["data"]
+    np.testing.assert_allclose(r["unsynced"], r["mean_of_shards"], rtol=1e-5)
+    np.testing.assert_allclose(r["synced"], r["whole"], rtol=1e-5)
+    assert abs(r["unsynced"] - r["synced"]) > 1e-4  # the two semantics differ on this batch

@@ -10,7 +10,8 @@ sharded state array in its sharding across steps.
 
 BatchNorm: the batch statistics are those of the *global* batch (the mean over a sharded axis
 is a global mean), i.e. PyTorch's ``SyncBatchNorm`` semantics. That is what makes a
-data-parallel step equal to the single-device step on the whole batch.
+data-parallel step equal to the single-device step on the whole batch. ``sync_batchnorm=False``
+gives PyTorch DDP's default instead: statistics per shard of the batch, no communication.
 
 Example:
     >>> ddp = DistributedDataParallel(models.get("seed_cnn"))      # default mesh: all devices
@@ -63,7 +64,7 @@ class _Parallel(Module):
     of its arrays on ``self.sharding_of(array)`` and forwards calls to it."""
 
     def __init__(self, owner: str, module: Module, mesh: Mesh | None,
-                 sharding_of: Callable[[Any], NamedSharding]) -> None:
+                 sharding_of: Callable[[Any], NamedSharding], sync_batchnorm: bool) -> None:
         if not isinstance(module, Module):
             raise TypeError(f"{owner}: module: expected a torsh_fn.nn.Module, "
                             f"got {type(module).__name__}")
@@ -77,6 +78,10 @@ class _Parallel(Module):
             p.data = place(v, sharding_of(v))
         for (d, k), v in zip(buffers, values[len(params):]):
             d[k] = place(v, sharding_of(v))
+        if not sync_batchnorm:
+            for m in module.modules():
+                if hasattr(m, "replica_axis"):  # BatchNorm: statistics per shard of "data"
+                    m.replica_axis = (self.mesh, "data")
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         return self.module(*args, **kwargs)
@@ -90,6 +95,10 @@ class DistributedDataParallel(_Parallel):
     Args:
         module: the model (its arrays are moved in place; ``ddp.module`` is the same object).
         mesh: default: the default mesh (every device on ``"data"``); it becomes the default.
+        sync_batchnorm: True (default): BatchNorm's training statistics are those of the global
+            batch (``SyncBatchNorm``; equal to one device). False: each shard of the batch
+            along ``"data"`` normalises with its own statistics, as PyTorch's DDP does without
+            ``SyncBatchNorm`` (sets the BatchNorm layers' ``replica_axis``).
 
     ``ddp.state_dict()`` keys carry PyTorch's ``module.`` prefix; ``ddp.module.state_dict()``
     has the model's own keys. With several processes, process 0's values are broadcast.
@@ -100,10 +109,12 @@ class DistributedDataParallel(_Parallel):
         >>> opt = optim.SGD(ddp.parameters(), lr=0.1, momentum=0.9)
     """
 
-    def __init__(self, module: Module, mesh: Mesh | None = None) -> None:
+    def __init__(self, module: Module, mesh: Mesh | None = None, *,
+                 sync_batchnorm: bool = True) -> None:
         mesh = resolve_mesh("DistributedDataParallel", mesh)
         replicated = NamedSharding(mesh, P())
-        super().__init__("DistributedDataParallel", module, mesh, lambda x: replicated)
+        super().__init__("DistributedDataParallel", module, mesh, lambda x: replicated,
+                         sync_batchnorm)
 
 
 class FullyShardedDataParallel(_Parallel):
@@ -118,6 +129,7 @@ class FullyShardedDataParallel(_Parallel):
         module: the model (its arrays are moved in place).
         mesh: default: the default mesh; it becomes the default.
         min_size: arrays with fewer elements are replicated (default 1024).
+        sync_batchnorm: as for :class:`DistributedDataParallel`.
 
     Example:
         >>> fsdp = FSDP(models.get("gpt"))
@@ -125,14 +137,15 @@ class FullyShardedDataParallel(_Parallel):
     """
 
     def __init__(self, module: Module, mesh: Mesh | None = None, *,
-                 min_size: int = MIN_SIZE) -> None:
+                 min_size: int = MIN_SIZE, sync_batchnorm: bool = True) -> None:
         mesh = resolve_mesh("FullyShardedDataParallel", mesh)
         size = mesh.shape["data"]
 
         def sharding_of(x: Any) -> NamedSharding:
             return NamedSharding(mesh, fsdp_spec(tuple(x.shape), size, "data", min_size))
 
-        super().__init__("FullyShardedDataParallel", module, mesh, sharding_of)
+        super().__init__("FullyShardedDataParallel", module, mesh, sharding_of,
+                         sync_batchnorm)
 
 
 DDP = DistributedDataParallel
