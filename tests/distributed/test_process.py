@@ -14,7 +14,8 @@ from torsh_fn import distributed as dist
 
 from ._subprocess import HERE, ROOT, device_env
 
-ENV = ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE")
+ENV = ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE",
+       "TORCHELASTIC_USE_AGENT_STORE")
 
 
 @pytest.fixture
@@ -64,6 +65,27 @@ def test_environment_variables_are_read_like_torchrun(clean_env):
     clean_env.setenv("RANK", "one")
     with pytest.raises(ValueError, match="environment variable RANK: expected an integer"):
         dist.init_process_group()
+
+
+def test_coordinator_address_and_local_devices_from_the_environment(clean_env):
+    coordinator, local = dist._process._coordinator, dist._process._local_devices
+    assert coordinator("tcp://10.0.0.1:1234", None) == "10.0.0.1:1234"
+    assert coordinator(None, "h:9") == "h:9"
+    assert coordinator(None, None) is None
+    clean_env.setenv("MASTER_ADDR", "node0")
+    clean_env.setenv("MASTER_PORT", "29500")
+    assert coordinator("env://", None) == "node0:29500"
+    clean_env.setenv("TORCHELASTIC_USE_AGENT_STORE", "True")  # torchrun's agent owns 29500
+    assert coordinator(None, None) == "node0:29501"
+    with pytest.raises(ValueError, match="the coordinator address is given twice"):
+        coordinator("tcp://a:1", "b:2")
+    assert local(None) is None
+    clean_env.setenv("LOCAL_RANK", "3")
+    clean_env.setenv("LOCAL_WORLD_SIZE", "1")
+    assert local(None) is None             # one process per host: all its GPUs
+    clean_env.setenv("LOCAL_WORLD_SIZE", "8")
+    assert local(None) == [3]              # one process per GPU
+    assert local([0, 1]) == [0, 1]
 
 
 def _free_port() -> int:

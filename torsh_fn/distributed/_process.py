@@ -62,6 +62,9 @@ def _coordinator(init_method: str | None, address: str | None) -> str | None:
         if not port:
             raise ValueError(f"{_OWNER}: MASTER_ADDR is set but MASTER_PORT is not; set both "
                              f"or pass coordinator_address='host:port'")
+        if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
+            # torchrun's agent already serves its own store on MASTER_PORT: take the next port
+            port = str(_env_int("MASTER_PORT") + 1)
         address = f"{os.environ['MASTER_ADDR']}:{port}"
     return address
 
@@ -91,7 +94,8 @@ def init_process_group(backend: str | None = None, init_method: str | None = Non
         world_size, rank: the number of processes and this one's index (PyTorch's names;
             ``num_processes``/``process_id`` are JAX's). Default: ``WORLD_SIZE``/``RANK``.
         coordinator_address: ``"host:port"`` of process 0's coordinator service. Default:
-            from ``init_method``, else ``MASTER_ADDR:MASTER_PORT``.
+            from ``init_method``, else ``MASTER_ADDR:MASTER_PORT`` (under torchrun, whose agent
+            serves its own store on ``MASTER_PORT``: ``MASTER_ADDR:MASTER_PORT + 1``).
         local_device_ids: the local devices this process uses. Default: ``[LOCAL_RANK]`` when
             ``LOCAL_WORLD_SIZE > 1`` (one process per GPU), else all local devices.
 
