@@ -86,9 +86,14 @@ def main() -> None:
 
 
 def collectives(rank: int) -> dict[str, np.ndarray]:
-    """Host collectives across the processes: rank r contributes [r + 1, 10 (r + 1)]."""
+    """Host collectives across the processes (rank r contributes [r + 1, 10 (r + 1)]) and
+    shard_batch of process-local rows and of a global array."""
     mine = np.asarray([rank + 1.0, 10.0 * (rank + 1)], np.float32)
-    return {"_rank": np.asarray(dist.get_rank()), "_world": np.asarray(dist.get_world_size()),
+    rows = dist.shard_batch(np.full((4, 3), rank, np.float32))   # 4 local rows -> (8, 3)
+    again = dist.shard_batch(rows)                                # a global array stays global
+    return {"_global_rows": np.asarray(again.shape),
+            "_local_rows": np.asarray([s.data[0, 0] for s in again.addressable_shards]),
+            "_rank": np.asarray(dist.get_rank()), "_world": np.asarray(dist.get_world_size()),
             "_initialized": np.asarray(dist.is_initialized()),
             "_sum": dist.all_reduce(mine), "_max": dist.all_reduce(mine, "max"),
             "_mean": dist.all_reduce(mine, "mean"), "_gather": dist.all_gather(mine),

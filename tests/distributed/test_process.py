@@ -124,6 +124,12 @@ def test_two_processes_train_data_parallel_like_one_process(tmp_path):
         np.testing.assert_array_equal(r["_mean"], [1.5, 15])
         np.testing.assert_array_equal(r["_gather"], [[1, 10], [2, 20]])
         np.testing.assert_array_equal(r["_broadcast"], [2, 20])
+        # shard_batch: each process's 4 rows join a global (8, 3) batch; its own devices hold
+        # its own rows; an already global array passes through
+        np.testing.assert_array_equal(r["_global_rows"], [8, 3])
+    np.testing.assert_array_equal(rank0["_local_rows"], [0, 0])
+    np.testing.assert_array_equal(rank1["_local_rows"], [1, 1])
+    for r in (rank0, rank1):
         # FSDP over 2 x 2 devices: a (64, 64, 3, 3) weight is split 4 ways across the
         # processes; save_sharded gathers it, load_sharded puts it back the same
         np.testing.assert_array_equal(r["_fsdp_shard"], [16, 64, 3, 3])

@@ -145,12 +145,13 @@ def shard_batch(batch: Any, mesh: Mesh | None = None) -> Any:
         if np.ndim(x) == 0:
             raise ValueError(f"shard_batch: {where}: expected an array with a batch "
                              f"dimension, got a scalar")
-        n = x.shape[0] * procs
+        is_global = isinstance(x, jax.Array) and not x.is_fully_addressable
+        n = x.shape[0] if is_global or procs == 1 else x.shape[0] * procs
         if n % size:
             raise ValueError(f"shard_batch: {where}: the batch size {n} is not divisible by "
                              f"the size of the mesh's 'data' axis ({size}); expected a "
                              f"multiple of {size}")
-        if procs == 1:
+        if procs == 1 or is_global:  # a global array (already spanning processes) is moved
             return jax.device_put(x, sharding)
         return jax.make_array_from_process_local_data(sharding, np.asarray(x))
 
