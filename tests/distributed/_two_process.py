@@ -2,6 +2,7 @@
 
 Usage:
     python _two_process.py RANK WORLD PORT OUT.npz   # joins a group over localhost:PORT
+                                                     # (from MASTER_ADDR... if RANK is set)
     python _two_process.py single WORLD - OUT.npz     # trains alone on the same global batches
 
 Each process of the group takes its share of every epoch's indices from
@@ -76,7 +77,10 @@ def main() -> None:
         np.savez(out, **train(None, world))
         return
     rank = int(who)
-    dist.init_process_group("gloo", f"tcp://localhost:{port}", world_size=world, rank=rank)
+    if os.environ.get("RANK"):  # torchrun's way: everything from the environment
+        dist.init_process_group()
+    else:
+        dist.init_process_group("gloo", f"tcp://localhost:{port}", world_size=world, rank=rank)
     result = train(rank, world)
     result.update(collectives(rank))
     result.update(fsdp_checkpoint(os.path.join(os.path.dirname(out), "fsdp.safetensors")))

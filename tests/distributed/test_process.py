@@ -102,10 +102,16 @@ def test_two_processes_train_data_parallel_like_one_process(tmp_path):
     port, script = _free_port(), str(HERE / "_two_process.py")
     outs = [tmp_path / f"rank{r}.npz" for r in range(2)] + [tmp_path / "single.npz"]
     who = ["0", "1", "single"]
-    procs = [subprocess.Popen([sys.executable, script, w, "2", str(port), str(o)],
-                              env=device_env(2 if w != "single" else 1), cwd=ROOT,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for w, o in zip(who, outs)]
+    envs = [device_env(2), device_env(2), device_env(1)]
+    for name in ENV:
+        for env in envs:
+            env.pop(name, None)
+    # rank 0 passes arguments; rank 1 reads torchrun's variables (backend=None: gloo on CPUs)
+    envs[1].update(MASTER_ADDR="localhost", MASTER_PORT=str(port), WORLD_SIZE="2", RANK="1")
+    procs = [subprocess.Popen([sys.executable, script, w, "2", str(port), str(o)], env=env,
+                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True)
+             for w, o, env in zip(who, outs, envs)]
     try:
         logs = [p.communicate(timeout=150)[0] for p in procs]
     finally:

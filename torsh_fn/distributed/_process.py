@@ -132,6 +132,8 @@ def init_process_group(backend: str | None = None, init_method: str | None = Non
                          f"(world_size={size}), got {index!r}")
     if backend in ("gloo", "mpi"):
         jax.config.update("jax_cpu_collectives_implementation", backend)
+    elif getattr(jax.config, "jax_cpu_collectives_implementation", "gloo") is None:
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPUs need some
     jax.distributed.initialize(coordinator_address=address, num_processes=size,
                                process_id=index,
                                local_device_ids=_local_devices(local_device_ids))
