@@ -208,3 +208,12 @@ def test_host_arrays_are_copied_not_aliased():
     host[0, 0] = 7.0
     assert np.array_equal(np.asarray(p.data), np.full((3, 3), 2.0, np.float32))
     assert host[1, 1] == 1.0
+
+
+def test_jax_options_that_would_break_donation_are_refused():
+    model = nn.Linear(3, 2)
+    with pytest.raises(TypeError, match="does not support \\['donate_argnums'\\]"):
+        jit(lambda m: m.weight.sum(), donate_argnums=0)
+    with pytest.raises(TypeError, match="keep_unused=False is not supported"):
+        jit(lambda m: m.weight.sum(), keep_unused=False)
+    assert jit(lambda m: m.weight.sum(), keep_unused=True)(model).shape == ()

@@ -290,6 +290,9 @@ def jit(fun: Callable[..., Any] | None = None, *, static_argnums: int | tuple[in
     bad = [k for k in _UNSUPPORTED if k in jax_kwargs]
     if bad:
         raise TypeError(f"torsh_fn.jit does not support {bad}; use jax.jit for that")
+    if not jax_kwargs.pop("keep_unused", True):
+        raise TypeError("torsh_fn.jit: keep_unused=False is not supported: unused state inputs "
+                        "are kept so that every donated buffer pairs with its own output")
     nums = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
     names = (static_argnames,) if isinstance(static_argnames, str) else tuple(static_argnames)
 
