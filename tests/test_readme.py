@@ -3,19 +3,14 @@ second, and its ```python blocks run in order in one namespace (as a reader woul
 
 from __future__ import annotations
 
-import contextlib
-import io
-import linecache
 import re
 import shlex
 from pathlib import Path
 
+from tests.doc_blocks import python_blocks, run_blocks
+
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
-
-
-def fenced(text: str, lang: str) -> list[str]:
-    return re.findall(rf"^```{lang}\n(.*?)^```$", text, flags=re.DOTALL | re.MULTILINE)
 
 
 def test_readme_opens_with_the_main_job_and_the_test_command():
@@ -38,15 +33,9 @@ def test_ci_runs_the_readme_test_command():
 
 
 def test_every_python_block_of_the_readme_runs():
-    blocks = fenced(README.read_text(), "python")
-    assert len(blocks) >= 3, "the README lost its code blocks (or the fence syntax changed)"
-    namespace: dict = {"__name__": "readme"}
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        for k, code in enumerate(blocks):
-            name = f"README.md, block {k + 1}"
-            linecache.cache[name] = (len(code), None, code.splitlines(True), name)
-            exec(compile(code, name, "exec"), namespace)
-    assert "(3): Linear(in_features=128, out_features=10, bias=True)" in out.getvalue()
+    blocks = python_blocks(README.read_text())
+    assert len(blocks) >= 4, "the README lost its code blocks (or the fence syntax changed)"
+    printed, namespace = run_blocks(README, blocks)
+    assert "(3): Linear(in_features=128, out_features=10, bias=True)" in printed
     assert namespace["loss"].shape == () and float(namespace["loss"]) < 2.4
     assert namespace["per_example"]["0.weight"].shape == (32, 128, 64)

@@ -4,37 +4,24 @@ this process's one CPU device (where every mesh has one device), and again in a 
 
 from __future__ import annotations
 
-import contextlib
-import io
-import linecache
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.doc_blocks import python_blocks, run_blocks
+
 from ._subprocess import ROOT, device_env
 
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "distributed.md"
-
-
-def python_blocks(text: str) -> list[str]:
-    return re.findall(r"^```python\n(.*?)^```$", text, flags=re.DOTALL | re.MULTILINE)
 
 
 def run_page() -> str:
     """Execute the page's python blocks in order in one namespace; return what they print."""
     blocks = python_blocks(PAGE.read_text())
     assert len(blocks) == 6, "the page lost code blocks (or the fence syntax changed)"
-    namespace: dict = {"__name__": "distributed_doc"}
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        for k, code in enumerate(blocks):
-            name = f"{PAGE.name}, block {k + 1}"
-            linecache.cache[name] = (len(code), None, code.splitlines(True), name)
-            exec(compile(code, name, "exec"), namespace)
-    return out.getvalue()
+    return run_blocks(PAGE, blocks)[0]
 
 
 @pytest.mark.slow
