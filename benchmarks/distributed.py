@@ -138,10 +138,6 @@ def _setup(work: Workload, mode: str, devices: list, batch: int, seed: int = 0):
         # dp_local: PyTorch DDP's BatchNorm, statistics per device, no all-reduce
         model = wrap(model, mesh=mesh, sync_batchnorm=mode != "dp_local")
         x, y = dist.shard_batch((x, y), mesh)
-    for p in model.parameters():
-        # .grad as an array from the start, placed like its parameter: the step then compiles
-        # once instead of twice (torsh_fn.jit retraces when a slot goes from None to an array).
-        p.grad = jnp.zeros(p.data.shape, p.data.dtype, device=p.data.sharding)
     return model, work.optimizer(model.parameters()), x, y
 
 

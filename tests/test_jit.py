@@ -217,3 +217,70 @@ def test_jax_options_that_would_break_donation_are_refused():
     with pytest.raises(TypeError, match="keep_unused=False is not supported"):
         jit(lambda m: m.weight.sum(), keep_unused=False)
     assert jit(lambda m: m.weight.sum(), keep_unused=True)(model).shape == ()
+
+
+class _TwoHeads(nn.Module):
+    """``head_b`` is trainable but unused by the loss below: its gradient stays None."""
+
+    def __init__(self):
+        super().__init__()
+        self.body, self.head_a, self.head_b = nn.Linear(5, 4), nn.Linear(4, 3), nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.head_a(jnp.maximum(self.body(x), 0))
+
+
+def _optimizer_runs(make_step, steps=4):
+    """The same AdamW training eagerly and under torsh_fn.jit; returns both and the trace count."""
+    rng = np.random.default_rng(0)
+    xs = [jnp.asarray(rng.standard_normal((6, 5)), jnp.float32) for _ in range(steps)]
+    traces, runs = [], []
+    for compiled in (True, False):
+        torsh_fn.manual_seed(0)
+        model = _TwoHeads()
+        opt = torsh_fn.optim.AdamW(model.parameters(), lr=0.05, weight_decay=0.5)
+        step = make_step()
+        if compiled:
+            step = jit(lambda m, o, x, _step=step: traces.append(None) or _step(m, o, x))
+        losses = [float(step(model, opt, x)) for x in xs]
+        runs.append((model, losses))
+    return runs, len(traces)
+
+
+def test_training_step_compiles_once_and_matches_eager():
+    def make_step():
+        def step(model, opt, x):
+            opt.zero_grad()
+            loss = backward(lambda: (model(x) ** 2).mean())
+            opt.step()
+            return loss
+        return step
+
+    runs, traces = _optimizer_runs(make_step)
+    (jitted, losses), (eager, eager_losses) = runs
+    np.testing.assert_allclose(losses, eager_losses, rtol=1e-5)
+    for (name, a), (_, b) in zip(jitted.state_dict().items(), eager.state_dict().items()):
+        assert_close(a, b, rtol=1e-5, atol=1e-6, err_msg=name)
+    assert traces == 1
+    assert jitted.body.weight.grad is not None
+    assert jitted.head_b.weight.grad is None  # never reached by backward: None, not decayed
+    assert_close(jitted.head_b.weight, eager.head_b.weight)
+
+
+def test_unused_parameter_and_accumulating_steps_keep_pytorch_semantics():
+    """Gradients added into across calls (no zero_grad in the step) and a trainable parameter
+    the loss never reaches (None gradient: AdamW must not decay it) stay as eager."""
+    def make_step():
+        def step(model, opt, x):
+            loss = backward(lambda: (model(x) ** 2).mean())
+            opt.step()
+            return loss
+        return step
+
+    (runs, traces) = _optimizer_runs(make_step)
+    (jitted, losses), (eager, eager_losses) = runs
+    np.testing.assert_allclose(losses, eager_losses, rtol=1e-5)
+    for (name, a), (_, b) in zip(jitted.state_dict().items(), eager.state_dict().items()):
+        assert_close(a, b, rtol=1e-5, atol=1e-6, err_msg=name)
+    assert jitted.head_b.weight.grad is None and eager.head_b.weight.grad is None
+    assert traces == 3  # the zeros-for-None trial, the None-gradient program, the array one

@@ -32,15 +32,23 @@ Example:
 Limits: configuration read from Python attributes (``eps``, ``p``) is baked into the program of
 that object; assigning new non-array attributes inside the function is not written back; a lazy
 module must be materialised (called once) before its first jitted call; a slot that is ``None``
-on one call and an array on the next (``.grad`` before and after the first backward) is a
-different program, so a training step compiles twice: on its first call and on its second.
+on one call and an array on the next is a different program.
+
+Gradients are the one such slot handled for you. When an optimizer is among the arguments and
+a trainable parameter's ``.grad`` is None (the first step), the call first traces the program
+of the later calls, with zeros for those gradients; if the step sets them all without reading
+them (``zero_grad()`` then ``backward``), that program runs now too, and a training step is
+traced and compiled once. Otherwise (a step that adds into ``.grad`` across calls) the zeros are
+dropped and the first call has its own program, as PyTorch's semantics need.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
 import threading
+import warnings
 import weakref
 from collections.abc import Callable, Hashable
 from typing import Any
@@ -108,14 +116,19 @@ class _Call:
     """What one call hands to its trace: the live objects and the static parts of the inputs."""
 
     def __init__(self, objects: list[Any], slots: list[tuple[Any, Any]], treedef: Any,
-                 pattern: list[Any], placements: tuple[Any, ...]) -> None:
+                 pattern: list[Any], placements: tuple[Any, ...],
+                 mask: tuple[bool, ...]) -> None:
         self.objects, self.slots, self.treedef, self.pattern = objects, slots, treedef, pattern
-        self.placements = placements
+        self.placements, self.mask = placements, mask
 
 
 class _Entry:
     def __init__(self, compiled: Callable[..., Any], refs: list[Callable[[], Any]]) -> None:
         self.compiled, self.refs = compiled, refs
+        # For a program traced with zeros in place of None gradients: whether it sets them all
+        # without reading them (then it also serves the call where they are None, and the step
+        # compiles once). None: not checked yet.
+        self.grads_overwritten: bool | None = None
 
 
 class StatefulJit:
@@ -154,20 +167,32 @@ class StatefulJit:
         slots = _collect_slots(objects)
         values = self._state_values(slots)
         types = [type(v) if isinstance(v, _SCALARS) else None for v in values]
-        mask = tuple(isinstance(v, jax.Array) for v in values)  # arrays are donated
-        placements = tuple(_placement(v) for v in values)
-        key = (treedef, tuple(pattern), tuple(k for _, k in slots), mask, placements,
-               tuple((id(o), o._jit_static() if hasattr(o, "_jit_static") else None)
-                     for o in objects))
-        entry = self._cache.get(key)
-        if entry is None or any(r() is not o for r, o in zip(entry.refs, objects)):
-            entry = self._cache[key] = self._compile(objects, mask)
-        arrays = [v for v, is_array in zip(values, mask) if is_array]
-        others = [v for v, is_array in zip(values, mask) if not is_array]
+        statics = tuple((id(o), o._jit_static() if hasattr(o, "_jit_static") else None)
+                        for o in objects)
+        unset = _unset_grads(slots, values) if any(
+            hasattr(o, "param_groups") for o in objects) else []  # a training step
+        if unset:
+            # A step with an optimizer: try the program of the later calls, with zeros for the
+            # None gradients. If it sets them all without reading them (zero_grad, then
+            # backward), it is also this call's program, and the step compiles once, not for
+            # None gradients and again for arrays. Otherwise (gradients left alone, or added
+            # into) the zeros are dropped and this call runs its own program.
+            filled = list(values)
+            for i in unset:  # placed (and committed to devices, or not) like the parameter
+                filled[i] = jnp.zeros_like(get_slot(slots[i][0], "data"))
+            entry, call, args = self._prepare(objects, slots, treedef, pattern, dynamic,
+                                              filled, statics)
+            if entry.grads_overwritten is None:
+                entry.grads_overwritten = self._overwrites_unread(entry, call, args, unset)
+            if entry.grads_overwritten:
+                values = filled
+        entry, call, args = self._prepare(objects, slots, treedef, pattern, dynamic, values,
+                                          statics)
         del values
-        self._local.call = _Call(objects, slots, treedef, pattern, placements)
+        self._local.call = call
         try:
-            new, out = entry.compiled(arrays, others, dynamic)
+            with _quiet_donation() if unset else contextlib.nullcontext():
+                new, out = entry.compiled(*args)
         except ValueError as err:
             if "incompatible devices" not in str(err):
                 raise
@@ -181,6 +206,39 @@ class StatefulJit:
                     value = old_type(np.asarray(value).item())
                 set_slot(container, k, value)
         return out
+
+    def _prepare(self, objects: list[Any], slots: list[tuple[Any, Any]], treedef: Any,
+                 pattern: list[Any], dynamic: list[Any], values: list[Any],
+                 statics: tuple) -> tuple[_Entry, _Call, tuple]:
+        """The cached (or new) program for these state values, its call and its arguments."""
+        mask = tuple(isinstance(v, jax.Array) for v in values)  # arrays are donated
+        placements = tuple(_placement(v) for v in values)
+        key = (treedef, tuple(pattern), tuple(k for _, k in slots), mask, placements, statics)
+        entry = self._cache.get(key)
+        if entry is None or any(r() is not o for r, o in zip(entry.refs, objects)):
+            entry = self._cache[key] = self._compile(objects, mask)
+        arrays = [v for v, is_array in zip(values, mask) if is_array]
+        others = [v for v, is_array in zip(values, mask) if not is_array]
+        return entry, _Call(objects, slots, treedef, pattern, placements, mask), (
+            arrays, others, dynamic)
+
+    def _overwrites_unread(self, entry: _Entry, call: _Call, args: tuple,
+                           unset: list[int]) -> bool:
+        """Whether the program sets every slot of ``unset`` without reading its input: traced
+        (once; the call that follows reuses the trace), every such slot has an output, and no
+        operation and no output takes the input."""
+        self._local.call = call
+        try:
+            traced = entry.compiled.trace(*args)
+        finally:
+            self._local.call = None
+        changed = traced.out_info[0]
+        if any(changed[i] == () for i in unset):  # left alone (a forward-only call): stay None
+            return False
+        jaxpr = traced.jaxpr.jaxpr
+        watched = {id(jaxpr.invars[sum(call.mask[:i])]) for i in unset}
+        used = [v for eqn in jaxpr.eqns for v in eqn.invars] + list(jaxpr.outvars)
+        return not any(id(v) in watched for v in used)
 
     def _state_values(self, slots: list[tuple[Any, Any]]) -> list[Any]:
         """The slots' values, ready to donate: an array someone else also references (more
@@ -203,14 +261,15 @@ class StatefulJit:
                     set_slot(c, k, v)
                 args, kwargs = _rebuild(call, dynamic)
                 out = self._fun(*args, **kwargs)
-                new = [_keep_placement(n, s) for n, s in
-                       zip((get_slot(c, k) for c, k in call.slots), call.placements)]
+                new = [get_slot(c, k) for c, k in call.slots]
             finally:
                 for (c, k), v in zip(call.slots, originals):
                     set_slot(c, k, v)
-            # Unchanged non-arrays come back as (): no rounding of an lr through float32.
-            changed = [() if n is v and not isinstance(o, jax.Array) else (n,)
-                       for n, v, o in zip(new, values, originals)]
+            # Unchanged non-arrays come back as (): no rounding of an lr through float32, and a
+            # None gradient passed in as zeros that the step left alone stays None.
+            changed = [() if n is v and not isinstance(o, jax.Array) else
+                       (_keep_placement(n, s),)
+                       for n, v, o, s in zip(new, values, originals, call.placements)]
             return changed, out
 
         # keep_unused: a state array the step never reads (a .grad zeroed first) must stay an
@@ -219,6 +278,23 @@ class StatefulJit:
         donate = (0,) if self._donate else ()
         compiled = jax.jit(pure, donate_argnums=donate, keep_unused=True, **self._jax_kwargs)
         return _Entry(compiled, [_ref(o) for o in objects])
+
+
+@contextlib.contextmanager
+def _quiet_donation() -> Any:
+    """Zeros stood in for None gradients; those the step sets back to None have no output to
+    take their donated buffer, which XLA warns about and which is harmless."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Some donated buffers were not usable")
+        yield
+
+
+def _unset_grads(slots: list[tuple[Any, Any]], values: list[Any]) -> list[int]:
+    """Indices of the ``.grad`` slots that are None while their trainable parameter holds a
+    concrete array (before the first backward, or after ``zero_grad()``)."""
+    return [i for i, ((c, k), v) in enumerate(zip(slots, values))
+            if k == "grad" and v is None and getattr(c, "requires_grad", False)
+            and _is_concrete(getattr(c, "data", None))]
 
 
 def _placement(v: Any) -> Any:

@@ -77,8 +77,6 @@ def test_running_statistics_and_weights_follow_torch_each_step(compiled, momentu
         assert traces == list(range(STEPS))
 
 
-@pytest.mark.xfail(strict=True, reason="torsh_fn.jit retraces when .grad goes from None to an "
-                   "array (second call); the fix in torsh_fn/_jit.py is under way")
 def test_jitted_training_step_is_traced_once(rng):
     model = small_cnn(nn, None)
     opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
