@@ -50,9 +50,9 @@ def _pair(problem: Problem, name: str, kwargs: dict):
             tensors, getattr(torch.optim, name)(tensors, **kwargs))
 
 
-def _assert_params(params, tensors, msg=""):
+def _assert_params(params, tensors, msg="", atol=None):
     for i, (p, t) in enumerate(zip(params, tensors)):
-        assert_close(p.data, t, err_msg=f"{msg} parameter {i}")
+        assert_close(p.data, t, atol=atol, err_msg=f"{msg} parameter {i}")
 
 
 @pytest.mark.parametrize(("name", "kwargs"), CASES, ids=IDS)
@@ -88,7 +88,9 @@ def test_state_dict_round_trips_continue_the_trajectory(rng, name, kwargs):
         problem.torch_step(topt, tensors)
     for a, b in zip(copies, params):
         np.testing.assert_array_equal(a.data, b.data)
-    _assert_params(from_torch, tensors, "torch -> ours")
+    # 25 steps after the hand-over from torch's float32 state (NAdam's mu_product, the step
+    # counts): float32 rounding, grown over those steps, has reached 1.3e-5 once (NAdam, lr).
+    _assert_params(from_torch, tensors, "torch -> ours", atol=3e-5)
 
 
 FUNCTIONAL = [
