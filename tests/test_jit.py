@@ -3,6 +3,8 @@ program, state written back, traced once, global RNG threaded through."""
 
 from __future__ import annotations
 
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -284,3 +286,31 @@ def test_unused_parameter_and_accumulating_steps_keep_pytorch_semantics():
         assert_close(a, b, rtol=1e-5, atol=1e-6, err_msg=name)
     assert jitted.head_b.weight.grad is None and eager.head_b.weight.grad is None
     assert traces == 3  # the zeros-for-None trial, the None-gradient program, the array one
+
+
+def test_failed_trial_is_not_repeated(monkeypatch):
+    """A step whose gradients are None at every call and added into (zero_grad at its end):
+    after the first call no zeros are made for them (no per-step allocation)."""
+    def make_step():
+        def step(model, opt, x):
+            loss = backward(lambda: (model(x) ** 2).mean())
+            opt.step()
+            opt.zero_grad()
+            return loss
+        return step
+
+    made = []
+    real = jnp.zeros_like
+
+    def zeros_like(a, *args, **kwargs):
+        if sys._getframe(1).f_code.co_filename.endswith("_jit.py"):  # torsh_fn.jit's own
+            made.append(a.shape)
+        return real(a, *args, **kwargs)
+
+    monkeypatch.setattr(jnp, "zeros_like", zeros_like)
+    runs, traces = _optimizer_runs(make_step, steps=5)
+    (jitted, losses), (eager, eager_losses) = runs
+    np.testing.assert_allclose(losses, eager_losses, rtol=1e-5)
+    assert_close(jitted.body.weight, eager.body.weight, rtol=1e-5, atol=1e-6)
+    assert traces == 2  # the trial and the None-gradient program, then nothing
+    assert len(made) <= 6  # one trial: zeros for the 6 trainable tensors, once

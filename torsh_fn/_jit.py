@@ -176,23 +176,29 @@ class StatefulJit:
             # None gradients. If it sets them all without reading them (zero_grad, then
             # backward), it is also this call's program, and the step compiles once, not for
             # None gradients and again for arrays. Otherwise (gradients left alone, or added
-            # into) the zeros are dropped and this call runs its own program.
-            filled = list(values)
-            for i in unset:  # placed (and committed to devices, or not) like the parameter
-                filled[i] = jnp.zeros_like(get_slot(slots[i][0], "data"))
-            entry, call, args = self._prepare(objects, slots, treedef, pattern, dynamic,
-                                              filled, statics)
-            if entry.grads_overwritten is None:
-                entry.grads_overwritten = self._overwrites_unread(entry, call, args, unset)
-            if entry.grads_overwritten:
-                values = filled
-        entry, call, args = self._prepare(objects, slots, treedef, pattern, dynamic, values,
-                                          statics)
+            # into) this call runs its own program, and later calls skip the trial.
+            parameters = list(values)
+            for i in unset:  # the parameter stands in for its gradient in the cache key
+                parameters[i] = get_slot(slots[i][0], "data")
+            trial = self._cache.get(self._key(slots, treedef, pattern, parameters, statics))
+            if trial is None or trial.grads_overwritten is not False:
+                filled = list(values)
+                for i in unset:  # placed (and committed to devices, or not) like the parameter
+                    filled[i] = jnp.zeros_like(parameters[i])
+                entry, call, call_args = self._prepare(objects, slots, treedef, pattern,
+                                                       dynamic, filled, statics)
+                if entry.grads_overwritten is None:
+                    entry.grads_overwritten = self._overwrites_unread(entry, call, call_args,
+                                                                      unset)
+                if entry.grads_overwritten:
+                    values = filled
+        entry, call, call_args = self._prepare(objects, slots, treedef, pattern, dynamic,
+                                               values, statics)
         del values
         self._local.call = call
         try:
             with _quiet_donation() if unset else contextlib.nullcontext():
-                new, out = entry.compiled(*args)
+                new, out = entry.compiled(*call_args)
         except ValueError as err:
             if "incompatible devices" not in str(err):
                 raise
@@ -211,9 +217,8 @@ class StatefulJit:
                  pattern: list[Any], dynamic: list[Any], values: list[Any],
                  statics: tuple) -> tuple[_Entry, _Call, tuple]:
         """The cached (or new) program for these state values, its call and its arguments."""
-        mask = tuple(isinstance(v, jax.Array) for v in values)  # arrays are donated
-        placements = tuple(_placement(v) for v in values)
-        key = (treedef, tuple(pattern), tuple(k for _, k in slots), mask, placements, statics)
+        key = self._key(slots, treedef, pattern, values, statics)
+        mask, placements = key[3], key[4]
         entry = self._cache.get(key)
         if entry is None or any(r() is not o for r, o in zip(entry.refs, objects)):
             entry = self._cache[key] = self._compile(objects, mask)
@@ -221,6 +226,16 @@ class StatefulJit:
         others = [v for v, is_array in zip(values, mask) if not is_array]
         return entry, _Call(objects, slots, treedef, pattern, placements, mask), (
             arrays, others, dynamic)
+
+    @staticmethod
+    def _key(slots: list[tuple[Any, Any]], treedef: Any, pattern: list[Any], values: list[Any],
+             statics: tuple) -> tuple:
+        """The cache key: what a program depends on besides the shapes and dtypes jax.jit
+        handles. Its fourth item is the array mask (arrays are donated), its fifth the
+        multi-device placements."""
+        mask = tuple(isinstance(v, jax.Array) for v in values)
+        placements = tuple(_placement(v) for v in values)
+        return (treedef, tuple(pattern), tuple(k for _, k in slots), mask, placements, statics)
 
     def _overwrites_unread(self, entry: _Entry, call: _Call, args: tuple,
                            unset: list[int]) -> bool:
