@@ -314,3 +314,83 @@ def test_failed_trial_is_not_repeated(monkeypatch):
     assert_close(jitted.body.weight, eager.body.weight, rtol=1e-5, atol=1e-6)
     assert traces == 2  # the trial and the None-gradient program, then nothing
     assert len(made) <= 6  # one trial: zeros for the 6 trainable tensors, once
+
+
+def _first_calls(step, prepare=None, between=None, calls=3):
+    """``step(model, opt, x)`` eagerly and jitted from the same start; returns both models."""
+    rng = np.random.default_rng(1)
+    xs = [jnp.asarray(rng.standard_normal((6, 5)), jnp.float32) for _ in range(calls)]
+    models = []
+    for compiled in (False, True):
+        torsh_fn.manual_seed(0)
+        model = _TwoHeads()
+        opt = torsh_fn.optim.AdamW(model.parameters(), lr=0.05, weight_decay=0.5)
+        if prepare is not None:
+            prepare(model, opt, xs[0])
+        run = jit(step) if compiled else step
+        for k, x in enumerate(xs):
+            run(model, opt, x)
+            if between is not None and k == 0:
+                between(model, opt)
+        models.append(model)
+    return models
+
+
+def _assert_same(eager, jitted):
+    for (name, a), (_, b) in zip(jitted.state_dict().items(), eager.state_dict().items()):
+        assert_close(a, b, rtol=1e-5, atol=1e-6, err_msg=name)
+    for (name, p), (_, q) in zip(jitted.named_parameters(), eager.named_parameters()):
+        assert (p.grad is None) == (q.grad is None), name
+
+
+def test_zero_grad_without_none_leaves_unreached_parameters_alone():
+    """zero_grad(set_to_none=False) makes zeros only for gradients that exist: a parameter the
+    loss never reaches keeps a None gradient and AdamW leaves it alone, as in PyTorch."""
+    def step(model, opt, x):
+        opt.zero_grad(set_to_none=False)
+        loss = backward(lambda: (model(x) ** 2).mean())
+        opt.step()
+        return loss
+
+    eager, jitted = _first_calls(step)
+    _assert_same(eager, jitted)
+    assert jitted.head_b.weight.grad is None
+
+
+def test_a_gradient_that_was_set_on_the_first_call_and_is_none_later_is_not_zeroed():
+    """Call 1 has only some gradients None; an eager zero_grad() between calls makes the rest
+    None too: the second call must not feed zeros for those to the optimizer."""
+    def prepare(model, opt, x):
+        backward(lambda: (model.head_b(model.body(x)) ** 2).mean())  # head_b gets a gradient
+
+    def step(model, opt, x):
+        for p in model.head_a.parameters():
+            p.grad = None
+        loss = backward(lambda: (model(x) ** 2).mean())
+        opt.step()
+        return loss
+
+    eager, jitted = _first_calls(step, prepare, between=lambda model, opt: opt.zero_grad())
+    _assert_same(eager, jitted)
+
+
+def test_step_zeroing_at_both_ends_makes_no_zeros_after_the_first_call(monkeypatch):
+    def step(model, opt, x):
+        opt.zero_grad()
+        loss = backward(lambda: (model(x) ** 2).mean())
+        opt.step()
+        opt.zero_grad()
+        return loss
+
+    made = []
+    real = jnp.zeros_like
+
+    def zeros_like(a, *args, **kwargs):
+        if sys._getframe(1).f_code.co_filename.endswith("_jit.py"):
+            made.append(a.shape)
+        return real(a, *args, **kwargs)
+
+    monkeypatch.setattr(jnp, "zeros_like", zeros_like)
+    eager, jitted = _first_calls(step, calls=4)
+    _assert_same(eager, jitted)
+    assert len(made) == 6  # the first call's trial only

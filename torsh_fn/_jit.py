@@ -36,10 +36,14 @@ on one call and an array on the next is a different program.
 
 Gradients are the one such slot handled for you. When an optimizer is among the arguments and
 a trainable parameter's ``.grad`` is None (the first step), the call first traces the program
-of the later calls, with zeros for those gradients; if the step sets them all without reading
-them (``zero_grad()`` then ``backward``), that program runs now too, and a training step is
-traced and compiled once. Otherwise (a step that adds into ``.grad`` across calls) the zeros are
-dropped and the first call has its own program, as PyTorch's semantics need.
+of the later calls, with zeros for those gradients. If the trace shows that the step overwrites
+each of them unread, with a computed gradient or None (``zero_grad()`` then ``backward``), that
+program runs now too, and a training step is traced and compiled once. Otherwise (a step that
+adds into ``.grad`` across calls, ``zero_grad(set_to_none=False)``, which would turn a None
+gradient into zeros) the first call has its own program, as PyTorch's semantics need. A step
+that branches in Python on ``p.grad is None`` before overwriting it cannot be seen by that check.
+With state over several devices, state arrays not yet placed (a generator key, step counters)
+are replicated onto that mesh first, so DDP and FSDP steps compile once too.
 """
 
 from __future__ import annotations
@@ -125,10 +129,9 @@ class _Call:
 class _Entry:
     def __init__(self, compiled: Callable[..., Any], refs: list[Callable[[], Any]]) -> None:
         self.compiled, self.refs = compiled, refs
-        # For a program traced with zeros in place of None gradients: whether it sets them all
-        # without reading them (then it also serves the call where they are None, and the step
-        # compiles once). None: not checked yet.
-        self.grads_overwritten: bool | None = None
+        # What the program does with each gradient slot's input (see _gradient_uses); None:
+        # not looked at yet.
+        self.gradient_uses: dict[int, str] | None = None
 
 
 class StatefulJit:
@@ -165,7 +168,7 @@ class StatefulJit:
             else:
                 pattern.append(leaf if isinstance(leaf, _StaticArg) else _hashable(leaf))
         slots = _collect_slots(objects)
-        values = self._state_values(slots)
+        values = _onto_state_mesh(self._state_values(slots))
         types = [type(v) if isinstance(v, _SCALARS) else None for v in values]
         statics = tuple((id(o), o._jit_static() if hasattr(o, "_jit_static") else None)
                         for o in objects)
@@ -181,16 +184,15 @@ class StatefulJit:
             for i in unset:  # the parameter stands in for its gradient in the cache key
                 parameters[i] = get_slot(slots[i][0], "data")
             trial = self._cache.get(self._key(slots, treedef, pattern, parameters, statics))
-            if trial is None or trial.grads_overwritten is not False:
+            if trial is None or trial.gradient_uses is None or _zeros_serve(trial, unset):
                 filled = list(values)
                 for i in unset:  # placed (and committed to devices, or not) like the parameter
                     filled[i] = jnp.zeros_like(parameters[i])
                 entry, call, call_args = self._prepare(objects, slots, treedef, pattern,
                                                        dynamic, filled, statics)
-                if entry.grads_overwritten is None:
-                    entry.grads_overwritten = self._overwrites_unread(entry, call, call_args,
-                                                                      unset)
-                if entry.grads_overwritten:
+                if entry.gradient_uses is None:
+                    entry.gradient_uses = self._gradient_uses(entry, call, call_args)
+                if _zeros_serve(entry, unset):
                     values = filled
         entry, call, call_args = self._prepare(objects, slots, treedef, pattern, dynamic,
                                                values, statics)
@@ -237,23 +239,39 @@ class StatefulJit:
         placements = tuple(_placement(v) for v in values)
         return (treedef, tuple(pattern), tuple(k for _, k in slots), mask, placements, statics)
 
-    def _overwrites_unread(self, entry: _Entry, call: _Call, args: tuple,
-                           unset: list[int]) -> bool:
-        """Whether the program sets every slot of ``unset`` without reading its input: traced
-        (once; the call that follows reuses the trace), every such slot has an output, and no
-        operation and no output takes the input."""
+    def _gradient_uses(self, entry: _Entry, call: _Call, args: tuple) -> dict[int, str]:
+        """For every ``.grad`` slot, what the program does with its input, from its trace
+        (traced once; the call that follows reuses the trace): ``"read"`` (an operation or an
+        output takes it), ``"untouched"`` (no output: the slot is left alone), ``"none"`` (set
+        to None), ``"constant"`` (set to an array that depends on no input, as ``zero_grad(
+        set_to_none=False)`` makes: the step would not leave a None gradient None) or
+        ``"written"`` (set to an array computed from the inputs, as by backward)."""
         self._local.call = call
         try:
             traced = entry.compiled.trace(*args)
         finally:
             self._local.call = None
-        changed = traced.out_info[0]
-        if any(changed[i] == () for i in unset):  # left alone (a forward-only call): stay None
-            return False
         jaxpr = traced.jaxpr.jaxpr
-        watched = {id(jaxpr.invars[sum(call.mask[:i])]) for i in unset}
-        used = [v for eqn in jaxpr.eqns for v in eqn.invars] + list(jaxpr.outvars)
-        return not any(id(v) in watched for v in used)
+        used = {id(v) for eqn in jaxpr.eqns for v in eqn.invars} | {id(v) for v in jaxpr.outvars}
+        computed = {id(v) for v in jaxpr.invars}  # what depends on some input
+        for eqn in jaxpr.eqns:
+            if any(id(v) in computed for v in eqn.invars):
+                computed.update(id(v) for v in eqn.outvars)
+        changed, position, uses = traced.out_info[0], 0, {}
+        for i, ((_, k), out) in enumerate(zip(call.slots, changed)):
+            n_out = len(jax.tree_util.tree_leaves(out))
+            if k == "grad" and call.mask[i]:
+                if id(jaxpr.invars[sum(call.mask[:i])]) in used:
+                    uses[i] = "read"
+                elif out == ():
+                    uses[i] = "untouched"
+                elif n_out == 0:
+                    uses[i] = "none"
+                else:
+                    uses[i] = ("written" if id(jaxpr.outvars[position]) in computed
+                               else "constant")
+            position += n_out
+        return uses
 
     def _state_values(self, slots: list[tuple[Any, Any]]) -> list[Any]:
         """The slots' values, ready to donate: an array someone else also references (more
@@ -293,6 +311,31 @@ class StatefulJit:
         donate = (0,) if self._donate else ()
         compiled = jax.jit(pure, donate_argnums=donate, keep_unused=True, **self._jax_kwargs)
         return _Entry(compiled, [_ref(o) for o in objects])
+
+
+def _onto_state_mesh(values: list[Any]) -> list[Any]:
+    """With state placed over several devices (torsh_fn.distributed), the state arrays not yet
+    placed anywhere (the generator's key, step counters made by an optimizer) go onto that mesh,
+    replicated, as the step's outputs will be: so the second call has the first one's cache key
+    instead of compiling again."""
+    mesh = next((v.sharding.mesh for v in values if _is_concrete(v)
+                 and isinstance(v.sharding, jax.sharding.NamedSharding)
+                 and v.sharding.mesh.size > 1), None)
+    if mesh is None:
+        return values
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    return [jax.device_put(v, replicated) if _is_concrete(v) and not v.committed
+            and isinstance(v.sharding, jax.sharding.SingleDeviceSharding) else v
+            for v in values]
+
+
+def _zeros_serve(entry: _Entry, unset: list[int]) -> bool:
+    """Whether ``entry``'s program, run with zeros for the None gradients ``unset``, does what
+    running with None would: it overwrites each of them unread (with a computed array, or None),
+    and it computes gradients at all (else the None program is the steady state)."""
+    uses = entry.gradient_uses
+    return (all(uses.get(i) in ("written", "none") for i in unset)
+            and "written" in uses.values())
 
 
 @contextlib.contextmanager

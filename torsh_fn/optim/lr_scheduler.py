@@ -58,8 +58,10 @@ def _set_momentum(group: dict[str, Any], momentum: float, use_beta1: bool) -> No
 
 
 def _check_not_traced(scheduler: LRScheduler) -> None:
-    """A scheduler is host-side state: stepped inside ``torsh_fn.jit`` or ``jax.jit`` it would run
-    only while the step is traced (once or twice), then silently freeze the learning rate."""
+    """A scheduler is host-side state: stepped inside a compiled function it would run only
+    while the function is traced, then silently freeze the learning rate. Caught where the lr
+    is traced, as in a ``torsh_fn.jit`` step that takes the optimizer; a ``jax.jit`` function
+    that closes over the optimizer is not detected."""
     if any(isinstance(group.get("lr"), jax.core.Tracer)
            for group in scheduler.optimizer.param_groups):
         raise RuntimeError(
