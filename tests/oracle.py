@@ -118,10 +118,12 @@ def check_vs_torch(
     if not grad_pos:
         return
 
-    float_out = [k for k, t in enumerate(t_leaves) if isinstance(t, torch.Tensor) and t.is_floating_point()]
+    float_out = [k for k, t in enumerate(t_leaves)
+                 if isinstance(t, torch.Tensor) and t.is_floating_point()]
     if not float_out:
         return
-    cots = [rng.standard_normal(np.shape(to_numpy(t_leaves[k]))).astype(np.float32) for k in float_out]
+    cots = [rng.standard_normal(np.shape(to_numpy(t_leaves[k]))).astype(np.float32)
+            for k in float_out]
 
     def scalar_objective(*diff_args):
         args = list(j_inputs)

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import torsh_fn as T
-from torsh_fn import _compat
 from tests.oracle import assert_close, to_numpy, to_torch
+from torsh_fn import _compat
 
 DTYPES = {T.float32: torch.float32, T.float16: torch.float16, T.bfloat16: torch.bfloat16,
           T.int32: torch.int32, T.int8: torch.int8, T.uint8: torch.uint8, T.bool: torch.bool}
@@ -73,7 +73,7 @@ def test_from_numpy_keeps_dtype_and_rejects_other_types(rng):
     x = rng.integers(0, 9, (2, 5)).astype(np.int16)
     out = T.from_numpy(x)
     assert out.dtype == jnp.int16 and (np.asarray(out) == x).all()
-    with pytest.raises(TypeError, match="from_numpy: expected np.ndarray, got list"):
+    with pytest.raises(TypeError, match=r"from_numpy: expected np\.ndarray, got list"):
         T.from_numpy([1, 2])
 
 

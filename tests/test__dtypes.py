@@ -28,5 +28,5 @@ def test_is_floating_point():
 
 
 def test_unknown_dtype():
-    with pytest.raises(TypeError, match="torch dtype torch.qint8 has no torsh_fn counterpart"):
+    with pytest.raises(TypeError, match=r"torch dtype torch\.qint8 has no torsh_fn counterpart"):
         to_dtype(torch.qint8)

@@ -15,7 +15,8 @@ F32 = np.float32
 # name -> (ours, torch's, input shapes, grad?)  Each runs with and without jit (``variant``).
 CASES = {
     "flatten": (lambda x: T.flatten(x), torch.flatten, [(2, 3, 5)]),
-    "flatten_mid": (lambda x: T.flatten(x, 1, -2), lambda x: torch.flatten(x, 1, -2), [(2, 3, 5, 7)]),
+    "flatten_mid": (lambda x: T.flatten(x, 1, -2), lambda x: torch.flatten(x, 1, -2),
+                    [(2, 3, 5, 7)]),
     "unflatten": (lambda x: T.unflatten(x, -1, (3, -1)), lambda x: torch.unflatten(x, -1, (3, -1)),
                   [(2, 15)]),
     "reshape": (lambda x: T.reshape(x, (5, -1)), lambda x: torch.reshape(x, (5, -1)), [(3, 5, 2)]),
@@ -28,10 +29,13 @@ CASES = {
     "chunk": (lambda x: T.chunk(x, 3, 0), lambda x: torch.chunk(x, 3, 0), [(7, 2)]),
     "chunk_fewer": (lambda x: T.chunk(x, 4, 0), lambda x: torch.chunk(x, 4, 0), [(6, 2)]),
     "squeeze_all": (T.squeeze, torch.squeeze, [(1, 3, 1, 2)]),
-    "squeeze_dims": (lambda x: T.squeeze(x, (0, 1)), lambda x: torch.squeeze(x, (0, 1)), [(1, 3, 1)]),
+    "squeeze_dims": (lambda x: T.squeeze(x, (0, 1)), lambda x: torch.squeeze(x, (0, 1)),
+                     [(1, 3, 1)]),
     "unsqueeze": (lambda x: T.unsqueeze(x, -1), lambda x: torch.unsqueeze(x, -1), [(3, 2)]),
-    "transpose": (lambda x: T.transpose(x, 0, -1), lambda x: torch.transpose(x, 0, -1), [(2, 3, 4)]),
-    "permute": (lambda x: T.permute(x, 2, 0, 1), lambda x: torch.permute(x, (2, 0, 1)), [(2, 3, 5)]),
+    "transpose": (lambda x: T.transpose(x, 0, -1), lambda x: torch.transpose(x, 0, -1),
+                  [(2, 3, 4)]),
+    "permute": (lambda x: T.permute(x, 2, 0, 1), lambda x: torch.permute(x, (2, 0, 1)),
+                [(2, 3, 5)]),
     "movedim": (lambda x: T.movedim(x, (0, 1), (2, 0)), lambda x: torch.movedim(x, (0, 1), (2, 0)),
                 [(2, 3, 5)]),
     "narrow": (lambda x: T.narrow(x, 1, -4, 3), lambda x: torch.narrow(x, 1, 3, 3), [(2, 7)]),
@@ -57,28 +61,30 @@ CASES = {
     "amin": (lambda x: T.amin(x, -1, True), lambda x: torch.amin(x, -1, True), [(3, 4)]),
     "argmax": (lambda x: T.argmax(x, 1), lambda x: torch.argmax(x, 1), [(3, 9)]),
     "argmin_flat": (T.argmin, torch.argmin, [(3, 9)]),
-    "argmax_keep_flat": (lambda x: T.argmax(x, keepdim=True), lambda x: torch.argmax(x, keepdim=True),
-                         [(3, 9)]),
-    "logsumexp": (lambda x: T.logsumexp(x, (0, 1)), lambda x: torch.logsumexp(x, (0, 1)), [(3, 4, 2)]),
+    "argmax_keep_flat": (lambda x: T.argmax(x, keepdim=True),
+                         lambda x: torch.argmax(x, keepdim=True), [(3, 9)]),
+    "logsumexp": (lambda x: T.logsumexp(x, (0, 1)), lambda x: torch.logsumexp(x, (0, 1)),
+                  [(3, 4, 2)]),
     "cumsum": (lambda x: T.cumsum(x, 1), lambda x: torch.cumsum(x, 1), [(3, 5)]),
     "sort": (lambda x: T.sort(x, 0), lambda x: torch.sort(x, 0), [(7, 3)]),
     "sort_desc": (lambda x: T.sort(x, -1, descending=True),
                   lambda x: torch.sort(x, -1, descending=True), [(3, 7)]),
     "topk": (lambda x: T.topk(x, 3, 0), lambda x: torch.topk(x, 3, 0), [(9, 2)]),
-    "topk_smallest": (lambda x: T.topk(x, 2, largest=False), lambda x: torch.topk(x, 2, largest=False),
-                      [(3, 9)]),
+    "topk_smallest": (lambda x: T.topk(x, 2, largest=False),
+                      lambda x: torch.topk(x, 2, largest=False), [(3, 9)]),
     "matmul": (T.matmul, torch.matmul, [(2, 3, 5), (5, 4)]),
     "matmul_vec": (T.matmul, torch.matmul, [(3, 5), (5,)]),
     "mm": (T.mm, torch.mm, [(3, 5), (5, 2)]),
     "bmm": (T.bmm, torch.bmm, [(2, 3, 5), (2, 5, 4)]),
     "einsum": (lambda a, b: T.einsum("bij,bjk->bik", a, b),
                lambda a, b: torch.einsum("bij,bjk->bik", a, b), [(2, 3, 5), (2, 5, 4)]),
-    "einsum_list": (lambda a, b: T.einsum("i,j->ij", [a, b]), lambda a, b: torch.einsum("i,j->ij", [a, b]),
-                    [(3,), (4,)]),
+    "einsum_list": (lambda a, b: T.einsum("i,j->ij", [a, b]),
+                    lambda a, b: torch.einsum("i,j->ij", [a, b]), [(3,), (4,)]),
     "outer": (T.outer, torch.outer, [(3,), (5,)]),
     "tril": (lambda x: T.tril(x, -1), lambda x: torch.tril(x, -1), [(2, 4, 5)]),
     "triu": (lambda x: T.triu(x, 1), lambda x: torch.triu(x, 1), [(4, 5)]),
-    "where": (lambda a, b: T.where(a > 0, a, b), lambda a, b: torch.where(a > 0, a, b), [(3, 4)] * 2),
+    "where": (lambda a, b: T.where(a > 0, a, b), lambda a, b: torch.where(a > 0, a, b),
+              [(3, 4)] * 2),
 }
 
 
@@ -90,8 +96,10 @@ def test_matches_torch(name, rng, variant):
 
 
 INDEX_CASES = {
-    "gather": (lambda x, i: T.gather(x, 1, i), lambda x, i: torch.gather(x, 1, i), (4, 6), (3, 5), 1),
-    "gather_dim0": (lambda x, i: T.gather(x, 0, i), lambda x, i: torch.gather(x, 0, i), (5, 3), (7, 2), 0),
+    "gather": (lambda x, i: T.gather(x, 1, i), lambda x, i: torch.gather(x, 1, i), (4, 6),
+               (3, 5), 1),
+    "gather_dim0": (lambda x, i: T.gather(x, 0, i), lambda x, i: torch.gather(x, 0, i), (5, 3),
+                    (7, 2), 0),
     "index_select": (lambda x, i: T.index_select(x, 1, i), lambda x, i: torch.index_select(x, 1, i),
                      (3, 6), (8,), 1),
 }
@@ -125,7 +133,8 @@ def test_integer_and_bool_inputs(rng, fn, dtype):
     for o, t in zip(ours if isinstance(ours, tuple) else [ours],
                     theirs if isinstance(theirs, tuple) else [theirs]):
         assert_close(o, t)
-        assert jnp.issubdtype(o.dtype, jnp.integer) == (not t.is_floating_point() and t.dtype != torch.bool)
+        assert jnp.issubdtype(o.dtype, jnp.integer) == (not t.is_floating_point()
+                                                        and t.dtype != torch.bool)
 
 
 @pytest.mark.parametrize("fn", ["sum", "mean", "amax", "logsumexp", "cumsum", "sort"])
@@ -185,7 +194,8 @@ def test_vmap_through_ops(rng):
 
 
 @pytest.mark.parametrize("call, match", [
-    (lambda x: T.sum(x, 2), r"sum: Dimension out of range \(expected to be in range of \[-2, 1\], but got 2\)"),
+    (lambda x: T.sum(x, 2),
+     r"sum: Dimension out of range \(expected to be in range of \[-2, 1\], but got 2\)"),
     (lambda x: T.transpose(x, 0, -3), "transpose: Dimension out of range"),
     (lambda x: T.unsqueeze(x, 3), "unsqueeze: Dimension out of range"),
 ])

@@ -1,5 +1,6 @@
 """torsh_fn.func: torch.func's names over JAX transforms, checked against torch.func."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -28,6 +29,7 @@ def test_grad_and_value_order_matches_torch_func(rng):
 def test_grad_and_value_with_aux(rng):
     x = jnp.asarray(rng.standard_normal(5).astype(np.float32))
     g, (v, aux) = func.grad_and_value(lambda x: (_f(x), x.mean()), has_aux=True)(x)
+    assert_close(g, jax.grad(_f)(x))
     assert_close(aux, x.mean())
     assert_close(v, _f(x))
 

@@ -16,8 +16,8 @@ import safetensors.numpy
 import torch
 
 import torsh_fn as T
-from torsh_fn.serialization import CheckpointError
 from tests.oracle import assert_close
+from torsh_fn.serialization import CheckpointError
 
 
 def _checkpoint(rng):
@@ -34,7 +34,8 @@ def _checkpoint(rng):
 
 
 def _assert_same(a, b):
-    assert type(a) is type(b) or (isinstance(b, jax.Array) and isinstance(a, np.ndarray | jax.Array))
+    assert type(a) is type(b) or (isinstance(b, jax.Array)
+                                  and isinstance(a, np.ndarray | jax.Array))
     if isinstance(a, dict):
         assert list(a) == list(b)
         for k in a:

@@ -96,7 +96,8 @@ def tensor(data: Any, *, dtype: Any = None, device: Any = None, requires_grad: b
 
 
 def from_numpy(ndarray: np.ndarray) -> jax.Array:
-    """``torch.from_numpy``: the array as a ``jax.Array`` (JAX may copy: its arrays are immutable)."""
+    """``torch.from_numpy``: the array as a ``jax.Array`` (JAX may copy: its arrays are
+    immutable)."""
     if not isinstance(ndarray, np.ndarray):
         raise TypeError(f"from_numpy: expected np.ndarray, got {type(ndarray).__name__}")
     return jnp.asarray(ndarray)
@@ -108,17 +109,20 @@ def _filled(name: str, value: Any, size: tuple[Any, ...], dtype: Any, device: An
     return place(jnp.full(shape, value, dtype=d), device)
 
 
-def zeros(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> jax.Array:
+def zeros(*size: Any, dtype: Any = None, device: Any = None,
+          requires_grad: bool = False) -> jax.Array:
     """``torch.zeros(*size)``: zeros of the default float dtype unless ``dtype`` is given."""
     return _filled("zeros", 0.0, size, dtype, device)
 
 
-def ones(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> jax.Array:
+def ones(*size: Any, dtype: Any = None, device: Any = None,
+         requires_grad: bool = False) -> jax.Array:
     """``torch.ones(*size)``."""
     return _filled("ones", 1.0, size, dtype, device)
 
 
-def empty(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> jax.Array:
+def empty(*size: Any, dtype: Any = None, device: Any = None,
+          requires_grad: bool = False) -> jax.Array:
     """``torch.empty``: JAX has no uninitialised memory, so this is :func:`zeros`."""
     return _filled("empty", 0.0, size, dtype, device)
 
@@ -168,7 +172,7 @@ def arange(start: Any = 0, end: Any = None, step: Any = 1, *, dtype: Any = None,
         raise ValueError(f"arange: upper bound and step are inconsistent: start={start}, "
                          f"end={end}, step={step}")
     d = _dtypes.canonical(dtype) if dtype is not None else _infer_dtype([start, end, step])
-    n = builtins.int(math.ceil((end - start) / step))
+    n = math.ceil((end - start) / step)
     if jnp.issubdtype(d, jnp.integer):
         out = jnp.arange(start, start + n * step, step, dtype=d)[:n]
     else:
@@ -220,7 +224,8 @@ def randn(*size: Any, generator: Generator | None = None, key: jax.Array | None 
 def randint(*args: Any, generator: Generator | None = None, key: jax.Array | None = None,
             dtype: Any = None, device: Any = None, requires_grad: bool = False,
             **kwargs: Any) -> jax.Array:
-    """``torch.randint(high, size)`` or ``randint(low, high, size)``: integers in ``[low, high)``."""
+    """``torch.randint(high, size)`` or ``randint(low, high, size)``: integers in
+    ``[low, high)``."""
     low = kwargs.pop("low", 0)
     if kwargs.keys() - {"high", "size"}:
         raise TypeError(f"randint: unexpected arguments {sorted(kwargs.keys() - {'high', 'size'})}")

@@ -11,7 +11,7 @@ __all__ = ["device", "to_device"]
 _PLATFORMS = {"cpu": "cpu", "cuda": "gpu", "gpu": "gpu", "tpu": "tpu"}
 
 
-class device:  # noqa: N801 - PyTorch's name
+class device:
     """A device named as in PyTorch: ``device("cpu")``, ``device("cuda")``, ``device("cuda:1")``.
 
     ``.type`` and ``.index`` are PyTorch's; ``.jax_device`` is the ``jax.Device`` it stands for.

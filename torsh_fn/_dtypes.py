@@ -14,14 +14,14 @@ import numpy as np
 
 float16 = half = jnp.float16
 bfloat16 = jnp.bfloat16
-float32 = float = jnp.float32  # noqa: A001 - PyTorch's alias
+float32 = float = jnp.float32
 float64 = double = jnp.float64
 int8 = jnp.int8
 int16 = short = jnp.int16
-int32 = int = jnp.int32  # noqa: A001
+int32 = int = jnp.int32
 int64 = long = jnp.int64
 uint8 = jnp.uint8
-bool = jnp.bool_  # noqa: A001
+bool = jnp.bool_
 complex64 = cfloat = jnp.complex64
 complex128 = cdouble = jnp.complex128
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 import collections
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,7 +34,7 @@ class DimensionError(IndexError, ValueError):
     """A ``dim`` argument out of range: an ``IndexError`` as in PyTorch, and a ``ValueError``."""
 
 
-class return_types:  # noqa: N801 - PyTorch's torch.return_types
+class return_types:
     """Named ``(values, indices)`` tuples returned by max/min/sort/topk with a ``dim``."""
 
     max = collections.namedtuple("max", ["values", "indices"])
@@ -124,7 +125,8 @@ def cat(tensors: Sequence[Any], dim: int = 0) -> jax.Array:
     xs = _arrays("cat", tensors)
     d = _dim("cat", dim, xs[0].ndim)
     for i, x in enumerate(xs):
-        if x.ndim != xs[0].ndim or x.shape[:d] + x.shape[d + 1:] != xs[0].shape[:d] + xs[0].shape[d + 1:]:
+        rest, first_rest = x.shape[:d] + x.shape[d + 1:], xs[0].shape[:d] + xs[0].shape[d + 1:]
+        if x.ndim != xs[0].ndim or rest != first_rest:
             raise ValueError(f"cat: sizes of arrays must match except in dimension {dim}; "
                              f"array 0 has shape {xs[0].shape}, array {i} has {x.shape}")
     return jnp.concatenate(xs, axis=d)
@@ -161,7 +163,7 @@ def split(tensor: Any, split_size_or_sections: int | Sequence[int], dim: int = 0
                              f"to {n} (input size in dim {dim})")
     bounds = np.cumsum([0, *sizes])
     return tuple(jax.lax.slice_in_dim(x, int(a), int(b), axis=d)
-                 for a, b in zip(bounds[:-1], bounds[1:]))
+                 for a, b in itertools.pairwise(bounds))
 
 
 def chunk(input: Any, chunks: int, dim: int = 0) -> tuple[jax.Array, ...]:
@@ -286,7 +288,7 @@ def where(condition: Any, input: Any = None, other: Any = None) -> Any:
     return jnp.where(condition, input, other)
 
 
-def clamp(input: Any, min: Any = None, max: Any = None) -> jax.Array:  # noqa: A002
+def clamp(input: Any, min: Any = None, max: Any = None) -> jax.Array:
     """Clamp to ``[min, max]``; where ``min > max`` every value becomes ``max`` (PyTorch's rule)."""
     if min is None and max is None:
         raise ValueError("clamp: at least one of 'min' or 'max' must not be None")
@@ -301,14 +303,15 @@ def clamp(input: Any, min: Any = None, max: Any = None) -> jax.Array:  # noqa: A
 clip = clamp
 
 
-def sum(input: Any, dim: Any = None, keepdim: bool = False, *, dtype: Any = None) -> jax.Array:  # noqa: A001
+def sum(input: Any, dim: Any = None, keepdim: bool = False, *, dtype: Any = None) -> jax.Array:
     """Sum over ``dim`` (all dims when None); integers and bools sum in int64 as in PyTorch."""
     x = jnp.asarray(input)
     return jnp.sum(x, axis=_dims("sum", dim, x.ndim), keepdims=keepdim,
                    dtype=_promote_int(x, dtype))
 
 
-def prod(input: Any, dim: int | None = None, keepdim: bool = False, *, dtype: Any = None) -> jax.Array:
+def prod(input: Any, dim: int | None = None, keepdim: bool = False, *,
+         dtype: Any = None) -> jax.Array:
     """Product over one ``dim`` (all when None); integers in int64."""
     x = jnp.asarray(input)
     axis = None if dim is None or x.ndim == 0 else _dim("prod", dim, x.ndim)
@@ -370,13 +373,13 @@ def _reduce_with_indices(name: str, input: Any, dim: Any, keepdim: bool, largest
     return getattr(return_types, name)(values, indices.astype(canonical(jnp.int64)))
 
 
-def max(input: Any, dim: Any = None, keepdim: bool = False) -> Any:  # noqa: A001
+def max(input: Any, dim: Any = None, keepdim: bool = False) -> Any:
     """The maximum; with ``dim``, a named tuple ``(values, indices)``; with an array second
     argument, the elementwise maximum (PyTorch's three overloads)."""
     return _reduce_with_indices("max", input, dim, keepdim, largest=True)
 
 
-def min(input: Any, dim: Any = None, keepdim: bool = False) -> Any:  # noqa: A001
+def min(input: Any, dim: Any = None, keepdim: bool = False) -> Any:
     """The minimum; overloads as :func:`max`."""
     return _reduce_with_indices("min", input, dim, keepdim, largest=False)
 
@@ -446,7 +449,7 @@ def sort(input: Any, dim: int = -1, descending: bool = False, stable: bool = Fal
     return return_types.sort(jnp.take_along_axis(x, idx, axis=d), idx.astype(canonical(jnp.int64)))
 
 
-def topk(input: Any, k: int, dim: int = -1, largest: bool = True, sorted: bool = True) -> Any:  # noqa: A002
+def topk(input: Any, k: int, dim: int = -1, largest: bool = True, sorted: bool = True) -> Any:
     """The ``k`` largest (or smallest) entries along ``dim`` and their indices, sorted."""
     x = jnp.asarray(input)
     d = _dim("topk", dim, x.ndim)
@@ -467,7 +470,8 @@ def topk(input: Any, k: int, dim: int = -1, largest: bool = True, sorted: bool =
 
 def _check_matrix(name: str, a: jax.Array, b: jax.Array, rank: int) -> None:
     if a.ndim != rank or b.ndim != rank:
-        raise ValueError(f"{name}: expected two {rank}-D arrays, got shapes {a.shape} and {b.shape}")
+        raise ValueError(f"{name}: expected two {rank}-D arrays, got shapes {a.shape} and "
+                         f"{b.shape}")
     if a.shape[-1] != b.shape[-2] or (rank == 3 and a.shape[0] != b.shape[0]):
         raise ValueError(f"{name}: shapes {a.shape} and {b.shape} cannot be multiplied")
 

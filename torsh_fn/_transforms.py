@@ -19,7 +19,7 @@ __all__ = [
 ]
 
 
-class no_grad(contextlib.ContextDecorator):  # noqa: N801 - PyTorch's name
+class no_grad(contextlib.ContextDecorator):
     """Does nothing: JAX differentiates only inside ``grad``-style transforms.
 
     Kept so that ``with torch.no_grad():`` ports unchanged; usable as a decorator too.
@@ -32,18 +32,18 @@ class no_grad(contextlib.ContextDecorator):  # noqa: N801 - PyTorch's name
         return None
 
 
-class enable_grad(no_grad):  # noqa: N801
+class enable_grad(no_grad):
     """Does nothing, for the same reason as :class:`no_grad`."""
 
 
-class inference_mode(no_grad):  # noqa: N801
+class inference_mode(no_grad):
     """Does nothing, for the same reason as :class:`no_grad`."""
 
     def __init__(self, mode: bool = True) -> None:
         self.mode = mode
 
 
-class set_grad_enabled(no_grad):  # noqa: N801
+class set_grad_enabled(no_grad):
     """Does nothing, for the same reason as :class:`no_grad`; accepts PyTorch's ``mode``."""
 
     def __init__(self, mode: bool) -> None:

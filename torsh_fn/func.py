@@ -1,6 +1,7 @@
 """``torch.func``'s names over JAX's transforms.
 
-``grad``, ``vmap``, ``jacrev``, ``jacfwd``, ``hessian``, ``jvp``, ``vjp`` and ``linearize`` are JAX's.
+``grad``, ``vmap``, ``jacrev``, ``jacfwd``, ``hessian``, ``jvp``, ``vjp`` and ``linearize`` are
+JAX's.
 ``functional_call`` and ``stack_module_state`` run a Module (of the PyTorch face) as a pure
 function of the arrays you give it: the route from stateful models to JAX's transforms.
 ``grad_and_value`` follows ``torch.func`` and returns ``(grad, value)``, the reverse of
@@ -32,7 +33,8 @@ __all__ = [
 def grad_and_value(
     func: Callable[..., Any], argnums: int | tuple[int, ...] = 0, has_aux: bool = False
 ) -> Callable[..., Any]:
-    """Like ``torch.func.grad_and_value``: returns ``(grad, value)`` (with aux: ``(grad, (value, aux))``)."""
+    """Like ``torch.func.grad_and_value``: returns ``(grad, value)`` (with aux:
+    ``(grad, (value, aux))``)."""
     vg = jax.value_and_grad(func, argnums=argnums, has_aux=has_aux)
 
     def wrapped(*args: Any, **kwargs: Any) -> Any:
@@ -58,7 +60,8 @@ def vmap(
     memory.
     """
     if randomness not in ("error", "different", "same"):
-        raise ValueError(f"vmap: randomness must be 'error', 'different' or 'same', got {randomness!r}")
+        raise ValueError(f"vmap: randomness must be 'error', 'different' or 'same', got "
+                         f"{randomness!r}")
     if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
         raise ValueError(f"vmap: chunk_size must be a positive int, got {chunk_size!r}")
     if chunk_size is None:
@@ -80,7 +83,8 @@ def _chunked_vmap(func: Callable[..., Any], in_dims: Any, out_dims: Any, chunk_s
         pieces = []
         for start in range(0, n, chunk_size):
             sl = [a if d is None else jax.tree.map(
-                lambda x, d=d: jax.lax.slice_in_dim(x, start, min(start + chunk_size, n), axis=d), a)
+                lambda x, d=d, start=start: jax.lax.slice_in_dim(
+                    x, start, min(start + chunk_size, n), axis=d), a)
                 for a, d in zip(args, dims)]
             pieces.append(batched(*sl))
         outs = out_dims if isinstance(out_dims, int) else 0

@@ -68,7 +68,7 @@ def _to_numpy(x: Any, path: str) -> np.ndarray:
 
 def _is_array(x: Any) -> bool:
     return (isinstance(x, jax.Array | np.ndarray | np.generic) or hasattr(x, "__jax_array__")
-            or type(x).__module__.startswith("torch") and hasattr(x, "detach"))
+            or (type(x).__module__.startswith("torch") and hasattr(x, "detach")))
 
 
 def _encode(obj: Any, path: str, tensors: dict[str, np.ndarray]) -> Any:
@@ -142,7 +142,8 @@ def _read_tensors(raw: bytes, where: str) -> tuple[dict[str, np.ndarray], dict[s
     try:
         header = json.loads(raw[8:8 + n])
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"load: {where} is not a safetensors file (header is not JSON)") from err
+        raise CheckpointError(
+            f"load: {where} is not a safetensors file (header is not JSON)") from err
     if not isinstance(header, dict):
         raise CheckpointError(f"load: {where} has a malformed header")
     meta = header.pop("__metadata__", None) or {}

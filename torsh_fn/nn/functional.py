@@ -4,17 +4,6 @@ Every function here is pure (safe under ``jit``, ``grad``, ``vmap``). The ops li
 modules under ``torsh_fn.nn._functional``; this module is the one public face.
 """
 
-from ._functional.activation import *  # noqa: F403
-from ._functional.attention import *  # noqa: F403
-from ._functional.conv import *  # noqa: F403
-from ._functional.distance import *  # noqa: F403
-from ._functional.dropout import *  # noqa: F403
-from ._functional.linear import *  # noqa: F403
-from ._functional.loss import *  # noqa: F403
-from ._functional.norm import *  # noqa: F403
-from ._functional.pooling import *  # noqa: F403
-from ._functional.sparse import *  # noqa: F403
-from ._functional.vision import *  # noqa: F403
 from ._functional import activation as _activation
 from ._functional import attention as _attention
 from ._functional import conv as _conv
@@ -26,6 +15,17 @@ from ._functional import norm as _norm
 from ._functional import pooling as _pooling
 from ._functional import sparse as _sparse
 from ._functional import vision as _vision
+from ._functional.activation import *  # noqa: F403
+from ._functional.attention import *  # noqa: F403
+from ._functional.conv import *  # noqa: F403
+from ._functional.distance import *  # noqa: F403
+from ._functional.dropout import *  # noqa: F403
+from ._functional.linear import *  # noqa: F403
+from ._functional.loss import *  # noqa: F403
+from ._functional.norm import *  # noqa: F403
+from ._functional.pooling import *  # noqa: F403
+from ._functional.sparse import *  # noqa: F403
+from ._functional.vision import *  # noqa: F403
 
 __all__ = [
     name
