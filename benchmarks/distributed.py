@@ -54,14 +54,12 @@ from torsh_fn import models, optim
 
 @dataclass(frozen=True)
 class Workload:
-    """A model, the shape of one example, and how to make a batch, a loss and an optimizer."""
+    """A model and how to make its batch, its loss and its optimizer."""
 
     build: Callable[[], torsh_fn.nn.Module]
     batch: Callable[[np.random.Generator, int], tuple[np.ndarray, np.ndarray]]
     loss: Callable[[jax.Array, jax.Array], jax.Array]
     optimizer: Callable[[object], optim.Optimizer]
-    dtype: object
-    unit: str  # what a sample is, for the table
 
 
 def _images(side: int, channels: int, classes: int, dtype):
@@ -98,19 +96,18 @@ def _adamw(params):
 BF16 = jnp.bfloat16
 WORKLOADS = {
     "resnet50": Workload(lambda: models.get("resnet50").to(dtype=BF16), _images(224, 3, 1000, BF16),
-                         _classification, _sgd, BF16, "images"),
+                         _classification, _sgd),
     "gpt": Workload(lambda: models.get("gpt").to(dtype=BF16), _tokens(50257, 1024),
-                    _language_model, _adamw, BF16, "sequences"),
+                    _language_model, _adamw),
     "mlp": Workload(lambda: models.get("mlp", in_features=64, hidden=(256, 256), num_classes=10),
                     lambda rng, n: (rng.standard_normal((n, 64), np.float32),
                                     rng.integers(0, 10, n).astype(np.int32)),
-                    _classification, _sgd, jnp.float32, "samples"),
+                    _classification, _sgd),
     # --check models: float32 so that 1 device and N devices can be compared to rounding.
     "seed_cnn": Workload(lambda: models.get("seed_cnn"), _images(8, 1, 10, np.float32),
-                         _classification, _sgd, jnp.float32, "images"),
+                         _classification, _sgd),
     "resnet18": Workload(lambda: models.get("resnet18", num_classes=10),
-                         _images(32, 3, 10, np.float32), _classification, _sgd, jnp.float32,
-                         "images"),
+                         _images(32, 3, 10, np.float32), _classification, _sgd),
 }
 
 

@@ -324,8 +324,9 @@ def test_gaussian_nll_variance_shapes(var_shape, rng):
     x, t = normal(rng, (4, 3, 2)), normal(rng, (4, 3, 2))
     var = uniform(rng, var_shape, 0.0, 2.0)
     var.flat[0] = 1e-9  # clamped to eps, gradient passed straight through
-    # Gradients near 1 / eps: float32 rounding differs with the order of operations.
-    check_case(Case("gaussian_nll_loss", (x, t, var), {}, [0, 1, 2]), variant=jax.jit, rtol=1e-4)
+    # The clamped entry's gradient (~1e8) is a difference of terms of order 1 / eps**2 ... 1 / eps:
+    # float32 cancellation there has reached 2.2e-4 relative (seen once in a full run).
+    check_case(Case("gaussian_nll_loss", (x, t, var), {}, [0, 1, 2]), variant=jax.jit, rtol=1e-3)
 
 
 def test_gaussian_nll_float_variance(rng):

@@ -122,7 +122,6 @@ class LRScheduler:
 
     def step(self, epoch: int | None = None) -> None:
         """Advance one epoch (or jump to ``epoch``, using the closed form where there is one)."""
-        _check_not_traced(self)
         self._step_count += 1
         self._update_lr(epoch)
 

@@ -6,6 +6,10 @@ same seeds and batches, on one device of that process.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -13,7 +17,7 @@ import pytest
 from torsh_fn import distributed as dist
 from torsh_fn import models
 
-from ._subprocess import run_once
+from ._subprocess import ROOT, device_env, run_once
 
 pytestmark = pytest.mark.slow
 RUNS = ["ddp_sgd", "fsdp_sgd", "ddp_adamw", "fsdp_adamw"]
@@ -108,3 +112,48 @@ def test_sync_batchnorm_false_normalises_each_shard_alone(eight):
     np.testing.assert_allclose(r["unsynced"], r["mean_of_shards"], rtol=1e-5)
     np.testing.assert_allclose(r["synced"], r["whole"], rtol=1e-5)
     assert abs(r["unsynced"] - r["synced"]) > 1e-4  # the two semantics differ on this batch
+
+
+# A DDP or FSDP training step compiles once: the state not yet placed anywhere (the generator's
+# key, AdamW's step counters) goes onto the mesh before the first call, so the second call finds
+# the first call's program.
+COMPILE_ONCE = r"""
+import json
+import numpy as np
+import torsh_fn
+import torsh_fn.nn.functional as F
+from torsh_fn import distributed as dist, models, optim
+
+out = {}
+rng = np.random.default_rng(0)
+x = rng.standard_normal((16, 1, 8, 8)).astype(np.float32)
+y = rng.integers(0, 10, 16)
+for wrap in ("DDP", "FSDP"):
+    torsh_fn.manual_seed(0)
+    model = getattr(dist, wrap)(models.get("seed_cnn"))
+    opt = optim.AdamW(model.parameters(), lr=1e-3)
+    traces = []
+
+    @torsh_fn.jit
+    def step(model, opt, x, y):
+        traces.append(None)
+        opt.zero_grad()
+        loss = torsh_fn.backward(lambda: F.cross_entropy(model(x), y))
+        opt.step()
+        return loss
+
+    batch = dist.shard_batch((x, y))
+    losses = [float(step(model, opt, *batch)) for _ in range(3)]
+    out[wrap] = {"traces": len(traces), "programs": len(step._cache), "losses": losses}
+print(json.dumps(out))
+"""
+
+
+def test_ddp_and_fsdp_steps_compile_once():
+    proc = subprocess.run([sys.executable, "-c", COMPILE_ONCE], env=device_env(8), cwd=ROOT,
+                          capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    results = json.loads(proc.stdout.strip().splitlines()[-1])
+    for wrap, r in results.items():
+        assert r["traces"] == 1 and r["programs"] == 1, (wrap, r)
+        assert r["losses"][2] < r["losses"][0], (wrap, r)  # it trains

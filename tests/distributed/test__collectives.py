@@ -1,5 +1,5 @@
 """Collectives inside shard_map over 8 devices (subprocess) against numpy; the host
-(cross-process) forms with one process; two processes in test_process.py."""
+(cross-process) forms with one process; two processes in test__process.py."""
 
 from __future__ import annotations
 

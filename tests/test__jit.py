@@ -232,156 +232,38 @@ class _TwoHeads(nn.Module):
         return self.head_a(jnp.maximum(self.body(x), 0))
 
 
-def _optimizer_runs(make_step, steps=4):
-    """The same AdamW training eagerly and under torsh_fn.jit; returns both and the trace count."""
-    rng = np.random.default_rng(0)
-    xs = [jnp.asarray(rng.standard_normal((6, 5)), jnp.float32) for _ in range(steps)]
-    traces, runs = [], []
-    for compiled in (True, False):
-        torsh_fn.manual_seed(0)
-        model = _TwoHeads()
-        opt = torsh_fn.optim.AdamW(model.parameters(), lr=0.05, weight_decay=0.5)
-        step = make_step()
-        if compiled:
-            step = jit(lambda m, o, x, _step=step: traces.append(None) or _step(m, o, x))
-        losses = [float(step(model, opt, x)) for x in xs]
-        runs.append((model, losses))
-    return runs, len(traces)
-
-
-def test_training_step_compiles_once_and_matches_eager():
-    def make_step():
-        def step(model, opt, x):
-            opt.zero_grad()
-            loss = backward(lambda: (model(x) ** 2).mean())
-            opt.step()
-            return loss
-        return step
-
-    runs, traces = _optimizer_runs(make_step)
-    (jitted, losses), (eager, eager_losses) = runs
-    np.testing.assert_allclose(losses, eager_losses, rtol=1e-5)
-    for (name, a), (_, b) in zip(jitted.state_dict().items(), eager.state_dict().items()):
-        assert_close(a, b, rtol=1e-5, atol=1e-6, err_msg=name)
-    assert traces == 1
-    assert jitted.body.weight.grad is not None
-    assert jitted.head_b.weight.grad is None  # never reached by backward: None, not decayed
-    assert_close(jitted.head_b.weight, eager.head_b.weight)
-
-
-def test_unused_parameter_and_accumulating_steps_keep_pytorch_semantics():
-    """Gradients added into across calls (no zero_grad in the step) and a trainable parameter
-    the loss never reaches (None gradient: AdamW must not decay it) stay as eager."""
-    def make_step():
-        def step(model, opt, x):
-            loss = backward(lambda: (model(x) ** 2).mean())
-            opt.step()
-            return loss
-        return step
-
-    (runs, traces) = _optimizer_runs(make_step)
-    (jitted, losses), (eager, eager_losses) = runs
-    np.testing.assert_allclose(losses, eager_losses, rtol=1e-5)
-    for (name, a), (_, b) in zip(jitted.state_dict().items(), eager.state_dict().items()):
-        assert_close(a, b, rtol=1e-5, atol=1e-6, err_msg=name)
-    assert jitted.head_b.weight.grad is None and eager.head_b.weight.grad is None
-    assert traces == 3  # the zeros-for-None trial, the None-gradient program, the array one
-
-
-def test_failed_trial_is_not_repeated(monkeypatch):
-    """A step whose gradients are None at every call and added into (zero_grad at its end):
-    after the first call no zeros are made for them (no per-step allocation)."""
-    def make_step():
-        def step(model, opt, x):
-            loss = backward(lambda: (model(x) ** 2).mean())
-            opt.step()
-            opt.zero_grad()
-            return loss
-        return step
-
-    made = []
-    real = jnp.zeros_like
-
-    def zeros_like(a, *args, **kwargs):
-        if sys._getframe(1).f_code.co_filename.endswith("_jit.py"):  # torsh_fn.jit's own
-            made.append(a.shape)
-        return real(a, *args, **kwargs)
-
-    monkeypatch.setattr(jnp, "zeros_like", zeros_like)
-    runs, traces = _optimizer_runs(make_step, steps=5)
-    (jitted, losses), (eager, eager_losses) = runs
-    np.testing.assert_allclose(losses, eager_losses, rtol=1e-5)
-    assert_close(jitted.body.weight, eager.body.weight, rtol=1e-5, atol=1e-6)
-    assert traces == 2  # the trial and the None-gradient program, then nothing
-    assert len(made) <= 6  # one trial: zeros for the 6 trainable tensors, once
-
-
-def _first_calls(step, prepare=None, between=None, calls=3):
-    """``step(model, opt, x)`` eagerly and jitted from the same start; returns both models."""
+def _eager_and_jitted(step, prepare=None, between=None, calls=4):
+    """``step(model, opt, x)`` (AdamW, weight decay) eagerly and under torsh_fn.jit from the same
+    start: ``prepare`` runs before the first call, ``between`` after it. Checks that both end
+    with the same state, losses and None gradients; returns both models and the trace count."""
     rng = np.random.default_rng(1)
     xs = [jnp.asarray(rng.standard_normal((6, 5)), jnp.float32) for _ in range(calls)]
-    models = []
+    traces, runs = [], []
     for compiled in (False, True):
         torsh_fn.manual_seed(0)
         model = _TwoHeads()
         opt = torsh_fn.optim.AdamW(model.parameters(), lr=0.05, weight_decay=0.5)
         if prepare is not None:
-            prepare(model, opt, xs[0])
-        run = jit(step) if compiled else step
+            prepare(model, xs[0])
+        run = jit(lambda m, o, x: traces.append(None) or step(m, o, x)) if compiled else step
+        losses = []
         for k, x in enumerate(xs):
-            run(model, opt, x)
+            losses.append(float(run(model, opt, x)))
             if between is not None and k == 0:
-                between(model, opt)
-        models.append(model)
-    return models
-
-
-def _assert_same(eager, jitted):
+                between(opt)
+        runs.append((model, losses))
+    (eager, eager_losses), (jitted, losses) = runs
+    np.testing.assert_allclose(losses, eager_losses, rtol=1e-5)
     for (name, a), (_, b) in zip(jitted.state_dict().items(), eager.state_dict().items()):
         assert_close(a, b, rtol=1e-5, atol=1e-6, err_msg=name)
     for (name, p), (_, q) in zip(jitted.named_parameters(), eager.named_parameters()):
         assert (p.grad is None) == (q.grad is None), name
+    return eager, jitted, len(traces)
 
 
-def test_zero_grad_without_none_leaves_unreached_parameters_alone():
-    """zero_grad(set_to_none=False) makes zeros only for gradients that exist: a parameter the
-    loss never reaches keeps a None gradient and AdamW leaves it alone, as in PyTorch."""
-    def step(model, opt, x):
-        opt.zero_grad(set_to_none=False)
-        loss = backward(lambda: (model(x) ** 2).mean())
-        opt.step()
-        return loss
-
-    eager, jitted = _first_calls(step)
-    _assert_same(eager, jitted)
-    assert jitted.head_b.weight.grad is None
-
-
-def test_a_gradient_that_was_set_on_the_first_call_and_is_none_later_is_not_zeroed():
-    """Call 1 has only some gradients None; an eager zero_grad() between calls makes the rest
-    None too: the second call must not feed zeros for those to the optimizer."""
-    def prepare(model, opt, x):
-        backward(lambda: (model.head_b(model.body(x)) ** 2).mean())  # head_b gets a gradient
-
-    def step(model, opt, x):
-        for p in model.head_a.parameters():
-            p.grad = None
-        loss = backward(lambda: (model(x) ** 2).mean())
-        opt.step()
-        return loss
-
-    eager, jitted = _first_calls(step, prepare, between=lambda model, opt: opt.zero_grad())
-    _assert_same(eager, jitted)
-
-
-def test_step_zeroing_at_both_ends_makes_no_zeros_after_the_first_call(monkeypatch):
-    def step(model, opt, x):
-        opt.zero_grad()
-        loss = backward(lambda: (model(x) ** 2).mean())
-        opt.step()
-        opt.zero_grad()
-        return loss
-
+@pytest.fixture
+def jit_zeros(monkeypatch):
+    """Shapes of the zeros torsh_fn.jit makes itself (stand-ins for None gradients)."""
     made = []
     real = jnp.zeros_like
 
@@ -391,6 +273,89 @@ def test_step_zeroing_at_both_ends_makes_no_zeros_after_the_first_call(monkeypat
         return real(a, *args, **kwargs)
 
     monkeypatch.setattr(jnp, "zeros_like", zeros_like)
-    eager, jitted = _first_calls(step, calls=4)
-    _assert_same(eager, jitted)
-    assert len(made) == 6  # the first call's trial only
+    return made
+
+
+def _loss(model, x):
+    return backward(lambda: (model(x) ** 2).mean())
+
+
+def test_training_step_compiles_once_and_matches_eager():
+    def step(model, opt, x):
+        opt.zero_grad()
+        loss = _loss(model, x)
+        opt.step()
+        return loss
+
+    _, jitted, traces = _eager_and_jitted(step)
+    assert traces == 1
+    assert jitted.body.weight.grad is not None
+    assert jitted.head_b.weight.grad is None  # never reached by backward: None, not decayed
+
+
+def test_unused_parameter_and_accumulating_steps_keep_pytorch_semantics():
+    """Gradients added into across calls (no zero_grad in the step) and a trainable parameter
+    the loss never reaches (None gradient: AdamW must not decay it) stay as eager."""
+    def step(model, opt, x):
+        loss = _loss(model, x)
+        opt.step()
+        return loss
+
+    _, jitted, traces = _eager_and_jitted(step)
+    assert jitted.head_b.weight.grad is None
+    assert traces == 3  # the zeros-for-None trial, the None-gradient program, the array one
+
+
+def test_failed_trial_is_not_repeated(jit_zeros):
+    """A step whose gradients are None at every call and added into (zero_grad at its end):
+    after the first call no zeros are made for them (no per-step allocation)."""
+    def step(model, opt, x):
+        loss = _loss(model, x)
+        opt.step()
+        opt.zero_grad()
+        return loss
+
+    _, _, traces = _eager_and_jitted(step, calls=5)
+    assert traces == 2  # the trial and the None-gradient program, then nothing
+    assert len(jit_zeros) == 6  # one trial: zeros for the 6 trainable tensors, once
+
+
+def test_zero_grad_without_none_leaves_unreached_parameters_alone():
+    """zero_grad(set_to_none=False) makes zeros only for gradients that exist: a parameter the
+    loss never reaches keeps a None gradient and AdamW leaves it alone, as in PyTorch."""
+    def step(model, opt, x):
+        opt.zero_grad(set_to_none=False)
+        loss = _loss(model, x)
+        opt.step()
+        return loss
+
+    _, jitted, _ = _eager_and_jitted(step, calls=3)
+    assert jitted.head_b.weight.grad is None
+
+
+def test_a_gradient_that_was_set_on_the_first_call_and_is_none_later_is_not_zeroed():
+    """Call 1 has only some gradients None; an eager zero_grad() between calls makes the rest
+    None too: the second call must not feed zeros for those to the optimizer."""
+    def prepare(model, x):
+        backward(lambda: (model.head_b(model.body(x)) ** 2).mean())  # head_b gets a gradient
+
+    def step(model, opt, x):
+        for p in model.head_a.parameters():
+            p.grad = None
+        loss = _loss(model, x)
+        opt.step()
+        return loss
+
+    _eager_and_jitted(step, prepare, between=lambda opt: opt.zero_grad(), calls=3)
+
+
+def test_step_zeroing_at_both_ends_makes_no_zeros_after_the_first_call(jit_zeros):
+    def step(model, opt, x):
+        opt.zero_grad()
+        loss = _loss(model, x)
+        opt.step()
+        opt.zero_grad()
+        return loss
+
+    _eager_and_jitted(step)
+    assert len(jit_zeros) == 6  # the first call's trial only
