@@ -19,6 +19,8 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
 
+from ._row_partition import partition_rows
+
 MAX_ROW_BLOCK = 8192  # the widest row chunk a program holds in registers at once
 
 
@@ -82,6 +84,8 @@ def row_call(
         out_shapes: each output's shape and dtype *for one row* (``()`` for per-row scalars).
         row_inputs: for each input, whether it has a leading rows axis (True) or is shared by
             every row (False, e.g. a norm's weight).
+
+    Under SPMD sharding each device runs the kernel on its own rows (see ``_row_partition``).
     """
     call = pl.pallas_call(
         kernel,
@@ -91,7 +95,8 @@ def row_call(
         compiler_params=plgpu.CompilerParams(num_warps=num_warps, num_stages=num_stages),
         name=name,
     )
-    return jax.vmap(call, in_axes=tuple(0 if r else None for r in row_inputs))
+    rows = jax.vmap(call, in_axes=tuple(0 if r else None for r in row_inputs))
+    return partition_rows(rows, row_inputs)
 
 
 def load_chunk(ref: Any, start: Any, block: int, n: int, other: float = 0.0) -> jax.Array:
