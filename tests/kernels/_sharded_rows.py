@@ -1,7 +1,7 @@
-"""Run with 8 simulated CPU devices (the test sets XLA_FLAGS in the subprocess): every row
-kernel (``impl="pallas"``, interpret mode) under ``jit`` with row-sharded inputs, against the
-XLA path; prints, per case, the largest error of value and gradient, whether the gradient kept
-the input's sharding and how many all-gathers the compiled program has, as JSON.
+"""Run with 8 simulated CPU devices (the test sets XLA_FLAGS in the subprocess), or on the GPUs
+of a machine (an even number): every row kernel (``impl="pallas"``; interpret mode on the CPU)
+under ``jit`` with row-sharded inputs, against the XLA path; prints, per case, the largest error
+of value and gradient, the gradient's sharding and the compiled program's all-gathers, as JSON.
 
 Usage: python _sharded_rows.py  (prints one JSON object on its last line)
 """
@@ -56,8 +56,9 @@ def main() -> None:
     labels = jnp.asarray(rng.integers(0, CLASSES, ROWS), jnp.int32)
     weight, bias = (jnp.asarray(rng.standard_normal(COLS), jnp.float32) for _ in range(2))
     auto = jax.sharding.AxisType.Auto
-    data = jax.make_mesh((8,), ("data",), axis_types=(auto,))
-    grid = jax.make_mesh((4, 2), ("data", "model"), axis_types=(auto, auto))
+    n = jax.device_count()
+    data = jax.make_mesh((n,), ("data",), axis_types=(auto,))
+    grid = jax.make_mesh((n // 2, 2), ("data", "model"), axis_types=(auto, auto))
     layouts = {"rows": NamedSharding(data, P("data")),
                "rows_2d": NamedSharding(grid, P("data")),
                "cols": NamedSharding(grid, P(None, "model"))}
