@@ -6,6 +6,8 @@ kernels. Inputs are fresh random data of odd shapes; tolerances are looked up by
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -39,3 +41,25 @@ def check_fwd_and_grad(fn, ref, args, rng, dtype, argnums=(0,)):
 
 def normal(rng, shape, dtype, scale=1.0, shift=0.0):
     return jnp.asarray(rng.standard_normal(shape) * scale + shift, dtype)
+
+
+def check_fwd_and_grad_jit(fn, ref, args, rng, dtype):
+    """``check_fwd_and_grad`` for every argument, with output and vjp in one jitted program per
+    side (one compile each: what keeps interpret-mode kernels with backward passes fast)."""
+    tol = TOL[dtype]
+    shape = jax.eval_shape(ref, *args)
+    cot = jnp.asarray(rng.standard_normal(shape.shape), shape.dtype)
+
+    @functools.partial(jax.jit, static_argnums=0)
+    def run(f, args, cot):
+        out, vjp = jax.vjp(f, *args)
+        return out, vjp(cot)
+
+    (out, grads), (ref_out, ref_grads) = run(fn, args, cot), run(ref, args, cot)
+    assert out.shape == ref_out.shape and out.dtype == ref_out.dtype
+    assert np.isfinite(np.asarray(out, np.float32)).all()
+    assert rel_err(out, ref_out) < tol, (rel_err(out, ref_out), tol)
+    for i, g, rg in zip(range(len(args)), grads, ref_grads, strict=True):
+        assert g.shape == rg.shape and g.dtype == rg.dtype, i
+        assert np.isfinite(np.asarray(g, np.float32)).all(), i
+        assert rel_err(g, rg) < 5 * tol, (i, rel_err(g, rg), tol)

@@ -19,8 +19,8 @@ def test_xla_only_ops_refuse_pallas():
         conv(x, w, (1,), [(0, 0)], (1,), impl="pallas")
     with pytest.raises(ValueError, match="conv_transpose: has no Pallas kernel"):
         conv_transpose(x, w, (1,), (0,), (0,), (1,), impl="pallas")
-    with pytest.raises(ValueError, match="attention: has no Pallas kernel"):
-        attention(x, x, x, impl="pallas")
+    with pytest.raises(ValueError, match="attention: the Pallas kernel does not take an attn mask"):
+        attention(x, x, x, jnp.ones((5, 5), bool), impl="pallas")
 
 
 @pytest.mark.parametrize("length, k, s, p, d, ceil", [(7, 3, 2, 1, 1, True), (8, 2, 3, 0, 2, True),

@@ -19,6 +19,8 @@ from .bias_act import bias_act as bias_act
 from .conv import conv as conv
 from .conv import conv_transpose as conv_transpose
 from .cross_entropy import cross_entropy as cross_entropy
+from .matmul import matmul as matmul
+from .matmul import matmul_bias_act as matmul_bias_act
 from .norm import add_layer_norm as add_layer_norm
 from .norm import layer_norm as layer_norm
 from .norm import rms_norm as rms_norm

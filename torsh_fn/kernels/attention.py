@@ -3,9 +3,19 @@
     scores = q @ k^T * scale + bias        (bias: a float mask; -inf where a bool mask is False)
     out    = dropout(softmax(scores)) @ v
 
-Shapes: ``q`` (..., L, E), ``k`` (..., S, E), ``v`` (..., S, Ev); leading dims broadcast. Rows
-whose every score is ``-inf`` (fully masked) give zeros, as PyTorch's math path does. Scores and
-softmax are taken in float32 for low-precision inputs.
+Shapes: ``q`` (..., L, E), ``k`` (..., S, E), ``v`` (..., S, Ev); leading dims broadcast, and
+grouped-query heads are accepted: ``k``/``v`` may have fewer heads (dim -3) than ``q``, dividing
+them (query head ``h`` uses key/value head ``h // (H // Hk)``). Rows whose every score is ``-inf``
+(fully masked) give zeros, as PyTorch's math path does. Scores and softmax are taken in float32
+for low-precision inputs.
+
+Implementations (``impl``): "xla" is the ``jax.numpy`` reference below (it builds the
+``[L, S]`` score matrix); "pallas" the flash attention kernels of ``_pallas_attention`` (no
+``[L, S]`` matrix in memory; causal or no mask, no dropout, float32/bfloat16/float16, head dims
+up to 256); "auto" is "xla" off the GPU, and on a GPU the Pallas kernel or cuDNN's fused
+attention (``jax.nn.dot_product_attention(implementation="cudnn")``) only where the dispatch
+table measured it faster than XLA for that dtype and key length; a mask or dropout always takes
+the reference.
 """
 
 from __future__ import annotations
@@ -15,7 +25,15 @@ import math
 import jax
 import jax.numpy as jnp
 
+from . import _dispatch
 from ._dispatch import resolve_impl
+from ._pallas_attention import (
+    MAX_HEAD_DIM,
+    SUPPORTED_DTYPES,
+    AttentionConfig,
+    AttentionStatic,
+    attention_pallas,
+)
 
 __all__ = ["attention", "attention_reference"]
 
@@ -60,10 +78,125 @@ def attention_reference(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Arra
     return out.astype(q.dtype)
 
 
+def _repeat_kv(q: jax.Array, kv: jax.Array) -> jax.Array:
+    """Grouped-query heads: repeat each of ``kv``'s heads (dim -3) to match ``q``'s."""
+    if q.ndim < 3 or kv.ndim < 3 or kv.shape[-3] in (1, q.shape[-3]):
+        return kv  # nothing to repeat (plain broadcasting covers one head)
+    if q.shape[-3] % kv.shape[-3]:
+        raise ValueError(f"attention: k/v heads (dim -3) must divide q's, got q {q.shape} and "
+                         f"k/v {kv.shape}")
+    return jnp.repeat(kv, q.shape[-3] // kv.shape[-3], axis=-3)
+
+
+def _as_bhsd(q, k, v):
+    """q, k, v as (B, H, S, D) arrays (leading dims broadcast and flattened), and q's lead."""
+    ndim = max(q.ndim, k.ndim, v.ndim, 3)
+    q, k, v = (x.reshape((1,) * (ndim - x.ndim) + x.shape) for x in (q, k, v))
+    lead = jnp.broadcast_shapes(q.shape[:-3], k.shape[:-3], v.shape[:-3])
+    q, k, v = (jnp.broadcast_to(x, (*lead, *x.shape[-3:])).reshape(-1, *x.shape[-3:])
+               for x in (q, k, v))
+    return q, k, v, lead
+
+
+def _kernel_refusal(q, k, v, mask, dropout_p) -> str | None:
+    """Why the flash kernels cannot compute this call (None if they can)."""
+    if mask is not None:
+        return "an attn mask (only is_causal=True)"
+    if dropout_p > 0.0:
+        return "dropout_p > 0"
+    if not (q.dtype == k.dtype == v.dtype) or q.dtype not in SUPPORTED_DTYPES:
+        return (f"dtypes {q.dtype}, {k.dtype}, {v.dtype} (one of float32, bfloat16, float16 for "
+                f"all three)")
+    if max(q.shape[-1], v.shape[-1]) > MAX_HEAD_DIM:
+        return f"head dims over {MAX_HEAD_DIM}"
+    if q.shape[-2] == 0 or k.shape[-2] == 0:
+        return "an empty sequence"
+    heads = [x.shape[-3] if x.ndim >= 3 else 1 for x in (q, k, v)]
+    if heads[1] != heads[2] or heads[0] % heads[1]:
+        return "key/value heads that do not divide the query's"
+    return None
+
+
+def _flash(q, k, v, is_causal, scale, config, cudnn: bool):
+    q4, k4, v4, lead = _as_bhsd(q, k, v)
+    if cudnn:  # cuDNN takes (B, S, H, D)
+        out = jax.nn.dot_product_attention(
+            q4.swapaxes(1, 2), k4.swapaxes(1, 2), v4.swapaxes(1, 2), scale=scale,
+            is_causal=is_causal, implementation="cudnn").swapaxes(1, 2)
+    else:
+        out = attention_pallas(q4, k4, v4, AttentionStatic(is_causal, scale, config))
+    out = out.reshape(*lead, *out.shape[1:])
+    return out[0] if max(q.ndim, k.ndim, v.ndim) == 2 else out  # (L, E) inputs: no heads dim
+
+
+def _cudnn_can(q, k, v, is_causal) -> bool:
+    """cuDNN's fused attention: 16-bit, equal head dims <= 128, causal only when L == S."""
+    return (q.dtype in (jnp.bfloat16, jnp.float16) and q.shape[-1] == v.shape[-1] <= 128
+            and q.ndim == k.ndim == 4 and (not is_causal or q.shape[-2] == k.shape[-2]))
+
+
+def _measured_ms(op: str, dtype, size_key: int) -> tuple[float, float] | None:
+    """(kernel ms, XLA ms) of the dispatch table's entry nearest ``size_key``, if any."""
+    entries = _dispatch._table()["ops"].get(op, {}).get(jnp.dtype(dtype).name, [])
+    if not entries:
+        return None
+    _, kernel_ms, xla_ms = min(entries, key=lambda e: abs(math.log(e[0] / size_key)))
+    return kernel_ms, xla_ms
+
+
+def _auto_choice(q, k, v, is_causal) -> str:
+    """"pallas", "cudnn" or "xla" for ``impl="auto"``: the fastest measured, XLA unless another
+    was measured faster by the table's margin (only on a GPU)."""
+    if jax.default_backend() != "gpu":
+        return "xla"
+    op = "attention_causal" if is_causal else "attention"
+    margin = 1.0 + _dispatch._table().get("margin", 0.03)
+    best, best_ms = "xla", None
+    for name, table_op in (("pallas", op), ("cudnn", "cudnn_" + op)):
+        if name == "cudnn" and not _cudnn_can(q, k, v, is_causal):
+            continue
+        measured = _measured_ms(table_op, q.dtype, k.shape[-2])
+        if measured and measured[0] * margin < measured[1] and (
+                best_ms is None or measured[0] < best_ms):
+            best, best_ms = name, measured[0]
+    return best
+
+
 def attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None = None, *,
               is_causal: bool = False, scale: float | None = None, dropout_p: float = 0.0,
-              key: jax.Array | None = None, impl: str = "auto") -> jax.Array:
-    """Attention (see ``attention_reference``); ``impl`` is "auto" or "xla" (no Pallas yet)."""
-    resolve_impl("attention", impl, None)
-    return attention_reference(q, k, v, mask, is_causal=is_causal, scale=scale,
-                               dropout_p=dropout_p, key=key)
+              key: jax.Array | None = None, impl: str = "auto",
+              config: AttentionConfig | None = None) -> jax.Array:
+    """Scaled dot-product attention with PyTorch's semantics (see ``attention_reference``).
+
+    Args:
+        q: (..., H, L, E); k: (..., Hk, S, E); v: (..., Hk, S, Ev); Hk divides H.
+        mask: broadcastable to (..., L, S), bool (True takes part) or float (added); or None.
+        is_causal: query ``i`` sees keys ``<= i`` (top-left aligned, as PyTorch).
+        scale: score scale, default ``1 / sqrt(E)``.
+        dropout_p, key: dropout on the weights and its PRNG key (reference path only).
+        impl: "auto", "pallas" (flash attention; a ValueError for what it does not cover: a
+            mask, dropout, other dtypes) or "xla".
+        config: tile sizes for the Pallas kernels (default: by head dim).
+
+    Returns:
+        (..., H, L, Ev) in ``q``'s dtype.
+
+    Example:
+        >>> q = jnp.ones((2, 8, 5, 64)); kv = jnp.ones((2, 2, 7, 64))
+        >>> attention(q, kv, kv, is_causal=True, impl="pallas").shape
+        (2, 8, 5, 64)
+    """
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
+    refusal = _kernel_refusal(q, k, v, mask, dropout_p)
+    chosen = resolve_impl("attention", impl, lambda: refusal is None and _auto_choice(
+        q, k, v, is_causal) == "pallas")
+    if chosen == "pallas":
+        if refusal is not None:
+            raise ValueError(f"attention: the Pallas kernel does not take {refusal}; use "
+                             f"impl='xla' or 'auto'")
+        return _flash(q, k, v, is_causal, scale, config, cudnn=False)
+    if (impl == "auto" and _dispatch.get_default_impl() == "auto" and refusal is None
+            and _auto_choice(q, k, v, is_causal) == "cudnn"):
+        return _flash(q, k, v, is_causal, scale, None, cudnn=True)
+    return attention_reference(q, _repeat_kv(q, k), _repeat_kv(q, v), mask, is_causal=is_causal,
+                               scale=scale, dropout_p=dropout_p, key=key)

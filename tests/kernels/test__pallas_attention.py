@@ -1,0 +1,76 @@
+"""Pallas flash attention against the float32 HIGHEST-precision reference, forward and gradient.
+
+On the CPU the kernels run in Pallas' interpreter with small tiles, so a few dozen rows already
+span several tiles, ragged edges and the causal diagonal; ``@pytest.mark.gpu`` tests run the
+compiled kernels with their default tiles at the head dims that matter (64, 128, 256).
+"""
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from tests.kernels.pallas_helpers import check_fwd_and_grad_jit, normal
+from torsh_fn.kernels._pallas_attention import (
+    AttentionConfig,
+    AttentionStatic,
+    attention_pallas,
+)
+from torsh_fn.kernels.attention import attention, attention_reference
+
+SMALL = AttentionConfig(16, 16, 16, 16, 16, 16)
+
+
+def reference(q, k, v, causal, scale):
+    """Grouped heads repeated, then the jax.numpy reference at Precision.HIGHEST."""
+    group = q.shape[1] // k.shape[1]
+    k, v = jnp.repeat(k, group, axis=1), jnp.repeat(v, group, axis=1)
+    return attention_reference(q, k, v, is_causal=causal, scale=scale)
+
+
+def check(rng, dtype, shapes, causal, scale, cfg):
+    q, k, v = (normal(rng, s, dtype) for s in shapes)
+    static = AttentionStatic(causal, scale, cfg)
+    check_fwd_and_grad_jit(lambda q, k, v: attention_pallas(q, k, v, static),
+                           lambda q, k, v: reference(q, k, v, causal, scale),
+                           (q, k, v), rng, dtype)
+
+
+CASES = [  # q, k, v shapes; causal; dtype: ragged tiles, grouped heads, odd head dims
+    (((1, 4, 37, 24), (1, 2, 37, 24), (1, 2, 37, 24)), True, jnp.float32),
+    (((2, 2, 20, 16), (2, 1, 45, 16), (2, 1, 45, 8)), False, jnp.bfloat16),
+    (((1, 2, 45, 8), (1, 2, 19, 8), (1, 2, 19, 8)), True, jnp.float16),
+]
+
+
+@pytest.mark.parametrize("shapes, causal, dtype", CASES)
+def test_matches_reference(rng, shapes, causal, dtype):
+    check(rng, dtype, shapes, causal, 0.3, SMALL)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("head_dim", [64, 128, 256])
+@pytest.mark.parametrize("causal", [True, False])
+def test_compiled_kernels_match_reference(rng, head_dim, causal):
+    q_shape, kv_shape = (2, 8, 1000, head_dim), (2, 2, 1000, head_dim)
+    check(rng, jnp.bfloat16, (q_shape, kv_shape, kv_shape), causal, head_dim**-0.5, None)
+
+
+@pytest.mark.gpu
+def test_compiled_float32_and_odd_sizes(rng):
+    shapes = ((1, 4, 333, 40), (1, 4, 517, 40), (1, 4, 517, 40))
+    check(rng, jnp.float32, shapes, True, 0.2, None)
+
+
+def test_config_rejects_bad_blocks():
+    with pytest.raises(ValueError, match="block_k must be a power of two >= 16, got 24"):
+        AttentionConfig(block_k=24)
+
+
+def test_public_op_refuses_what_the_kernel_does_not_cover():
+    q = jnp.ones((1, 2, 5, 8))
+    with pytest.raises(ValueError, match="attention: the Pallas kernel does not take an attn mask"):
+        attention(q, q, q, jnp.ones((5, 5), bool), impl="pallas")
+    with pytest.raises(ValueError, match="does not take dropout_p > 0"):
+        attention(q, q, q, dropout_p=0.5, key=jax.random.PRNGKey(0), impl="pallas")
+    with pytest.raises(ValueError, match="does not take key/value heads that do not divide"):
+        attention(q, q[:, :1].repeat(3, 1), q[:, :1].repeat(3, 1), impl="pallas")

@@ -1,0 +1,86 @@
+"""kernels.matmul / matmul_bias_act: the reference against torch (shape rules, epilogues), the
+Pallas path against it through the public op, dispatch and errors."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as TF
+
+from tests.kernels.pallas_helpers import check_fwd_and_grad_jit, normal
+from tests.oracle import check_vs_torch
+from torsh_fn import kernels
+from torsh_fn.kernels._pallas_matmul import MatmulConfig
+from torsh_fn.kernels.matmul import matmul, matmul_bias_act
+
+SMALL = MatmulConfig(16, 16, 16, group_m=2, num_warps=4, num_stages=1)
+SHAPES = [((3, 4), (4, 5)), ((2, 3, 4), (4, 5)), ((4,), (2, 4, 5)), ((3, 4), (4,)),
+          ((2, 1, 3, 4), (5, 4, 2)), ((3, 4), (2, 4, 6))]
+
+
+@pytest.mark.parametrize("a_shape, b_shape", SHAPES)
+def test_reference_follows_torch_matmul(rng, variant, a_shape, b_shape):
+    a, b = (rng.standard_normal(s).astype(np.float32) for s in (a_shape, b_shape))
+    check_vs_torch(lambda a, b: matmul(a, b, impl="xla"), torch.matmul, a, b, rng=rng,
+                   variant=variant)
+
+
+TORCH_ACTS = {"relu": torch.relu, "gelu": TF.gelu, "silu": TF.silu,
+              "gelu_tanh": lambda z: TF.gelu(z, approximate="tanh"), None: lambda z: z}
+
+
+@pytest.mark.parametrize("act", list(TORCH_ACTS))
+def test_bias_act_reference_matches_torch_linear(rng, act):
+    x, w, b = (rng.standard_normal(s).astype(np.float32) for s in ((2, 3, 6), (5, 6), (5,)))
+    check_vs_torch(lambda x, w, b: matmul_bias_act(x, w.T, b, act, impl="xla"),
+                   lambda x, w, b: TORCH_ACTS[act](TF.linear(x, w, b)), x, w, b, rng=rng)
+
+
+@pytest.mark.parametrize("a_shape, b_shape, dtype", [((2, 1, 21, 18), (1, 3, 18, 17), jnp.float32),
+                                                     ((18,), (2, 18, 20), jnp.bfloat16)])
+def test_pallas_path_matches_xla(rng, a_shape, b_shape, dtype):
+    args = (normal(rng, a_shape, dtype), normal(rng, b_shape, dtype))
+    check_fwd_and_grad_jit(lambda a, b: matmul(a, b, impl="pallas", config=SMALL),
+                           lambda a, b: matmul(a, b, impl="xla"), args, rng, dtype)
+
+
+def test_pallas_bias_act_on_a_batch_of_rows(rng):
+    args = tuple(normal(rng, s, jnp.float32) for s in ((2, 9, 20), (20, 18), (18,)))
+    check_fwd_and_grad_jit(lambda x, w, b: matmul_bias_act(x, w, b, "relu", impl="pallas"),
+                           lambda x, w, b: matmul_bias_act(x, w, b, "relu", impl="xla"),
+                           args, rng, jnp.float32)
+
+
+def test_auto_is_xla_on_the_cpu(rng):
+    a, b = normal(rng, (5, 7), jnp.float32), normal(rng, (7, 3), jnp.float32)
+    assert jnp.array_equal(kernels.matmul(a, b), matmul(a, b, impl="xla"))
+    bias = jnp.ones(3)
+    assert jnp.array_equal(kernels.matmul_bias_act(a, b, bias, "gelu"),
+                           matmul_bias_act(a, b, bias, "gelu", impl="xla"))
+
+
+def test_integer_inputs_take_the_reference():
+    a = jnp.arange(6).reshape(2, 3)
+    assert jnp.array_equal(matmul(a, a.T), a @ a.T)
+    with pytest.raises(ValueError, match="matmul: the Pallas kernel does not take dtype int"):
+        matmul(a, a.T, impl="pallas")
+
+
+def test_bad_input_is_named():
+    a = jnp.ones((2, 3))
+    with pytest.raises(ValueError, match=r"matmul: a's last dim must equal b's contracted dim"):
+        matmul(a, jnp.ones((4, 2)))
+    with pytest.raises(ValueError, match="matmul: expected arrays of rank >= 1"):
+        matmul(a, jnp.float32(2.0))
+    with pytest.raises(ValueError, match="matmul_bias_act: act must be one of"):
+        matmul_bias_act(a, a.T, None, "tanh")
+    with pytest.raises(ValueError, match=r"matmul_bias_act: bias must have shape \(2,\)"):
+        matmul_bias_act(a, a.T, jnp.ones(3), "relu")
+    with pytest.raises(ValueError, match="matmul: impl must be one of"):
+        matmul(a, a.T, impl="triton")
+
+
+def test_exported_at_package_level():
+    assert kernels.matmul is matmul and kernels.matmul_bias_act is matmul_bias_act
+    assert jax.eval_shape(kernels.matmul, jnp.ones((4, 3)), jnp.ones(3)).shape == (4,)

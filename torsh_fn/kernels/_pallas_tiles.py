@@ -1,0 +1,43 @@
+"""Shared helpers of the tiled (matrix-unit) Pallas kernels: matmul and flash attention.
+
+Tiled kernels address whole arrays from inside the kernel (``pl.ds`` windows with masked edges)
+rather than through block specs, so one kernel serves arbitrary sizes. Everything backend- or
+version-specific about them lives here: the Triton launch parameters, the in-kernel dot's
+precision, and index arithmetic that stays int32 under ``jax_enable_x64``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.experimental.pallas import triton as plgpu
+
+from ._pallas_common import interpret_mode
+
+
+def compiler_params(num_warps: int, num_stages: int) -> plgpu.CompilerParams:
+    """Triton launch parameters: warps per program and the software-pipelining depth."""
+    return plgpu.CompilerParams(num_warps=num_warps, num_stages=num_stages)
+
+
+def dot_precision(dtype) -> lax.DotAlgorithmPreset | lax.Precision | None:
+    """The precision of an in-kernel ``plgpu.dot`` of ``dtype`` tiles (accumulating in float32).
+
+    float32: three TF32 tensor-core products (``TF32_TF32_F32_X3``, float32-class accuracy) on
+    the GPU and full float32 in interpret mode (the CPU has no TF32); 16-bit inputs: the tensor
+    cores' own (None).
+    """
+    if jnp.dtype(dtype) != jnp.float32:
+        return None
+    return lax.Precision.HIGHEST if interpret_mode() else lax.DotAlgorithmPreset.TF32_TF32_F32_X3
+
+
+def idiv(a, b) -> jax.Array:
+    """Integer ``a // b`` of non-negative in-kernel indices, in int32."""
+    return lax.div(jnp.asarray(a, jnp.int32), jnp.asarray(b, jnp.int32))
+
+
+def irem(a, b) -> jax.Array:
+    """Integer ``a % b`` of non-negative in-kernel indices, in int32."""
+    return lax.rem(jnp.asarray(a, jnp.int32), jnp.asarray(b, jnp.int32))
