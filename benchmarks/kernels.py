@@ -1,5 +1,5 @@
-"""Kernel benchmark: correctness on fresh data, then Pallas vs XLA vs PyTorch (vs tokamax / JAX's
-own Pallas ops where they have the op), in one run on one GPU.
+"""Kernel benchmark: correctness on fresh data, then Pallas vs XLA vs PyTorch (vs cuDNN, tokamax /
+JAX's own Pallas ops where they have the op), in one run on one GPU.
 
     PYTHONPATH=$PWD python3 benchmarks/kernels.py                 # the table (GB/s, % of copy)
     PYTHONPATH=$PWD python3 benchmarks/kernels.py --sweep FILE    # dispatch table for "auto"
@@ -7,7 +7,10 @@ own Pallas ops where they have the op), in one run on one GPU.
 
 Bandwidth counts the fewest bytes each op must move: every input read once, every output
 written once. "% copy" is that over the measured device-to-device copy bandwidth (x + 1 on 1 GiB
-of float32, bytes read plus written).
+of float32, bytes read plus written). Matmul and attention report TFLOP/s: 2 M N K for a product;
+4 B H Sq Sk D for attention's forward (half when causal), 3.5 times that forward + backward.
+
+    PYTHONPATH=$PWD python3 benchmarks/kernels.py --only matmul,attention --tiles
 """
 
 from __future__ import annotations
@@ -284,6 +287,182 @@ def bench_cross_entropy(rows: int, classes: int, report: list[str]) -> None:
     print("\n".join(report[-7:]), flush=True)
 
 
+def _tflops(flops: float, ms: float) -> str:
+    return f"{flops / ms / 1e9:.0f}" if ms == ms else "-"  # ms is NaN where a peer is missing
+
+
+def _time_or_nan(timer: Callable, *args, **kwargs) -> float:
+    """A peer's time, or NaN (with a printed note) where it cannot run here."""
+    try:
+        return timer(*args, **kwargs)
+    except Exception as err:  # a peer this machine lacks (cuDNN, tokamax, a Triton config)
+        print(f"  skipped: {type(err).__name__}: {str(err)[:200]}", flush=True)
+        return float("nan")
+
+
+def bench_matmul(size: int, report: list[str], configs=()) -> None:
+    """C = A @ B on size^3 (bf16 and f32): Pallas, XLA, PyTorch, in TFLOP/s (2 * size^3 flops).
+
+    XLA's float32 product runs at its default precision (TF32 on the GPU) and at HIGHEST (full
+    float32, PyTorch's default); ours uses three TF32 products (float32-class accuracy).
+    ``configs`` are extra Pallas tile configs to time (tuning).
+    """
+    from torsh_fn.kernels._pallas_matmul import DEFAULT_CONFIGS, MatmulStatic, matmul_pallas3
+
+    rng = np.random.default_rng()
+    flops = 2.0 * size**3
+    report += ["", f"### matmul {size}^3 (TFLOP/s)", "",
+               "| impl | dtype | rel err vs f32 HIGHEST | TFLOP/s | vs XLA |", "|" + " --- |" * 5]
+    for dtype in (jnp.bfloat16, jnp.float32):
+        a = jnp.asarray(rng.standard_normal((size, size)), dtype)
+        b = jnp.asarray(rng.standard_normal((size, size)), dtype)
+        exact = jax.jit(lambda a, b: jnp.matmul(a.astype(jnp.float32), b.astype(jnp.float32),
+                                                precision="highest"))(a, b)
+        name = jnp.dtype(dtype).name
+        cases = {"XLA default": jnp.matmul,
+                 "Pallas (ours)": lambda a, b: kernels.matmul(a, b, impl="pallas")}
+        if dtype == jnp.float32:
+            cases["XLA HIGHEST"] = functools.partial(jnp.matmul, precision="highest")
+        for cfg in configs:
+            tiles = (f"Pallas {cfg.block_m}x{cfg.block_n}x{cfg.block_k} w{cfg.num_warps} "
+                     f"s{cfg.num_stages}")
+            cases[tiles] = lambda a, b, cfg=cfg: matmul_pallas3(
+                a[None], b[None], None, MatmulStatic(None, cfg))[0]
+        times = {}
+        for label, fn in cases.items():
+            if label.startswith("Pallas ") and dtype == jnp.float32 and label != "Pallas (ours)":
+                continue  # tile sweeps in bf16 only
+            times[label] = _time_or_nan(time_jax, fn, a, b, iters=10, reps=5)
+            err = rel_err(jax.jit(fn)(a, b), exact) if times[label] == times[label] else 0.0
+            xla = times.get("XLA default", float("nan"))
+            report.append(f"| {label} | {name} | {err:.1e} | {_tflops(flops, times[label])} | "
+                          f"{xla / times[label]:.2f}x |")
+            print(report[-1], flush=True)
+        if torch:
+            ta, tb = to_torch(a), to_torch(b)
+            t = time_torch(torch.matmul, ta, tb, iters=10, reps=5)
+            report.append(f"| PyTorch torch.matmul | {name} | | {_tflops(flops, t)} | "
+                          f"{times['XLA default'] / t:.2f}x |")
+            print(report[-1], flush=True)
+    report.append(f"default Pallas tiles: {DEFAULT_CONFIGS}")
+
+
+def _attention_flops(b, h, sq, sk, d, causal, backward) -> float:
+    """4 B H Sq Sk D for the two products of the forward (half of it when causal); the backward
+    does 2.5 times the forward's (five products instead of two)."""
+    fwd = 4.0 * b * h * sq * sk * d / (2 if causal else 1)
+    return fwd * (3.5 if backward else 1.0)
+
+
+def _attention_cases(causal: bool, configs=()):
+    """impl -> (function of q, k, v in (B, H, S, D)), the peers in their own layouts inside."""
+    from torsh_fn.kernels._pallas_attention import AttentionStatic, attention_pallas
+
+    def cudnn(q, k, v):
+        t = [x.swapaxes(1, 2) for x in (q, k, v)]  # cuDNN's native (B, S, H, D)
+        return jax.nn.dot_product_attention(*t, is_causal=causal,
+                                            implementation="cudnn").swapaxes(1, 2)
+
+    cases = {"XLA (plain)": lambda q, k, v: kernels.attention(q, k, v, is_causal=causal,
+                                                               impl="xla"),
+             "Pallas (ours)": lambda q, k, v: kernels.attention(q, k, v, is_causal=causal,
+                                                                 impl="pallas"),
+             "cuDNN (jax.nn, BHSD<->BSHD)": cudnn,
+             "auto": lambda q, k, v: kernels.attention(q, k, v, is_causal=causal)}
+    for c in configs:
+        tiles = (f"Pallas fwd {c.block_q}x{c.block_k} w{c.num_warps} s{c.num_stages}, dkv "
+                 f"{c.block_q_dkv}x{c.block_k_dkv}, dq {c.block_q_dq}x{c.block_k_dq} "
+                 f"w{c.bwd_num_warps} s{c.bwd_num_stages}")
+        cases[tiles] = lambda q, k, v, cfg=c: attention_pallas(
+            q, k, v, AttentionStatic(causal, q.shape[-1] ** -0.5, cfg))
+    try:
+        import tokamax
+
+        cases["tokamax"] = lambda q, k, v: tokamax.dot_product_attention(
+            *(x.swapaxes(1, 2) for x in (q, k, v)), is_causal=causal).swapaxes(1, 2)
+    except ImportError:
+        print("tokamax is not importable here: its attention is not timed", flush=True)
+    return cases
+
+
+def bench_attention(batch: int, seq: int, heads: int, head_dim: int, report: list[str],
+                    configs=(), causal: bool = True) -> None:
+    """Attention (B, H, S, D) bf16, forward and forward+backward, in TFLOP/s."""
+    rng = np.random.default_rng()
+    shape = (batch, heads, seq, head_dim)
+    q, k, v, d_out = (jnp.asarray(rng.standard_normal(shape), jnp.bfloat16) for _ in range(4))
+    report += ["", f"### {'causal ' if causal else ''}attention B{batch} S{seq} H{heads} "
+               f"D{head_dim} bf16 (TFLOP/s)", "",
+               "| impl | fwd rel err | fwd | fwd+bwd | grad rel err | fwd vs XLA "
+               "| fwd+bwd vs XLA |", "|" + " --- |" * 7]
+    exact = jax.jit(lambda q, k, v: attention_reference_f32(q, k, v, causal))
+    ref_out = exact(q, k, v)
+    ref_grads = jax.jit(lambda q, k, v, g: jax.vjp(
+        lambda *a: exact(*a), q, k, v)[1](g))(q, k, v, d_out.astype(jnp.float32))
+    flops_f = _attention_flops(batch, heads, seq, seq, head_dim, causal, False)
+    flops_b = _attention_flops(batch, heads, seq, seq, head_dim, causal, True)
+    xla = None
+    for label, fn in _attention_cases(causal, configs).items():
+        def train(q, k, v, g, fn=fn):
+            return jax.vjp(fn, q, k, v)[1](g)
+
+        t_f = _time_or_nan(time_jax, fn, q, k, v, iters=10, reps=5)
+        if t_f != t_f:
+            continue
+        t_b = _time_or_nan(time_jax, train, q, k, v, d_out, iters=5, reps=5)
+        err = rel_err(jax.jit(fn)(q, k, v), ref_out)
+        g_err = (max(rel_err(g, r) for g, r in zip(jax.jit(train)(q, k, v, d_out), ref_grads))
+                 if t_b == t_b else float("nan"))
+        xla = xla or (t_f, t_b)
+        report.append(f"| {label} | {err:.1e} | {_tflops(flops_f, t_f)} | "
+                      f"{_tflops(flops_b, t_b)} | {g_err:.1e} | {xla[0] / t_f:.2f}x | "
+                      f"{xla[1] / t_b:.2f}x |")
+        print(report[-1], flush=True)
+    if torch:
+        F = torch.nn.functional
+        tq, tk, tv = (to_torch(x).clone().requires_grad_(True) for x in (q, k, v))
+        tg = to_torch(d_out)
+
+        def torch_train(tq, tk, tv):
+            for x in (tq, tk, tv):
+                x.grad = None
+            F.scaled_dot_product_attention(tq, tk, tv, is_causal=causal).backward(tg)
+
+        t_f = time_torch(lambda a, b, c: F.scaled_dot_product_attention(a, b, c,
+                                                                        is_causal=causal),
+                         tq.detach(), tk.detach(), tv.detach(), iters=10, reps=5)
+        t_b = time_torch(torch_train, tq, tk, tv, iters=5, reps=5)
+        report.append(f"| PyTorch SDPA | | {_tflops(flops_f, t_f)} | {_tflops(flops_b, t_b)} | "
+                      f"| {xla[0] / t_f:.2f}x | {xla[1] / t_b:.2f}x |")
+        print(report[-1], flush=True)
+
+
+def attention_reference_f32(q, k, v, causal: bool):
+    """The float32 Precision.HIGHEST reference on upcast inputs."""
+    from torsh_fn.kernels.attention import attention_reference
+
+    return attention_reference(*(x.astype(jnp.float32) for x in (q, k, v)), is_causal=causal)
+
+
+def tile_configs():
+    """A few tile configs around the defaults, timed by ``--tiles`` (H100/H200 starting points)."""
+    from torsh_fn.kernels._pallas_attention import AttentionConfig
+    from torsh_fn.kernels._pallas_matmul import MatmulConfig
+
+    matmul = [MatmulConfig(128, 256, 64, 8, 8, 3), MatmulConfig(128, 256, 64, 8, 8, 4),
+              MatmulConfig(256, 128, 64, 8, 8, 3), MatmulConfig(128, 128, 64, 8, 4, 4),
+              MatmulConfig(128, 256, 32, 8, 8, 4)]
+    attention = [AttentionConfig(128, 64, num_warps=4, num_stages=3),
+                 AttentionConfig(128, 128, num_warps=8, num_stages=2),
+                 AttentionConfig(64, 64, num_warps=4, num_stages=3),
+                 AttentionConfig(block_q_dkv=32, block_k_dkv=128, block_q_dq=128, block_k_dq=32),
+                 AttentionConfig(block_q_dkv=64, block_k_dkv=64, block_q_dq=64, block_k_dq=64,
+                                 bwd_num_warps=4, bwd_num_stages=3),
+                 AttentionConfig(block_q_dkv=32, block_k_dkv=64, block_q_dq=64, block_k_dq=32,
+                                 bwd_num_warps=4, bwd_num_stages=2)]
+    return matmul, attention
+
+
 def tune(report: list[str]) -> None:
     """Time each kernel at 1..16 warps per program on bf16 16384 x 4096 (CE: 8192 x 32768) and
     print the ``TUNED_WARPS`` entries to paste into ``_pallas_common``."""
@@ -441,8 +620,32 @@ def _public_cases(dtype):
         return lambda impl: lambda x: op(x, jnp.ones(x.shape[-1], x.dtype),
                                          jnp.zeros(x.shape[-1], x.dtype), impl)
 
+    def square(n):  # matmul's size key is the geometric mean of M, N, K
+        return tuple(jnp.asarray(rng.standard_normal((n, n)), dtype) for _ in range(2))
+
+    def heads(s):  # attention's size key is the key length; B H D fixed at 4 16 128
+        return tuple(jnp.asarray(rng.standard_normal((4, 16, s, 128)), dtype) for _ in range(3))
+
+    def attention(impl):
+        def cudnn(q, k, v):
+            t = [x.swapaxes(1, 2) for x in (q, k, v)]
+            return jax.nn.dot_product_attention(*t, is_causal=True,
+                                                implementation="cudnn").swapaxes(1, 2)
+
+        if impl == "cudnn":
+            return cudnn
+        return lambda q, k, v: kernels.attention(q, k, v, is_causal=True, impl=impl)
+
     row_keys, plane_keys = (512, 4096, 32768), (49, 196, 784, 3136, 12544)
+    attention_cases = {} if dtype != jnp.bfloat16 else {  # bf16 only: cuDNN's and the peers'
+        "attention_causal": ((1024, 4096), heads, attention, True),
+        # cuDNN's entry: its "pallas" column is cuDNN (the table's [key, kernel ms, xla ms])
+        "cudnn_attention_causal": ((1024, 4096), heads, lambda impl: attention(
+            "cudnn" if impl == "pallas" else impl), True)}
     return {
+        **attention_cases,
+        "matmul": ((1024, 4096, 8192), square, lambda impl: functools.partial(
+            kernels.matmul, impl=impl), True),
         "softmax": (row_keys, rows, lambda impl: functools.partial(
             kernels.softmax, dim=-1, impl=impl), True),
         "log_softmax": (row_keys, rows, lambda impl: functools.partial(
@@ -492,7 +695,7 @@ def _fwd_and_train_times(fn_a: Callable, fn_b: Callable, args, grad: bool) -> li
 MARGIN = 0.15
 
 
-def sweep(path: str) -> None:
+def sweep(path: str, ops: list[str] | None = None) -> None:
     """Measure Pallas vs XLA over sizes and write the dispatch table that ``impl="auto"`` reads.
 
     Each entry keeps the worse of the forward and forward+backward comparisons, so "auto" picks
@@ -502,6 +705,8 @@ def sweep(path: str) -> None:
              "date": str(datetime.date.today()), "margin": MARGIN, "ops": {}}
     for dtype in (jnp.bfloat16, jnp.float32):
         for op, (keys, make, fn, grad) in _public_cases(dtype).items():
+            if ops and op not in ops:
+                continue
             for key in keys:
                 pairs = _fwd_and_train_times(jax.jit(fn("pallas")), jax.jit(fn("xla")),
                                              make(key), grad)
@@ -543,10 +748,14 @@ def main(argv=None) -> None:
     parser.add_argument("--cols", type=int, default=4096)
     parser.add_argument("--quick", action="store_true", help="small shapes (CPU smoke run)")
     parser.add_argument("--tune", action="store_true", help="sweep warps per kernel first")
-    parser.add_argument("--only", default="rows,ce,pool",
-                        help="sections to run, from rows,ce,pool,auto (auto: impl='auto' vs "
-                             "'xla' on the dispatch table's shapes)")
+    parser.add_argument("--only", default="rows,ce,pool,matmul,attention",
+                        help="sections to run, from rows,ce,pool,matmul,attention,auto (auto: "
+                             "impl='auto' vs 'xla' on the dispatch table's shapes)")
+    parser.add_argument("--tiles", action="store_true",
+                        help="also time a few Pallas tile configs for matmul and attention")
     parser.add_argument("--sweep", default=None, help="write the dispatch table to this file")
+    parser.add_argument("--sweep-ops", default=None,
+                        help="with --sweep: only these ops (comma-separated)")
     args = parser.parse_args(argv)
     dev = jax.devices()[0]
     report = [
@@ -563,7 +772,7 @@ def main(argv=None) -> None:
     if args.tune:
         tune(report)
     if args.sweep:
-        sweep(args.sweep)
+        sweep(args.sweep, args.sweep_ops.split(",") if args.sweep_ops else None)
         return
     sections = args.only.split(",")
     if "rows" in sections:
@@ -572,6 +781,12 @@ def main(argv=None) -> None:
         bench_cross_entropy(8192, 32768, report)
     if "pool" in sections and not args.quick:
         bench_pool_and_batch_norm(report)
+    mm_tiles, attn_tiles = tile_configs() if args.tiles else ((), ())
+    if "matmul" in sections:
+        bench_matmul(256 if args.quick else 8192, report, mm_tiles)
+    if "attention" in sections:
+        shape = (1, 64, 2, 64) if args.quick else (4, 4096, 16, 128)
+        bench_attention(*shape, report, attn_tiles)
     if "auto" in sections:
         check_auto(report)
     if args.out:
