@@ -5,6 +5,10 @@ there is no GPU), and ``"auto"`` asks the op's dispatch rule, which picks Pallas
 benchmark on that backend measured it faster. ``set_default_impl`` or the environment variable
 ``TORSH_FN_KERNEL_IMPL`` overrides ``"auto"`` everywhere, for debugging.
 
+Some ops also choose among XLA lowerings of their own under ``"auto"`` (``picks_lowering``):
+convolution and pooling on the CPU (``conv.py``, ``pooling.py``); ``"xla"`` always runs the
+reference.
+
 The measurements behind ``"auto"`` live in ``dispatch_table.json`` beside this file, written by
 ``benchmarks/kernels.py --sweep``: for each op and dtype, a list of ``[n, pallas_ms, xla_ms]``
 where ``n`` is the op's size key (the row length, or the pooled plane's size). A call uses Pallas
@@ -63,6 +67,12 @@ def resolve_impl(op: str, impl: str, prefers_pallas: Callable[[], bool] | None =
     if impl == "pallas" and prefers_pallas is None:
         raise ValueError(f"{op}: has no Pallas kernel; use impl='xla' or 'auto'")
     return impl
+
+
+def picks_lowering(impl: str) -> bool:
+    """Whether a call with ``impl`` leaves the choice among XLA lowerings to the op's own rule:
+    ``"auto"``, with no ``set_default_impl`` override."""
+    return impl == "auto" and _default_impl == "auto"
 
 
 _TABLE_PATH = Path(__file__).with_name("dispatch_table.json")

@@ -4,6 +4,13 @@ Input (N, C_in, *spatial), weight (C_out, C_in / groups, *kernel) for ``conv``, 
 (C_in, C_out / groups, *kernel) for ``conv_transpose``. Padding is one ``(lo, hi)`` pair per spatial
 dim. ``conv_transpose`` is the gradient of ``conv`` with respect to its input: a convolution of
 the input dilated by ``stride`` with the flipped, in/out-swapped kernel.
+
+``conv(..., impl="auto")`` picks among XLA lowerings (there is no Pallas convolution; "pallas"
+is refused and "xla" runs ``conv_reference``, XLA's convolution in NCHW): on the CPU, patches
+times a matrix (``_conv_lowering.conv_patches``) where ``prefers_patches`` says XLA's convolution
+measured slower (few input channels, or few output positions), else ``conv_reference``; on a GPU,
+2-d convolutions run in NHWC between transposes (``conv_channels_last``), cuDNN's fast layout.
+``benchmarks/conv.py`` measures the choice.
 """
 
 from __future__ import annotations
@@ -14,7 +21,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ._dispatch import resolve_impl
+from ._conv_lowering import conv_channels_last, conv_patches, prefers_patches
+from ._dispatch import picks_lowering, resolve_impl
 
 __all__ = ["conv", "conv_reference", "conv_transpose", "conv_transpose_reference"]
 
@@ -68,9 +76,26 @@ def conv_transpose_reference(x: jax.Array, weight: jax.Array, stride: Sequence[i
 
 def conv(x: jax.Array, weight: jax.Array, stride: Sequence[int], padding: Pairs,
          dilation: Sequence[int], groups: int = 1, *, impl: str = "auto") -> jax.Array:
-    """Convolution (see ``conv_reference``); ``impl`` is "auto" or "xla" (no Pallas kernel yet)."""
+    """Convolution (see ``conv_reference``); ``impl`` is "auto" or "xla" (no Pallas kernel yet).
+
+    "auto" picks the lowering for the backend and shapes (see the module's docstring); every
+    lowering gives ``conv_reference``'s result up to float rounding.
+
+    Example:
+        >>> conv(jnp.ones((2, 3, 8, 8)), jnp.ones((4, 3, 3, 3)), (1, 1), [(1, 1)] * 2,
+        ...      (1, 1)).shape
+        (2, 4, 8, 8)
+    """
     resolve_impl("conv", impl, None)
-    return conv_reference(x, weight, stride, padding, dilation, groups)
+    lowering = conv_reference
+    if picks_lowering(impl):
+        backend = jax.default_backend()
+        if backend == "cpu" and prefers_patches(x.shape, weight.shape, stride, padding, dilation,
+                                                groups):
+            lowering = conv_patches
+        elif backend == "gpu" and x.ndim == 4:
+            lowering = conv_channels_last
+    return lowering(x, weight, stride, padding, dilation, groups)
 
 
 def conv_transpose(x: jax.Array, weight: jax.Array, stride: Sequence[int],

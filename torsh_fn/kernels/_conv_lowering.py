@@ -1,0 +1,122 @@
+"""Convolution lowerings besides XLA's NCHW one, chosen by ``conv(..., impl="auto")``.
+
+``conv_patches``: convolution as patches times a matrix, for the CPU. XLA's CPU convolution is
+slow where the input has few channels (its weight gradient) or the output few positions per image
+(ResNet's late stages: a 2x2 or 1x1 image with 256-512 channels), and there one matrix product
+does better. The patch matrix is built channel-major, ``(C_in / groups * taps, N * out_positions)``
+(Caffe's im2col layout), from one strided slice of the padded input per kernel tap; the product
+with the weight, ``(C_out / groups, C_in / groups * taps)``, gives the output ``(C_out, N, *out)``.
+Taps that only ever read padding (a 3x3 kernel on a 1x1 image) are left out, so such a
+convolution is a plain matrix product. The gradient is JAX's own: the transposed product, and the
+slices' transposes (pads) summed back into the input.
+
+``conv_channels_last``: the same convolution run by XLA in (N, *spatial, C) / (*kernel, I, O)
+layout between two transposes, which XLA folds into its neighbours on a GPU, where NHWC is the
+fast layout for cuDNN.
+
+``prefers_patches`` is the rule ``conv`` uses on the CPU; ``benchmarks/conv.py`` measures it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+Pairs = Sequence[tuple[int, int]]
+
+__all__ = ["conv_channels_last", "conv_patches", "prefers_patches"]
+
+
+def _out_size(length: int, kernel: int, stride: int, pad: tuple[int, int], dilation: int) -> int:
+    return (length + pad[0] + pad[1] - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def _live_taps(length: int, kernel: int, stride: int, lo: int, dilation: int,
+               out: int) -> list[int]:
+    """The kernel taps along one dim that read at least one input element (not only padding)."""
+    return [t for t in range(kernel)
+            if any(0 <= o * stride + t * dilation - lo < length for o in range(out))]
+
+
+def conv_patches(x: jax.Array, weight: jax.Array, stride: Sequence[int], padding: Pairs,
+                 dilation: Sequence[int], groups: int = 1) -> jax.Array:
+    """Cross-correlation of ``x`` (N, C_in, *s) with ``weight`` (C_out, C_in/groups, *k).
+
+    Same arguments and result as ``conv_reference``; computed as one (batched over groups)
+    matrix product of the weight with the input's patch matrix.
+
+    Example:
+        >>> conv_patches(jnp.ones((1, 1, 5)), jnp.ones((1, 1, 3)), (1,), [(0, 0)], (1,))
+        Array([[[3., 3., 3.]]], dtype=float32)
+    """
+    n, _, *spatial = x.shape
+    c_out, c_group, *kernel = weight.shape
+    out = [_out_size(*args) for args in zip(spatial, kernel, stride, padding, dilation)]
+    taps = [_live_taps(length, k, s, lo, d, o)
+            for length, k, s, (lo, _), d, o in zip(spatial, kernel, stride, padding, dilation, out)]
+    w = weight.astype(x.dtype)
+    for axis, (live, k) in enumerate(zip(taps, kernel)):
+        if len(live) < k:
+            w = jnp.take(w, np.asarray(live), axis=2 + axis)
+    n_taps = math.prod(len(live) for live in taps)
+    # [groups, C_in/groups, N, *s], padded; one strided slice per live tap: [.., N, *out]
+    xt = jnp.moveaxis(x, 1, 0).reshape(groups, c_group, n, *spatial)
+    xt = jnp.pad(xt, [(0, 0)] * 3 + [tuple(p) for p in padding])
+    cols = []
+    for offsets in itertools.product(*taps):
+        start = [t * d for t, d in zip(offsets, dilation)]
+        limit = [st + (o - 1) * s + 1 for st, o, s in zip(start, out, stride)]
+        cols.append(lax.slice(xt, (0, 0, 0, *start), (groups, c_group, n, *limit),
+                              (1, 1, 1, *stride)))
+    # [groups, C_in/groups * taps, N * prod(out)] times [groups, C_out/groups, C_in/groups * taps]
+    patches = jnp.stack(cols, axis=2).reshape(groups, c_group * n_taps, -1)
+    w = w.reshape(groups, c_out // groups, c_group * n_taps)
+    y = lax.dot_general(w, patches, (((2,), (1,)), ((0,), (0,))))
+    return jnp.moveaxis(y.reshape(c_out, n, *out), 0, 1)
+
+
+def prefers_patches(x_shape: Sequence[int], w_shape: Sequence[int], stride: Sequence[int],
+                    padding: Pairs, dilation: Sequence[int], groups: int) -> bool:
+    """The CPU rule: patches times a matrix where XLA's convolution measured slower.
+
+    That is, ungrouped convolutions whose patch has at most 32 elements (``C_in * prod(kernel)``:
+    the first layer of a CNN on grey or RGB images with a 3x3 kernel, where XLA's weight gradient
+    is at its slowest: 21 against 6 ms forward and backward for 1 -> 32 channels, batch 128 at
+    28x28), or with at most 64 output positions per image (8x8 and smaller, ResNet-18's stages at
+    32x32 input: up to 100 ms in XLA against 0.5-4 ms). Larger images with more channels, and
+    ResNet's 7x7 stem, stay with XLA, whose convolution is there 1.5-4x faster than the patch
+    matrix (``benchmarks/results/conv_cpu.md``).
+    """
+    if groups != 1:
+        return False
+    out = [_out_size(*args) for args in zip(x_shape[2:], w_shape[2:], stride, padding, dilation)]
+    return math.prod(w_shape[1:]) <= 32 or math.prod(out) <= 64
+
+
+def conv_channels_last(x: jax.Array, weight: jax.Array, stride: Sequence[int], padding: Pairs,
+                       dilation: Sequence[int], groups: int = 1) -> jax.Array:
+    """``conv_reference``'s convolution, run by XLA in channels-last layout.
+
+    ``x`` (N, C_in, *s) and ``weight`` (C_out, C_in/groups, *k) are transposed to (N, *s, C_in)
+    and (*k, C_in/groups, C_out); the result (N, *s', C_out) is transposed back to (N, C_out, *s').
+
+    Example:
+        >>> conv_channels_last(jnp.ones((1, 1, 5)), jnp.ones((1, 1, 3)), (1,), [(0, 0)], (1,))
+        Array([[[3., 3., 3.]]], dtype=float32)
+    """
+    nd = x.ndim - 2
+    spatial = "DHW"[3 - nd:]
+    layout = "N" + spatial + "C"
+    numbers = lax.conv_dimension_numbers((1,) * (nd + 2), (1,) * (nd + 2),
+                                         (layout, spatial + "IO", layout))
+    y = lax.conv_general_dilated(
+        jnp.moveaxis(x, 1, -1), jnp.moveaxis(weight.astype(x.dtype), (0, 1), (-1, -2)),
+        tuple(stride), list(padding), rhs_dilation=tuple(dilation), dimension_numbers=numbers,
+        feature_group_count=groups)
+    return jnp.moveaxis(y, -1, 1)
