@@ -12,7 +12,9 @@ eagerly and inside ``torsh_fn.jit``. A PyTorch step ports line for line::
 Which parameters: with ``params=None``, those the closure reads (found by tracing it once,
 abstractly, before differentiating: no computation, and the parameters' and buffers' state and
 the global generator are restored after that trace). Frozen parameters (``requires_grad=False``)
-are left alone. Pass ``params`` (an iterable of parameters, or a module) to choose them instead.
+are left alone. Pass ``params`` (an iterable of parameters, or a module) to choose them instead;
+of those, a parameter the closure never reads keeps its ``.grad`` (None after ``zero_grad()``),
+as PyTorch leaves the ``.grad`` of a parameter outside the loss's graph.
 
 Duck-typed: a parameter is any object with ``data``, ``grad`` and ``requires_grad``; the shim's
 ``Parameter`` reports its reads to :func:`note_read` and ``Module`` its buffer writes to
@@ -138,6 +140,7 @@ def backward(closure: Callable[[], Any], params: Any = None) -> jax.Array:
     chosen = _discover(closure) if params is None else _chosen(params)
     chosen = [p for p in chosen if p.requires_grad]
     written: list[tuple[Any, Any]] = []
+    reached: set[int] = set()
 
     def loss_of(datas: list[jax.Array]) -> tuple[jax.Array, list[Any]]:
         saved = [p.data for p in chosen]
@@ -151,6 +154,7 @@ def backward(closure: Callable[[], Any], params: Any = None) -> jax.Array:
                 for p, d in zip(chosen, saved):
                     p.data = d
         written[:] = [(c, k) for c, k, _ in rec.writes.values()]
+        reached.update(rec.reads)
         if jnp.shape(loss) != ():
             raise ValueError(f"backward: the closure must return a scalar loss, got an array of "
                              f"shape {tuple(jnp.shape(loss))}")
@@ -161,5 +165,6 @@ def backward(closure: Callable[[], Any], params: Any = None) -> jax.Array:
     for (container, key), value in zip(written, new_state):
         set_slot(container, key, value)
     for p, g in zip(chosen, grads):
-        p.grad = g if p.grad is None else p.grad + g
+        if id(p) in reached:  # as in PyTorch, a parameter the loss never read gets no gradient
+            p.grad = g if p.grad is None else p.grad + g
     return loss

@@ -114,3 +114,37 @@ def test_closure_step_with_batchnorm_updates_statistics_once(rng):
     assert int(model[1].num_batches_tracked) == 3
     np.testing.assert_allclose(model[1].running_mean, eager_model[1].running_mean, rtol=1e-5,
                                atol=1e-6)
+
+
+@pytest.mark.parametrize("jitted", [False, True])
+def test_closure_leaves_a_parameter_the_loss_never_reads_alone_as_torch(rng, jitted):
+    """``step(closure)``: a parameter outside the loss keeps ``.grad`` None, so AdamW's weight
+    decay does not touch it (PyTorch skips parameters without a gradient)."""
+    import torch
+
+    x = rng.standard_normal((6, 4)).astype(np.float32)
+    used, unused = (rng.standard_normal((4, 3)).astype(np.float32) for _ in range(2))
+    ours = [nn.Parameter(jnp.asarray(used)), nn.Parameter(jnp.asarray(unused))]
+    theirs = [torch.nn.Parameter(torch.tensor(used)), torch.nn.Parameter(torch.tensor(unused))]
+    opt = optim.AdamW(ours, lr=0.1, weight_decay=0.5)
+    topt = torch.optim.AdamW(theirs, lr=0.1, weight_decay=0.5)
+
+    def step(opt):
+        def closure():
+            opt.zero_grad()
+            return jnp.sum(jnp.tanh(jnp.asarray(x) @ ours[0]))
+        return opt.step(closure)
+
+    def torch_closure():
+        topt.zero_grad()
+        loss = torch.tanh(torch.tensor(x) @ theirs[0]).sum()
+        loss.backward()
+        return loss
+
+    run = jit(step) if jitted else step
+    for _ in range(3):
+        run(opt)
+        topt.step(torch_closure)
+    assert ours[1].grad is None and theirs[1].grad is None
+    for p, q in zip(ours, theirs):
+        np.testing.assert_allclose(np.asarray(p.data), q.detach().numpy(), rtol=1e-5, atol=1e-6)
