@@ -4,13 +4,14 @@
     PYTHONPATH=$PWD python benchmarks/conv.py --only cnn,r18   # shapes whose name has these
     PYTHONPATH=$PWD python benchmarks/conv.py --reps 9 --markdown results.md
 
-For each shape: milliseconds of the forward and of forward + backward (gradients of the input and
-the weight; of the input for pooling) for torsh_fn's ``conv`` / ``max_pool`` / ``avg_pool`` with
-``impl="auto"``, XLA's NCHW convolution (``impl="xla"``; ``reduce_window`` for pooling), XLA in
-NHWC between transposes, and PyTorch (NCHW, and channels_last on a GPU). Each cell is the median
-over ``--reps`` interleaved rounds (each round the mean of enough back-to-back calls to take about
-20 ms, after warm-up, ``block_until_ready`` at the end); ``min`` is the fastest round, to read the
-noise by. Ratios: XLA's NCHW time and PyTorch's over auto's (above 1: auto faster).
+For each shape: milliseconds of the forward and of forward + backward (the output and the
+gradients of the input and the weight; of the input for pooling) for torsh_fn's ``conv`` /
+``max_pool`` / ``avg_pool`` with ``impl="auto"``, XLA's NCHW convolution (``impl="xla"``;
+``reduce_window`` for pooling), XLA in NHWC between transposes, and PyTorch (NCHW, and
+channels_last on a GPU). Each cell is the median over ``--reps`` rounds, interleaved among the
+JAX ways and then among PyTorch's (each round the mean of enough back-to-back calls to take about
+20 ms, after warm-up, ``block_until_ready`` at the end); ``min`` is the fastest round, to read
+the noise by. Ratios: XLA's NCHW time and PyTorch's over auto's (above 1: auto faster).
 
 Shapes: the CNN of issue 10 (1->32 and 32->64 channels, 3x3, batch 128 at 28x28 and 14x14, its
 two 2x2 max pools), the zoo's seed_cnn at its native 8x8 (batch 64), ResNet-18's convolutions and
@@ -105,18 +106,21 @@ def _jax_cases(shape, x, w, cot) -> dict[str, tuple[Callable, Callable]]:
         fns = {"auto": lambda x, w: conv(x, w, *geometry),
                "xla": lambda x, w: conv(x, w, *geometry, impl="xla"),
                "xla nhwc": lambda x, w: _conv_lowering.conv_channels_last(x, w, *geometry)}
-        args, argnums = (x, w), (0, 1)
+        args = (x, w)
     else:
         pool = max_pool if shape.kind == "max" else avg_pool
         extra = ((1, 1),) if shape.kind == "max" else ()
         geometry = ((shape.k,) * 2, (shape.stride,) * 2, (shape.pad,) * 2, *extra)
         fns = {"auto": lambda x: pool(x, *geometry), "xla": lambda x: pool(x, *geometry,
                                                                            impl="xla")}
-        args, argnums = (x,), (0,)
+        args = (x,)
     cases = {}
     for name, fn in fns.items():
-        forward = jax.jit(fn)
-        backward = jax.jit(jax.grad(lambda *a, fn=fn: jnp.sum(fn(*a) * cot), argnums))
+        def backward(*a, fn=fn):  # the output too: a linear op's gradient needs no forward
+            out, pull = jax.vjp(lambda *d: fn(*d), *a)
+            return out, pull(cot)
+
+        forward, backward = jax.jit(fn), jax.jit(backward)
         cases[name] = (lambda f=forward: f(*args), lambda f=backward: f(*args))
     return cases
 
@@ -144,7 +148,8 @@ def _torch_cases(shape, x, w, cot) -> dict[str, tuple[Callable, Callable]]:
 
         def backward(op=op, tx=tx, tw=tw):
             inputs = [tx] if tw is None else [tx, tw]
-            return torch.autograd.grad(op(), inputs, cot)
+            out = op()
+            return out, torch.autograd.grad(out, inputs, cot)
 
         cases[name] = (forward, backward)
     return cases
@@ -185,10 +190,13 @@ def measure(shape, reps: int) -> dict[str, dict[str, tuple[float, float]]]:
     for name, (fwd, bwd) in _torch_cases(shape, to_torch(x_np), tw, to_torch(cot_np)).items():
         timers[name] = (time_calls(fwd, _torch_sync), time_calls(bwd, _torch_sync))
     samples = {name: ([], []) for name in timers}
-    for _ in range(reps):  # interleaved, so that load from elsewhere spreads over all
-        for name, (fwd, bwd) in timers.items():
-            samples[name][0].append(fwd())
-            samples[name][1].append(bwd())
+    for framework in ("jax", "torch"):  # apart: XLA's idle threads spin and slow PyTorch down
+        time.sleep(0.2)
+        for _ in range(reps):  # interleaved, so that load from elsewhere spreads over all
+            for name, (fwd, bwd) in timers.items():
+                if name.startswith("torch") == (framework == "torch"):
+                    samples[name][0].append(fwd())
+                    samples[name][1].append(bwd())
     return {p: {name: (statistics.median(s[i]), min(s[i])) for name, s in samples.items()}
             for i, p in enumerate(("fwd", "fwd+bwd"))}
 

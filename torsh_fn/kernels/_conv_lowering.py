@@ -85,18 +85,19 @@ def prefers_patches(x_shape: Sequence[int], w_shape: Sequence[int], stride: Sequ
                     padding: Pairs, dilation: Sequence[int], groups: int) -> bool:
     """The CPU rule: patches times a matrix where XLA's convolution measured slower.
 
-    That is, ungrouped convolutions whose patch has at most 32 elements (``C_in * prod(kernel)``:
-    the first layer of a CNN on grey or RGB images with a 3x3 kernel, where XLA's weight gradient
-    is at its slowest: 21 against 6 ms forward and backward for 1 -> 32 channels, batch 128 at
-    28x28), or with at most 64 output positions per image (8x8 and smaller, ResNet-18's stages at
-    32x32 input: up to 100 ms in XLA against 0.5-4 ms). Larger images with more channels, and
-    ResNet's 7x7 stem, stay with XLA, whose convolution is there 1.5-4x faster than the patch
-    matrix (``benchmarks/results/conv_cpu.md``).
+    That is, ungrouped convolutions with at most 4 output positions per image (ResNet-18's last
+    two stages at 32x32 input: 20-95 ms forward and backward in XLA against 0.8-2.5 ms), or with
+    a patch of at most 32 elements (``C_in * prod(kernel)``) over more than 64 output positions
+    (a CNN's first 3x3 layer on grey or RGB images: 11.6 against 12.8 ms for 1 -> 32 channels,
+    batch 128 at 28x28). Elsewhere (8x8 and 4x4 images with 32-128 channels, larger images with
+    more channels, ResNet's 7x7 stem) XLA's convolution measured as fast or up to 1.4x faster
+    (``benchmarks/results/conv_cpu.md``).
     """
     if groups != 1:
         return False
     out = [_out_size(*args) for args in zip(x_shape[2:], w_shape[2:], stride, padding, dilation)]
-    return math.prod(w_shape[1:]) <= 32 or math.prod(out) <= 64
+    positions = math.prod(out)
+    return positions <= 4 or (math.prod(w_shape[1:]) <= 32 and positions > 64)
 
 
 def conv_channels_last(x: jax.Array, weight: jax.Array, stride: Sequence[int], padding: Pairs,
