@@ -449,17 +449,12 @@ def tile_configs():
     from torsh_fn.kernels._pallas_attention import AttentionConfig
     from torsh_fn.kernels._pallas_matmul import MatmulConfig
 
-    matmul = [MatmulConfig(128, 256, 64, 8, 8, 3), MatmulConfig(128, 256, 64, 8, 8, 4),
-              MatmulConfig(256, 128, 64, 8, 8, 3), MatmulConfig(128, 128, 64, 8, 4, 4),
-              MatmulConfig(128, 256, 32, 8, 8, 4)]
-    attention = [AttentionConfig(128, 64, num_warps=4, num_stages=3),
-                 AttentionConfig(128, 128, num_warps=8, num_stages=2),
-                 AttentionConfig(64, 64, num_warps=4, num_stages=3),
-                 AttentionConfig(block_q_dkv=32, block_k_dkv=128, block_q_dq=128, block_k_dq=32),
+    matmul = [MatmulConfig(128, 256, 64, 8, 8, 4), MatmulConfig(128, 128, 64, 8, 4, 4)]
+    attention = [AttentionConfig(128, 128, num_warps=8, num_stages=2),
+                 AttentionConfig(64, 64, num_warps=4, num_stages=3,
+                                 block_q_dkv=32, block_k_dkv=128, block_q_dq=128, block_k_dq=32),
                  AttentionConfig(block_q_dkv=64, block_k_dkv=64, block_q_dq=64, block_k_dq=64,
-                                 bwd_num_warps=4, bwd_num_stages=3),
-                 AttentionConfig(block_q_dkv=32, block_k_dkv=64, block_q_dq=64, block_k_dq=32,
-                                 bwd_num_warps=4, bwd_num_stages=2)]
+                                 bwd_num_warps=4, bwd_num_stages=3)]
     return matmul, attention
 
 

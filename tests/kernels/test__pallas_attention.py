@@ -15,7 +15,7 @@ from torsh_fn.kernels._pallas_attention import (
     AttentionStatic,
     attention_pallas,
 )
-from torsh_fn.kernels.attention import attention, attention_reference
+from torsh_fn.kernels.attention import _auto_choice, attention, attention_reference
 
 SMALL = AttentionConfig(16, 16, 16, 16, 16, 16)
 
@@ -48,8 +48,7 @@ def test_matches_reference(rng, shapes, causal, dtype):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("head_dim", [64, 128, 256])
-@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("head_dim, causal", [(64, True), (128, False), (256, True)])
 def test_compiled_kernels_match_reference(rng, head_dim, causal):
     q_shape, kv_shape = (2, 8, 1000, head_dim), (2, 2, 1000, head_dim)
     check(rng, jnp.bfloat16, (q_shape, kv_shape, kv_shape), causal, head_dim**-0.5, None)
@@ -74,3 +73,23 @@ def test_public_op_refuses_what_the_kernel_does_not_cover():
         attention(q, q, q, dropout_p=0.5, key=jax.random.PRNGKey(0), impl="pallas")
     with pytest.raises(ValueError, match="does not take key/value heads that do not divide"):
         attention(q, q[:, :1].repeat(3, 1), q[:, :1].repeat(3, 1), impl="pallas")
+
+
+@pytest.mark.parametrize("q_shape, kv_shape, causal, dtype, picks", [
+    ((4, 16, 4096, 128), (4, 16, 4096, 128), True, jnp.bfloat16, "cudnn"),  # measured fastest
+    ((4, 16, 4096, 256), (4, 16, 4096, 256), True, jnp.bfloat16, "pallas"),  # beyond cuDNN's D
+    ((4, 16, 3000, 64), (4, 16, 5000, 64), True, jnp.bfloat16, "pallas"),  # cuDNN: L == S only
+    ((4, 16, 128, 128), (4, 16, 128, 128), True, jnp.bfloat16, "xla"),  # not measured near
+    ((4, 16, 4096, 128), (4, 16, 4096, 128), False, jnp.bfloat16, "xla"),
+    ((4, 16, 4096, 128), (4, 16, 4096, 128), True, jnp.float32, "xla"),
+])
+def test_auto_follows_the_table_on_a_gpu(monkeypatch, q_shape, kv_shape, causal, dtype, picks):
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    q, kv = jax.ShapeDtypeStruct(q_shape, dtype), jax.ShapeDtypeStruct(kv_shape, dtype)
+    assert _auto_choice(q, kv, kv, causal) == picks
+
+
+def test_auto_is_xla_on_the_cpu(rng):
+    q = normal(rng, (1, 2, 9, 8), jnp.float32)
+    assert jnp.array_equal(attention(q, q, q, is_causal=True),
+                           attention(q, q, q, is_causal=True, impl="xla"))

@@ -127,7 +127,8 @@ def _rows(ref, head, start, block: int, n_rows: int, width: int, n_cols: int, ed
     if n_cols != width:
         col_mask = (jnp.arange(width) < n_cols)[None, :]
         mask = col_mask if mask is None else mask & col_mask
-    return plgpu.load(ref.at[head, pl.ds(start, block), pl.ds(0, width)], mask=mask, other=0)
+    return plgpu.load(ref.at[head, pl.ds(start, block), pl.ds(0, width)], mask=mask,
+                      other=None if mask is None else 0)
 
 
 def _store_rows(ref, head, start, value, n_rows: int, n_cols: int):

@@ -136,12 +136,13 @@ def _cudnn_can(q, k, v, is_causal) -> bool:
 
 
 def _measured_ms(op: str, dtype, size_key: int) -> tuple[float, float] | None:
-    """(kernel ms, XLA ms) of the dispatch table's entry nearest ``size_key``, if any."""
+    """(kernel ms, XLA ms) of the dispatch table's entry nearest ``size_key``, if one was
+    measured within a factor of two of it (nothing is extrapolated further)."""
     entries = _dispatch._table()["ops"].get(op, {}).get(jnp.dtype(dtype).name, [])
-    if not entries:
+    if not entries or size_key <= 0:
         return None
-    _, kernel_ms, xla_ms = min(entries, key=lambda e: abs(math.log(e[0] / size_key)))
-    return kernel_ms, xla_ms
+    key, kernel_ms, xla_ms = min(entries, key=lambda e: abs(math.log(e[0] / size_key)))
+    return (kernel_ms, xla_ms) if abs(math.log(key / size_key)) <= math.log(2.0) else None
 
 
 def _auto_choice(q, k, v, is_causal) -> str:
