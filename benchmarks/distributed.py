@@ -157,7 +157,7 @@ def _peak_bytes(device) -> int | None:
 
 
 def throughput(name: str, mode: str, devices: list, batch_per_device: int, steps: int,
-               rounds: int, warmup: int) -> dict:
+               rounds: int, warmup: int, profile_dir: str | None = None) -> dict:
     work = WORKLOADS[name]
     batch = batch_per_device * len(devices)
     model, opt, x, y = _setup(work, mode, devices, batch)
@@ -175,6 +175,11 @@ def throughput(name: str, mode: str, devices: list, batch_per_device: int, steps
         times.append((time.perf_counter() - start) / steps)
     if not np.isfinite(float(loss)):
         raise RuntimeError(f"{name} {mode}: loss is {float(loss)}")
+    if profile_dir is not None:  # a few more steps under the profiler, after the timing
+        with jax.profiler.trace(f"{profile_dir}/{name}_{mode}", create_perfetto_trace=True):
+            for _ in range(3):
+                loss = _STEP(model, opt, x, y, work.loss)
+            _sync(model, loss)
     median = statistics.median(times)
     return {"model": name, "mode": mode, "n": len(devices), "batch": batch,
             "step_ms": median * 1e3, "best_ms": min(times) * 1e3,
@@ -241,6 +246,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--check", action="store_true", help="parameter parity first")
+    parser.add_argument("--profile", metavar="DIR", default=None,
+                        help="trace 3 more steps of each configuration into DIR/<model>_<mode> "
+                             "(summarise with benchmarks/trace_summary.py)")
     parser.add_argument("--check-models", nargs="+", default=["seed_cnn", "resnet18"],
                         choices=["seed_cnn", "resnet18"])
     args = parser.parse_args(argv)
@@ -264,11 +272,12 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name, bpd in zip(args.models, per_device, strict=True):
         single = throughput(name, "single", devices[:1], bpd, args.steps, args.rounds,
-                            args.warmup)
+                            args.warmup, args.profile)
         rows.append(single)
         print(f"  {name} single: {single['step_ms']:.2f} ms/step", file=sys.stderr, flush=True)
         for mode in args.modes:
-            r = throughput(name, mode, devices, bpd, args.steps, args.rounds, args.warmup)
+            r = throughput(name, mode, devices, bpd, args.steps, args.rounds, args.warmup,
+                           args.profile)
             r["efficiency"] = r["throughput"] / (len(devices) * single["throughput"])
             rows.append(r)
             print(f"  {name} {mode}: {r['step_ms']:.2f} ms/step", file=sys.stderr, flush=True)
