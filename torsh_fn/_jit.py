@@ -152,10 +152,14 @@ class StatefulJit:
         return self if obj is None else functools.partial(self, obj)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        n = len(args)
-        args = tuple(_StaticArg(a) if i in self._static_argnums or i - n in self._static_argnums
-                     else a for i, a in enumerate(args))
-        kwargs = {k: _StaticArg(v) if k in self._static_argnames else v for k, v in kwargs.items()}
+        # The host-side work below runs on every call of a training step, between its device
+        # programs, so it is kept to single passes over the state (issue 10: no shim overhead).
+        if self._static_argnums or self._static_argnames:
+            n = len(args)
+            args = tuple(_StaticArg(a) if i in self._static_argnums
+                         or i - n in self._static_argnums else a for i, a in enumerate(args))
+            kwargs = {k: _StaticArg(v) if k in self._static_argnames else v
+                      for k, v in kwargs.items()}
         flat, treedef = jax.tree_util.tree_flatten((args, kwargs), is_leaf=_is_stateful)
         objects, pattern, dynamic = [], [], []
         for leaf in flat:
@@ -168,8 +172,13 @@ class StatefulJit:
             else:
                 pattern.append(leaf if isinstance(leaf, _StaticArg) else _hashable(leaf))
         slots = _collect_slots(objects)
-        values = _onto_state_mesh(self._state_values(slots))
-        types = [type(v) if isinstance(v, _SCALARS) else None for v in values]
+        values = self._state_values(slots)
+        layout = _layout(values)
+        if any(layout[1]):  # state over devices: put the unplaced state there too
+            values = _onto_state_mesh(values)
+            layout = _layout(values)
+        types = [None if is_array or not isinstance(v, _SCALARS) else type(v)
+                 for v, is_array in zip(values, layout[0])]
         statics = tuple((id(o), o._jit_static() if hasattr(o, "_jit_static") else None)
                         for o in objects)
         unset = _unset_grads(slots, values) if any(
@@ -193,9 +202,9 @@ class StatefulJit:
                 if entry.gradient_uses is None:
                     entry.gradient_uses = self._gradient_uses(entry, call, call_args)
                 if _zeros_serve(entry, unset):
-                    values = filled
+                    values, layout = filled, None
         entry, call, call_args = self._prepare(objects, slots, treedef, pattern, dynamic,
-                                               values, statics)
+                                               values, statics, layout)
         del values
         self._local.call = call
         try:
@@ -216,10 +225,10 @@ class StatefulJit:
         return out
 
     def _prepare(self, objects: list[Any], slots: list[tuple[Any, Any]], treedef: Any,
-                 pattern: list[Any], dynamic: list[Any], values: list[Any],
-                 statics: tuple) -> tuple[_Entry, _Call, tuple]:
+                 pattern: list[Any], dynamic: list[Any], values: list[Any], statics: tuple,
+                 layout: tuple[tuple, tuple] | None = None) -> tuple[_Entry, _Call, tuple]:
         """The cached (or new) program for these state values, its call and its arguments."""
-        key = self._key(slots, treedef, pattern, values, statics)
+        key = self._key(slots, treedef, pattern, values, statics, layout)
         mask, placements = key[3], key[4]
         entry = self._cache.get(key)
         if entry is None or any(r() is not o for r, o in zip(entry.refs, objects)):
@@ -231,13 +240,13 @@ class StatefulJit:
 
     @staticmethod
     def _key(slots: list[tuple[Any, Any]], treedef: Any, pattern: list[Any], values: list[Any],
-             statics: tuple) -> tuple:
+             statics: tuple, layout: tuple[tuple, tuple] | None = None) -> tuple:
         """The cache key: what a program depends on besides the shapes and dtypes jax.jit
         handles. Its fourth item is the array mask (arrays are donated), its fifth the
-        multi-device placements."""
-        mask = tuple(isinstance(v, jax.Array) for v in values)
-        placements = tuple(_placement(v) for v in values)
-        return (treedef, tuple(pattern), tuple(k for _, k in slots), mask, placements, statics)
+        multi-device placements (``layout``: both, when already computed for ``values``)."""
+        mask, placements = _layout(values) if layout is None else layout
+        return (treedef, tuple(pattern), tuple([k for _, k in slots]), mask, placements,
+                statics)
 
     def _gradient_uses(self, entry: _Entry, call: _Call, args: tuple) -> dict[int, str]:
         """For every ``.grad`` slot, what the program does with its input, from its trace
@@ -355,12 +364,33 @@ def _unset_grads(slots: list[tuple[Any, Any]], values: list[Any]) -> list[int]:
             and _is_concrete(getattr(c, "data", None))]
 
 
-def _placement(v: Any) -> Any:
-    """``(sharding, shape)`` of a state array placed over several devices (as by
-    ``torsh_fn.distributed``), else None; part of the cache key."""
-    if not _is_concrete(v) or isinstance(v.sharding, jax.sharding.SingleDeviceSharding):
-        return None
-    return v.sharding, v.shape
+def _layout(values: list[Any]) -> tuple[tuple[bool, ...], tuple[Any, ...]]:
+    """In one pass over the state values: which are arrays (the mask), and the placement of
+    each, ``(sharding, shape)`` for an array placed over several devices (as by
+    ``torsh_fn.distributed``), else None; both are part of the cache key."""
+    mask, placements = [], []
+    for v in values:
+        is_array, concrete = _array_kind(v)
+        mask.append(is_array)
+        sharding = v.sharding if concrete else None
+        placements.append(None if sharding is None or isinstance(
+            sharding, jax.sharding.SingleDeviceSharding) else (sharding, v.shape))
+    return tuple(mask), tuple(placements)
+
+
+# type -> (is a jax.Array, is a concrete one), for the types that decide it alone (not tracers)
+_ARRAY_KINDS: dict[type, tuple[bool, bool]] = {}
+
+
+def _array_kind(v: Any) -> tuple[bool, bool]:
+    """``(isinstance(v, jax.Array), _is_concrete(v))``, cached by type: called for every state
+    value on every call."""
+    kind = _ARRAY_KINDS.get(type(v))
+    if kind is None:
+        if isinstance(v, jax.core.Tracer):
+            return isinstance(v, jax.Array), False
+        kind = _ARRAY_KINDS[type(v)] = (isinstance(v, jax.Array),) * 2
+    return kind
 
 
 def _keep_placement(new: Any, placement: Any) -> Any:
@@ -387,14 +417,11 @@ def _hashable(leaf: Any) -> Any:
 
 
 def _collect_slots(objects: list[Any]) -> list[tuple[Any, Any]]:
-    seen, slots = set(), []
-    pairs = [pair for o in objects for pair in o._jit_slots()]
-    pairs.append((_random.default_generator, "_key"))
-    for container, key in pairs:
-        if (id(container), key) not in seen:
-            seen.add((id(container), key))
-            slots.append((container, key))
-    return slots
+    """The slots of ``objects`` and the global generator's, each once, in order of first
+    appearance (a dict keeps the first position of a repeated key)."""
+    slots = {(id(c), k): (c, k) for o in objects for c, k in o._jit_slots()}
+    slots.setdefault((id(_random.default_generator), "_key"), (_random.default_generator, "_key"))
+    return list(slots.values())
 
 
 def _rebuild(call: _Call, dynamic: list[Any]) -> tuple[tuple, dict]:
