@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -97,8 +98,9 @@ def test_on_one_device_the_wrapper_is_the_model():
     model = models.get("mlp").eval()
     x = jnp.ones((4, 64))
     expected = np.asarray(model(x))
+    one = dist.make_mesh(devices=jax.devices()[:1])
     for wrap in (dist.DDP, dist.FSDP):
-        wrapped = wrap(model)
+        wrapped = wrap(model, mesh=one)
         assert wrapped.module is model
         np.testing.assert_array_equal(np.asarray(wrapped(x)), expected)
         assert sorted(wrapped.state_dict()) == sorted(f"module.{k}" for k in model.state_dict())

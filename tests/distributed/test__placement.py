@@ -65,9 +65,11 @@ def test_fsdp_spec_rule():
 def test_on_one_device_placement_is_the_identity_on_values():
     x = np.arange(12.0, dtype=np.float32).reshape(4, 3)
     tree = {"a": x, "b": (x[0], x)}
-    for placed in (dist.shard_batch(tree), dist.replicate(tree), dist.shard_fsdp(tree)):
+    one = dist.make_mesh(devices=jax.devices()[:1])
+    for placed in (dist.shard_batch(tree, one), dist.replicate(tree, one),
+                   dist.shard_fsdp(tree, one)):
         jax.tree.map(np.testing.assert_array_equal, placed, tree)
-    shardings = dist.fsdp_shardings(tree)
+    shardings = dist.fsdp_shardings(tree, one)
     assert jax.tree.structure(shardings) == jax.tree.structure(tree)
     with pytest.raises(TypeError, match="replicate: expected a pytree of arrays, found a "
                                         "leaf of type str"):
