@@ -209,6 +209,18 @@ def test_tied_parameters_are_reported_once():
     assert list(tied.state_dict()) == ["0.weight", "0.bias", "1.weight", "1.bias"]
 
 
+def test_jit_members_are_modules_and_parameters_in_their_order():
+    """What torsh_fn.jit reads on every call: shared modules and tied parameters once, at
+    their first place, None children skipped."""
+    shared = nn.Linear(2, 2)
+    net = nn.Sequential(nn.Sequential(shared, nn.ReLU()), _Net(), shared)
+    net[1].tied = shared.weight
+    net[1].add_module("gone", None)
+    modules, params = net._jit_members()
+    assert modules == list(net.modules())
+    assert params == list(net.parameters())
+
+
 def test_layer_errors_name_the_layer():
     with pytest.raises(ValueError, match=r"Linear\(in_features=4, out_features=2, bias=True\): "
                        r"expected input with in_features 4 \(dim -1\), got shape \(3, 5\)"):

@@ -449,18 +449,36 @@ class Module:
 
     def _jit_slots(self) -> list[tuple[Any, str]]:
         """Every parameter's ``data`` and ``grad`` and every buffer, as (container, key)."""
+        modules, params = self._jit_members()
         slots: list[tuple[Any, str]] = []
-        for p in self.parameters():
+        for p in params:
             slots += [(p, "data"), (p, "grad")]
-        for module in self.modules():
+        for module in modules:
             slots += [(module._buffers, name) for name in module._buffers]
         return slots
 
     def _jit_static(self) -> Hashable:
         """What the compiled program depends on besides array shapes: classes, train/eval
         mode, which parameters are frozen."""
-        return (tuple((type(m).__name__, m.training) for m in self.modules()),
-                tuple(p.requires_grad for p in self.parameters()))
+        modules, params = self._jit_members()
+        return (tuple((type(m).__name__, m.training) for m in modules),
+                tuple(p.requires_grad for p in params))
+
+    def _jit_members(self) -> tuple[list[Module], list[Parameter]]:
+        """``list(self.modules())`` and ``list(self.parameters())`` without building their
+        names: ``torsh_fn.jit`` asks on every call of a step."""
+        modules: list[Module] = []
+        seen: set[int] = set()
+        stack = [self]
+        while stack:  # depth first, children in order: the order of named_modules
+            module = stack.pop()
+            if id(module) in seen:
+                continue
+            seen.add(id(module))
+            modules.append(module)
+            stack.extend(m for m in reversed(module._modules.values()) if m is not None)
+        params = {id(p): p for m in modules for p in m._parameters.values() if p is not None}
+        return modules, list(params.values())
 
     # -- repr ----------------------------------------------------------------------------------
 
