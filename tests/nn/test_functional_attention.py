@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
 import pytest
+import torch
 import torch.nn.functional as TF
 
 import torsh_fn.nn.functional as F
@@ -170,3 +171,21 @@ def test_mha_errors():
     with pytest.raises(ValueError, match=r"2-d attn_mask must be \(5, 5\), got \(4, 5\)"):
         F.multi_head_attention_forward(x, x, x, 6, 2, w, None, None, None, False, 0.0,
                                        jnp.zeros((6, 6)), None, attn_mask=jnp.zeros((4, 5)))
+
+
+@pytest.mark.parametrize("q_heads, kv_heads, gqa", [(1, 4, False), (4, 1, False), (6, 2, True),
+                                                    (3, 3, True)])
+def test_sdpa_heads_broadcast_or_group_as_torch(rng, q_heads, kv_heads, gqa):
+    q = rng.standard_normal((2, q_heads, 5, 8)).astype(np.float32)
+    k, v = (rng.standard_normal((2, kv_heads, 7, 8)).astype(np.float32) for _ in range(2))
+    check_vs_torch(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, enable_gqa=gqa),
+                   lambda q, k, v: TF.scaled_dot_product_attention(q, k, v, enable_gqa=gqa),
+                   q, k, v, rng=rng, rtol=1e-4, atol=1e-5)
+
+
+def test_sdpa_without_gqa_refuses_grouped_heads_as_torch():
+    q, kv = jnp.zeros((1, 8, 5, 4)), jnp.zeros((1, 2, 5, 4))
+    with pytest.raises(RuntimeError):
+        TF.scaled_dot_product_attention(*(torch.zeros(x.shape) for x in (q, kv, kv)))
+    with pytest.raises(ValueError, match=r"key's heads .* must equal query's or be 1"):
+        F.scaled_dot_product_attention(q, kv, kv)

@@ -80,8 +80,9 @@ def attention_reference(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Arra
 
 def _repeat_kv(q: jax.Array, kv: jax.Array) -> jax.Array:
     """Grouped-query heads: repeat each of ``kv``'s heads (dim -3) to match ``q``'s."""
-    if q.ndim < 3 or kv.ndim < 3 or kv.shape[-3] in (1, q.shape[-3]):
-        return kv  # nothing to repeat (plain broadcasting covers one head)
+    if q.ndim < 3 or kv.ndim < 3 or 1 in (q.shape[-3], kv.shape[-3]) or (
+            kv.shape[-3] == q.shape[-3]):
+        return kv  # nothing to repeat (plain broadcasting covers one head on either side)
     if q.shape[-3] % kv.shape[-3]:
         raise ValueError(f"attention: k/v heads (dim -3) must divide q's, got q {q.shape} and "
                          f"k/v {kv.shape}")

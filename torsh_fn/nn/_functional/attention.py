@@ -22,12 +22,21 @@ from .linear import linear
 __all__ = ["multi_head_attention_forward", "scaled_dot_product_attention"]
 
 
-def _repeat_kv_heads(name: str, q: jax.Array, kv: jax.Array, arg: str) -> jax.Array:
-    """Grouped-query attention: repeat each of kv's heads (dim -3) to match q's."""
-    if q.ndim < 3 or kv.ndim < 3 or q.shape[-3] % kv.shape[-3]:
+def _check_heads(name: str, q: jax.Array, kv: jax.Array, arg: str, enable_gqa: bool) -> None:
+    """Heads (dim -3): with ``enable_gqa`` kv's divide q's (grouped-query attention, which the
+    kernels take without repeating kv); without it they broadcast, as in PyTorch."""
+    if q.ndim < 3 or kv.ndim < 3:
+        if enable_gqa:
+            raise ValueError(f"{name}: with enable_gqa, {arg}'s heads (dim -3) must divide "
+                             f"query's, got query {q.shape} and {arg} {kv.shape}")
+        return
+    heads, kv_heads = q.shape[-3], kv.shape[-3]
+    if enable_gqa and heads % kv_heads:
         raise ValueError(f"{name}: with enable_gqa, {arg}'s heads (dim -3) must divide query's, "
                          f"got query {q.shape} and {arg} {kv.shape}")
-    return jnp.repeat(kv, q.shape[-3] // kv.shape[-3], axis=-3)
+    if not enable_gqa and kv_heads not in (1, heads) and heads != 1:
+        raise ValueError(f"{name}: {arg}'s heads (dim -3) must equal query's or be 1 (or pass "
+                         f"enable_gqa=True), got query {q.shape} and {arg} {kv.shape}")
 
 
 def scaled_dot_product_attention(query: jax.Array, key: jax.Array, value: jax.Array,
@@ -66,9 +75,8 @@ def scaled_dot_product_attention(query: jax.Array, key: jax.Array, value: jax.Ar
         raise ValueError(f"{name}: pass either attn_mask or is_causal=True, not both")
     if not 0.0 <= dropout_p <= 1.0:
         raise ValueError(f"{name}: dropout_p must be in [0, 1], got {dropout_p}")
-    if enable_gqa:
-        key = _repeat_kv_heads(name, query, key, "key")
-        value = _repeat_kv_heads(name, query, value, "value")
+    _check_heads(name, query, key, "key", enable_gqa)
+    _check_heads(name, query, value, "value", enable_gqa)
     rng = _random.next_key(dropout_key, generator) if dropout_p > 0 else None
     return _attention_kernel(query, key, value, attn_mask, is_causal=is_causal, scale=scale,
                              dropout_p=dropout_p, key=rng)
