@@ -36,7 +36,15 @@ def ops(labels: jax.Array, weight: jax.Array, bias: jax.Array) -> dict:
         "bias_act": lambda x, impl: jnp.sum(kernels.bias_act(x, bias, "gelu", impl=impl) * x),
         "cross_entropy": lambda x, impl: jnp.sum(
             kernels.cross_entropy(x[:, :CLASSES], labels, impl=impl, label_smoothing=0.1)),
+        "attention": lambda x, impl: _attention_loss(x, impl),
     }
+
+
+def _attention_loss(x: jax.Array, impl: str) -> jax.Array:
+    """Causal grouped-query attention over (batch=rows, 2 heads, 11 positions, 1 dim) queries."""
+    q = x.reshape(ROWS, 2, COLS // 2, 1)
+    kv = q[:, :1] * 0.5
+    return jnp.sum(kernels.attention(q, kv, kv, is_causal=True, impl=impl) * q)
 
 
 def run_case(loss, x: jax.Array, sharding: NamedSharding) -> dict:

@@ -12,7 +12,7 @@ from tests.distributed._subprocess import run_once
 from torsh_fn.kernels._row_partition import _einsum_rule, partition_rows
 
 OPS = ["softmax", "log_softmax", "layer_norm", "rms_norm", "add_layer_norm", "var", "bias_act",
-       "cross_entropy"]
+       "cross_entropy", "attention"]
 
 
 @pytest.fixture(scope="module")

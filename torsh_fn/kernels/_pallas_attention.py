@@ -42,6 +42,7 @@ from jax.experimental.pallas import triton as plgpu
 
 from ._pallas_common import interpret_mode, next_power_of_2
 from ._pallas_tiles import compiler_params, dot_precision, idiv, irem
+from ._row_partition import partition_rows
 
 SUPPORTED_DTYPES = (jnp.float32, jnp.bfloat16, jnp.float16)
 MAX_HEAD_DIM = 256
@@ -304,7 +305,7 @@ def _forward(q, k, v, static: AttentionStatic):
         compiler_params=compiler_params(cfg.num_warps, cfg.num_stages),
         name="flash_attention_fwd",
     )(_flat(q), _flat(k), _flat(v))
-    return out.reshape(*q.shape[:3], dims.v_dim), lse
+    return out.reshape(*q.shape[:3], dims.v_dim), lse.reshape(q.shape[:3])
 
 
 def _backward(q, k, v, out, lse, d_out, static: AttentionStatic):
@@ -312,8 +313,8 @@ def _backward(q, k, v, out, lse, d_out, static: AttentionStatic):
     cfg = _config(static, dims)
     batch = q.shape[0]
     delta = jnp.sum(out.astype(jnp.float32) * d_out.astype(jnp.float32), axis=-1)
-    args = (_flat(q), _flat(k), _flat(v), _flat(d_out.astype(q.dtype)), lse,
-            delta.reshape(lse.shape))
+    args = (_flat(q), _flat(k), _flat(v), _flat(d_out.astype(q.dtype)), _flat(lse),
+            _flat(delta))
     params = compiler_params(cfg.bwd_num_warps, cfg.bwd_num_stages)
     dk, dv = pl.pallas_call(
         functools.partial(_dkdv_kernel, static=static, dims=dims, cfg=cfg),
@@ -353,16 +354,21 @@ def attention_pallas(q: jax.Array, k: jax.Array, v: jax.Array,
         >>> attention_pallas(q, kv, kv, AttentionStatic(True, 0.125, None)).shape
         (1, 4, 10, 64)
     """
-    return _forward(q, k, v, static)[0]
+    return _by_batch(_forward, static, q, k, v)[0]
+
+
+def _by_batch(kernels, static: AttentionStatic, *args: jax.Array):
+    """``kernels(*args, static)``, each device taking its own batch rows under sharding."""
+    return partition_rows(lambda *a: kernels(*a, static), [True] * len(args))(*args)
 
 
 def _attention_fwd(q, k, v, static):
-    out, lse = _forward(q, k, v, static)
+    out, lse = _by_batch(_forward, static, q, k, v)
     return out, (q, k, v, out, lse)
 
 
 def _attention_bwd(static, saved, d_out):
-    return _backward(*saved, d_out, static)
+    return _by_batch(_backward, static, *saved, d_out)
 
 
 attention_pallas.defvjp(_attention_fwd, _attention_bwd)

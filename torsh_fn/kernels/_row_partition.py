@@ -4,8 +4,9 @@ A ``pallas_call`` is opaque to XLA's partitioner, which would gather a row-shard
 every device, run the whole kernel everywhere and keep the slice it owns (under data
 parallelism: the full batch of logits on every GPU). Row kernels need no such thing: rows are
 independent, so :func:`partition_rows` wraps one in ``custom_partitioning`` with the rule "rows
-keep the sharding of the first row input, every other dimension is replicated". On one device,
-and inside ``shard_map``, the wrapper lowers to the kernel itself.
+keep the sharding of the first row input, every other dimension is replicated". Flash attention
+uses it with the batch as the rows. On one device, and inside ``shard_map``, the wrapper lowers
+to the kernel itself.
 
 Example:
     >>> double = partition_rows(lambda x: 2 * x, row_inputs=[True])
