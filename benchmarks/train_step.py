@@ -30,6 +30,10 @@ as a training loop that logs it would. Reported per step: the median round and t
 (fastest-slowest round), the speed relative to PyTorch eager (its time / ours: above 1 is faster)
 and the time relative to hand-written jax.jit (ours / its: below 1 is faster).
 Flax and Equinox are the optional ``bench`` extra: without them their rows are skipped.
+
+On a CPU shared with other work, PyTorch's OpenMP threads spin at their barriers and a step can
+take 10-60x its time on a quiet machine (XLA's thread pool is far less affected): compare with a
+run of ``--frameworks "torch eager"`` alone, or run with ``OMP_WAIT_POLICY=PASSIVE``.
 """
 
 from __future__ import annotations
