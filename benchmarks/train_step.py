@@ -1,5 +1,7 @@
-"""Training-step benchmark on the CPU: torsh_fn's PyTorch face against jax.jit, Flax NNX, Equinox
-and PyTorch, on the same work in one run.
+"""Training-step benchmark on the CPU: torsh_fn's PyTorch face against its peers, in one run.
+
+The peers: hand-written jax.jit, Flax NNX, Equinox, PyTorch eager and torch.compile, on the same
+work.
 
     PYTHONPATH=$PWD python benchmarks/train_step.py [--models mlp cnn seed_cnn resnet18]
         [--frameworks ...] [--repeats 5] [--steps N] [--threads T] [--no-compile]
@@ -245,8 +247,10 @@ def jax_runner(spec: list[tuple], arrays: list[np.ndarray], x: np.ndarray,
     tx = optax.adam(LR)
     x, y = jnp.asarray(x), jnp.asarray(y)
 
+    dropout = any(layer[0] == "dropout" for layer in spec)
+
     def loss_fn(params, state, x, y, key):
-        keys = jax.random.split(key, len(spec))
+        keys = jax.random.split(key, len(spec)) if dropout else [None] * len(spec)
         new_state = []
         for layer, p, s, k in zip(spec, params, state, keys):
             x, s = _jax_layer(layer, p, s, x, k)
@@ -255,7 +259,7 @@ def jax_runner(spec: list[tuple], arrays: list[np.ndarray], x: np.ndarray,
 
     @functools.partial(jax.jit, donate_argnums=(0, 1, 2, 3))
     def step(params, state, opt_state, key, x, y):
-        key, sub = jax.random.split(key)
+        key, sub = jax.random.split(key) if dropout else (key, key)
         (loss, state), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, state, x, y,
                                                                           sub)
         updates, opt_state = tx.update(grads, opt_state, params)
@@ -444,14 +448,17 @@ def eqx_runner(spec: list[tuple], arrays: list[np.ndarray], x: np.ndarray,
     opt_state = tx.init(eqx.filter(model, eqx.is_array))
     x, y = jnp.asarray(x), jnp.asarray(y)
 
+    dropout = any(layer[0] == "dropout" for layer in spec)
+
     @eqx.filter_jit
     def step(model, state, opt_state, key, x, y):
-        key, sub = jax.random.split(key)
+        key, sub = jax.random.split(key) if dropout else (key, None)
 
         def loss_fn(model, state):
-            batched = jax.vmap(lambda x, state, key: model(x, state, key=key),
-                               axis_name="batch", in_axes=(0, None, 0), out_axes=(0, None))
-            logits, state = batched(x, state, jax.random.split(sub, x.shape[0]))
+            batched = jax.vmap(lambda x, state, key: model(x, state, key=key), axis_name="batch",
+                               in_axes=(0, None, 0 if dropout else None), out_axes=(0, None))
+            keys = jax.random.split(sub, x.shape[0]) if dropout else None
+            logits, state = batched(x, state, keys)
             return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), state
 
         (loss, state), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(model, state)
@@ -652,7 +659,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--frameworks", nargs="+", choices=FRAMEWORKS, default=list(FRAMEWORKS))
     parser.add_argument("--repeats", type=int, default=5, help="timed rounds")
     parser.add_argument("--steps", type=int, default=None,
-                        help="steps a round (default: per model, about 0.3 s of work)")
+                        help="steps a round (default: per model, a few tenths of a second)")
     parser.add_argument("--threads", type=int, default=None,
                         help="PyTorch's intra-op threads (default: PyTorch's own choice)")
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile")
