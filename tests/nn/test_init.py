@@ -37,8 +37,9 @@ def assert_uniform(w: Any, bound: float, name: str = "") -> None:
     x = _sample(w)
     n, std = x.size, bound / math.sqrt(3)
     assert np.abs(x).max() <= bound * (1 + 1e-6), f"{name}: max {np.abs(x).max()} > {bound}"
-    # P(max |x| < bound (1 - eps)) = (1 - eps)^n ~ exp(-12) with eps = 12 / n
-    assert np.abs(x).max() >= bound * (1 - min(0.5, 12 / n)), f"{name}: never near {bound}"
+    # P(max |x| < bound (1 - eps)) = (1 - eps)^n ~ exp(-30) with eps = 30 / n (exp(-12) failed
+    # once in CI, on torch's side: over a few hundred arrays a run, that bound was too tight)
+    assert np.abs(x).max() >= bound * (1 - min(0.5, 30 / n)), f"{name}: never near {bound}"
     assert abs(x.std() - std) <= 3.0 * std / math.sqrt(n) + 1e-3 * std, f"{name}: std {x.std()}"
     assert abs(x.mean()) <= 6 * std / math.sqrt(n), f"{name}: mean {x.mean()}"
 
