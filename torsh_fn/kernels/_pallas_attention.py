@@ -40,8 +40,8 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
 
-from ._pallas_common import interpret_mode, next_power_of_2
-from ._pallas_tiles import compiler_params, dot_precision, idiv, irem
+from ._pallas_common import compiler_params, interpret_mode, next_power_of_2
+from ._pallas_tiles import dot_precision, idiv, irem
 from ._row_partition import partition_rows
 
 SUPPORTED_DTYPES = (jnp.float32, jnp.bfloat16, jnp.float16)

@@ -68,6 +68,11 @@ def num_warps_for(block: int, kernel: str) -> int:
     return TUNED_WARPS.get((kernel, block), min(max(block // 256, 1), 16))
 
 
+def compiler_params(num_warps: int, num_stages: int) -> plgpu.CompilerParams:
+    """Triton launch parameters: warps per program and the software-pipelining depth."""
+    return plgpu.CompilerParams(num_warps=num_warps, num_stages=num_stages)
+
+
 def row_call(
     kernel: Callable[..., None],
     out_shapes: Sequence[jax.ShapeDtypeStruct],
@@ -92,7 +97,7 @@ def row_call(
         out_shape=list(out_shapes),
         grid=(),
         interpret=interpret_mode(),
-        compiler_params=plgpu.CompilerParams(num_warps=num_warps, num_stages=num_stages),
+        compiler_params=compiler_params(num_warps, num_stages),
         name=name,
     )
     rows = jax.vmap(call, in_axes=tuple(0 if r else None for r in row_inputs))

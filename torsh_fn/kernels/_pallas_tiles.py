@@ -2,8 +2,9 @@
 
 Tiled kernels address whole arrays from inside the kernel (``pl.ds`` windows with masked edges)
 rather than through block specs, so one kernel serves arbitrary sizes. Everything backend- or
-version-specific about them lives here: the Triton launch parameters, the in-kernel dot's
-precision, and index arithmetic that stays int32 under ``jax_enable_x64``.
+version-specific about them lives here (the Triton launch parameters are ``_pallas_common``'s,
+shared with the row kernels): the in-kernel dot's precision, and index arithmetic that stays
+int32 under ``jax_enable_x64``.
 """
 
 from __future__ import annotations
@@ -11,14 +12,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from jax import lax
-from jax.experimental.pallas import triton as plgpu
 
 from ._pallas_common import interpret_mode
-
-
-def compiler_params(num_warps: int, num_stages: int) -> plgpu.CompilerParams:
-    """Triton launch parameters: warps per program and the software-pipelining depth."""
-    return plgpu.CompilerParams(num_warps=num_warps, num_stages=num_stages)
 
 
 def dot_precision(dtype) -> lax.DotAlgorithmPreset | lax.Precision | None:
