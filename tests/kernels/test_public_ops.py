@@ -1,7 +1,6 @@
 """The public kernel ops: impl="pallas" (interpreted on the CPU) against impl="xla", forward and
-gradient, on odd shapes; the references against torch; what "auto" picks from the table."""
+gradient, on odd shapes; the references against torch."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -11,7 +10,7 @@ import torch.nn.functional as TF
 from tests.kernels.pallas_helpers import check_fwd_and_grad, normal
 from tests.oracle import assert_close, check_vs_torch, to_torch
 from torsh_fn import kernels
-from torsh_fn.kernels import _dispatch, reductions
+from torsh_fn.kernels import reductions
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
@@ -126,27 +125,3 @@ def test_pooling_pallas_refuses_what_it_does_not_cover():
         kernels.max_pool(jnp.ones((1, 1, 5)), (2,), (2,), (0,), (1,), impl="pallas")
     with pytest.raises(ValueError, match=r"dilation \(2, 2\)"):
         kernels.max_pool(jnp.ones((1, 1, 5, 5)), (2, 2), (1, 1), (0, 0), (2, 2), impl="pallas")
-
-
-@pytest.fixture
-def fake_gpu_table(monkeypatch):
-    table = {"margin": 0.15, "ops": {"softmax": {"float32": [[512, 1.0, 2.0], [32768, 2.0, 2.1]]},
-                                     "cross_entropy": {"float32": [[8192, 1.0, 3.0]]}}}
-    monkeypatch.setattr(_dispatch, "_table", lambda: table)
-    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
-
-
-def test_auto_follows_the_table_only_on_gpu(fake_gpu_table):
-    assert _dispatch.measured_faster("softmax", jnp.float32, 600)  # nearest: 512, 2x faster
-    assert not _dispatch.measured_faster("softmax", jnp.float32, 30000)  # within the margin
-    assert not _dispatch.measured_faster("softmax", jnp.bfloat16, 600)  # dtype not measured
-    assert not _dispatch.measured_faster("layer_norm", jnp.float32, 600)  # op not measured
-    assert _dispatch.measured_faster("cross_entropy", jnp.float32, 50000)
-
-
-def test_auto_is_xla_off_the_gpu(rng, monkeypatch):
-    monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
-    assert not _dispatch.measured_faster("cross_entropy", jnp.float32, 8192)
-    x = normal(rng, (4, 9), jnp.float32)
-    assert jnp.array_equal(reductions.sum(x), reductions.sum(x, impl="xla"))
-    assert jnp.array_equal(kernels.batch_norm(x)[0], kernels.batch_norm(x, impl="xla")[0])

@@ -99,3 +99,17 @@ def test_non_scalar_loss_is_an_error():
         backward(lambda: model(jnp.ones((1, 2))))
     with pytest.raises(TypeError, match="backward: params must be Parameters"):
         backward(lambda: model(jnp.ones(2)).sum(), params=[jnp.ones(2)])
+
+
+def test_chosen_parameters_the_closure_never_reads_keep_their_grad(rng):
+    """With ``params=``, a parameter outside the loss gets no gradient added: None stays None
+    (PyTorch leaves it out of the graph), an existing gradient is kept as it is."""
+    ours, theirs, x = _pair(rng)
+    spare, kept = nn.Parameter(jnp.ones(4)), nn.Parameter(jnp.ones(2))
+    kept.grad = jnp.full(2, 7.0)
+    loss = backward(lambda: ours(jnp.asarray(x)).sum(), params=[*ours.parameters(), spare, kept])
+    theirs(torch.tensor(x)).sum().backward()
+    assert spare.grad is None
+    np.testing.assert_array_equal(kept.grad, np.full(2, 7.0))
+    assert_close(ours.weight.grad, theirs.weight.grad)
+    assert_close(loss, theirs(torch.tensor(x)).sum())

@@ -1,0 +1,59 @@
+"""``_dispatch``: how ``impl`` resolves (the override, bad values, ops without a kernel), what
+"auto" reads from the dispatch table, and only on a GPU."""
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from tests.kernels.pallas_helpers import normal
+from torsh_fn import kernels
+from torsh_fn.kernels import _dispatch, reductions
+
+
+def test_resolve_impl_follows_the_rule_and_the_override():
+    assert _dispatch.resolve_impl("op", "auto", lambda: True) == "pallas"
+    assert _dispatch.resolve_impl("op", "auto", lambda: False) == "xla"
+    assert _dispatch.resolve_impl("op", "auto", None) == "xla"
+    assert _dispatch.resolve_impl("op", "xla", lambda: True) == "xla"
+    assert _dispatch.picks_lowering("auto") and not _dispatch.picks_lowering("xla")
+    kernels.set_default_impl("xla")
+    try:
+        assert _dispatch.resolve_impl("op", "auto", lambda: True) == "xla"
+        assert _dispatch.resolve_impl("op", "pallas", lambda: False) == "pallas"
+        assert not _dispatch.picks_lowering("auto")
+    finally:
+        kernels.set_default_impl("auto")
+    assert kernels.get_default_impl() == "auto"
+
+
+def test_bad_impls_are_refused_by_name():
+    with pytest.raises(ValueError, match=r"myop: impl must be one of \('auto', 'pallas', 'xla'\)"):
+        _dispatch.resolve_impl("myop", "triton", None)
+    with pytest.raises(ValueError, match="myop: has no Pallas kernel"):
+        _dispatch.resolve_impl("myop", "pallas", None)
+    with pytest.raises(ValueError, match="set_default_impl: impl must be one of"):
+        kernels.set_default_impl("fast")
+
+
+@pytest.fixture
+def fake_gpu_table(monkeypatch):
+    table = {"margin": 0.15, "ops": {"softmax": {"float32": [[512, 1.0, 2.0], [32768, 2.0, 2.1]]},
+                                     "cross_entropy": {"float32": [[8192, 1.0, 3.0]]}}}
+    monkeypatch.setattr(_dispatch, "_table", lambda: table)
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+
+
+def test_auto_follows_the_table_only_on_gpu(fake_gpu_table):
+    assert _dispatch.measured_faster("softmax", jnp.float32, 600)  # nearest: 512, 2x faster
+    assert not _dispatch.measured_faster("softmax", jnp.float32, 30000)  # within the margin
+    assert not _dispatch.measured_faster("softmax", jnp.bfloat16, 600)  # dtype not measured
+    assert not _dispatch.measured_faster("layer_norm", jnp.float32, 600)  # op not measured
+    assert _dispatch.measured_faster("cross_entropy", jnp.float32, 50000)
+
+
+def test_auto_is_xla_off_the_gpu(rng, monkeypatch):
+    monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
+    assert not _dispatch.measured_faster("cross_entropy", jnp.float32, 8192)
+    x = normal(rng, (4, 9), jnp.float32)
+    assert jnp.array_equal(reductions.sum(x), reductions.sum(x, impl="xla"))
+    assert jnp.array_equal(kernels.batch_norm(x)[0], kernels.batch_norm(x, impl="xla")[0])

@@ -1,0 +1,25 @@
+"""``_pallas_tiles``: the tiled kernels' in-kernel dot precision and int32 index arithmetic."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from torsh_fn.kernels import _pallas_tiles as tiles
+from torsh_fn.kernels._pallas_common import interpret_mode
+
+
+def test_dot_precision_is_float32_class_for_float32_and_native_for_16_bit():
+    assert tiles.dot_precision(jnp.bfloat16) is None
+    assert tiles.dot_precision(jnp.float16) is None
+    want = (jax.lax.Precision.HIGHEST if interpret_mode()
+            else jax.lax.DotAlgorithmPreset.TF32_TF32_F32_X3)
+    assert tiles.dot_precision(jnp.float32) == want
+
+
+def test_integer_division_and_remainder_stay_int32():
+    a = np.array([0, 7, 64, 1000], np.int64)
+    q, r = tiles.idiv(a, 8), tiles.irem(a, 8)
+    assert q.dtype == r.dtype == jnp.int32
+    np.testing.assert_array_equal(q, a // 8)
+    np.testing.assert_array_equal(r, a % 8)
+    assert int(tiles.idiv(jnp.int32(17), 5)) == 3 and int(tiles.irem(jnp.int32(17), 5)) == 2
