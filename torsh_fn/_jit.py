@@ -183,6 +183,7 @@ class StatefulJit:
                         for o in objects)
         unset = _unset_grads(slots, values) if any(
             hasattr(o, "param_groups") for o in objects) else []  # a training step
+        prepared = None
         if unset:
             # A step with an optimizer: try the program of the later calls, with zeros for the
             # None gradients. If it sets them all without reading them (zero_grad, then
@@ -201,10 +202,10 @@ class StatefulJit:
                                                        dynamic, filled, statics)
                 if entry.gradient_uses is None:
                     entry.gradient_uses = self._gradient_uses(entry, call, call_args)
-                if _zeros_serve(entry, unset):
-                    values, layout = filled, None
-        entry, call, call_args = self._prepare(objects, slots, treedef, pattern, dynamic,
-                                               values, statics, layout)
+                if _zeros_serve(entry, unset):  # that program, with these zeros, is this call's
+                    prepared = entry, call, call_args
+        entry, call, call_args = prepared or self._prepare(objects, slots, treedef, pattern,
+                                                           dynamic, values, statics, layout)
         del values
         self._local.call = call
         try:

@@ -57,3 +57,12 @@ def test_auto_is_xla_off_the_gpu(rng, monkeypatch):
     x = normal(rng, (4, 9), jnp.float32)
     assert jnp.array_equal(reductions.sum(x), reductions.sum(x, impl="xla"))
     assert jnp.array_equal(kernels.batch_norm(x)[0], kernels.batch_norm(x, impl="xla")[0])
+
+
+def test_measured_ms_gives_the_nearest_entry_and_can_refuse_to_extrapolate(fake_gpu_table):
+    assert _dispatch.measured_ms("softmax", jnp.float32, 600) == (1.0, 2.0)
+    assert _dispatch.measured_ms("softmax", jnp.float32, 600, within=2.0) == (1.0, 2.0)
+    assert _dispatch.measured_ms("softmax", jnp.float32, 4000, within=2.0) is None
+    assert _dispatch.measured_ms("softmax", jnp.float32, 0) is None
+    assert _dispatch.beats_xla((1.0, 2.0)) and not _dispatch.beats_xla((1.0, 1.1))
+    assert not _dispatch.beats_xla(None)

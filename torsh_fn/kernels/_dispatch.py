@@ -86,12 +86,27 @@ def _table() -> dict:
         return {"ops": {}}
 
 
+def measured_ms(op: str, dtype: object, size_key: int,
+                within: float | None = None) -> tuple[float, float] | None:
+    """``(kernel_ms, xla_ms)`` of the dispatch table's entry for ``op`` at this dtype nearest
+    ``size_key`` (on a log scale), on a GPU; None off the GPU, where nothing was measured, or
+    (with ``within``) where the nearest entry is more than that factor away."""
+    if jax.default_backend() != "gpu" or size_key <= 0:
+        return None
+    entries = _table()["ops"].get(op, {}).get(jax.numpy.dtype(dtype).name, [])
+    if not entries:
+        return None
+    key, kernel_ms, xla_ms = min(entries, key=lambda e: abs(math.log(e[0] / size_key)))
+    if within is not None and abs(math.log(key / size_key)) > math.log(within):
+        return None
+    return kernel_ms, xla_ms
+
+
+def beats_xla(measured: tuple[float, float] | None) -> bool:
+    """Whether a :func:`measured_ms` entry is faster than XLA by more than the table's margin."""
+    return measured is not None and measured[0] * (1.0 + _table().get("margin", 0.03)) < measured[1]
+
+
 def measured_faster(op: str, dtype: object, size_key: int) -> bool:
     """Whether the dispatch table says Pallas beats XLA for ``op`` at this dtype and size."""
-    if jax.default_backend() != "gpu":
-        return False
-    entries = _table()["ops"].get(op, {}).get(jax.numpy.dtype(dtype).name, [])
-    if not entries or size_key <= 0:
-        return False
-    _, pallas_ms, xla_ms = min(entries, key=lambda e: abs(math.log(e[0] / size_key)))
-    return pallas_ms * (1.0 + _table().get("margin", 0.03)) < xla_ms
+    return beats_xla(measured_ms(op, dtype, size_key))

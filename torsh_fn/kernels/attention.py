@@ -136,30 +136,17 @@ def _cudnn_can(q, k, v, is_causal) -> bool:
             and q.ndim == k.ndim == 4 and (not is_causal or q.shape[-2] == k.shape[-2]))
 
 
-def _measured_ms(op: str, dtype, size_key: int) -> tuple[float, float] | None:
-    """(kernel ms, XLA ms) of the dispatch table's entry nearest ``size_key``, if one was
-    measured within a factor of two of it (nothing is extrapolated further)."""
-    entries = _dispatch._table()["ops"].get(op, {}).get(jnp.dtype(dtype).name, [])
-    if not entries or size_key <= 0:
-        return None
-    key, kernel_ms, xla_ms = min(entries, key=lambda e: abs(math.log(e[0] / size_key)))
-    return (kernel_ms, xla_ms) if abs(math.log(key / size_key)) <= math.log(2.0) else None
-
-
 def _auto_choice(q, k, v, is_causal) -> str:
-    """"pallas", "cudnn" or "xla" for ``impl="auto"``: the fastest measured, XLA unless another
-    was measured faster by the table's margin (only on a GPU)."""
-    if jax.default_backend() != "gpu":
-        return "xla"
+    """"pallas", "cudnn" or "xla" for ``impl="auto"``: the fastest measured (on a GPU, within a
+    factor of two of the measured key length: nothing is extrapolated further), XLA unless
+    another was measured faster by the table's margin."""
     op = "attention_causal" if is_causal else "attention"
-    margin = 1.0 + _dispatch._table().get("margin", 0.03)
     best, best_ms = "xla", None
     for name, table_op in (("pallas", op), ("cudnn", "cudnn_" + op)):
         if name == "cudnn" and not _cudnn_can(q, k, v, is_causal):
             continue
-        measured = _measured_ms(table_op, q.dtype, k.shape[-2])
-        if measured and measured[0] * margin < measured[1] and (
-                best_ms is None or measured[0] < best_ms):
+        measured = _dispatch.measured_ms(table_op, q.dtype, k.shape[-2], within=2.0)
+        if _dispatch.beats_xla(measured) and (best_ms is None or measured[0] < best_ms):
             best, best_ms = name, measured[0]
     return best
 
@@ -190,15 +177,14 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None =
     """
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
     refusal = _kernel_refusal(q, k, v, mask, dropout_p)
-    chosen = resolve_impl("attention", impl, lambda: refusal is None and _auto_choice(
-        q, k, v, is_causal) == "pallas")
-    if chosen == "pallas":
+    auto = (_auto_choice(q, k, v, is_causal) if refusal is None and _dispatch.picks_lowering(impl)
+            else "xla")
+    if resolve_impl("attention", impl, lambda: auto == "pallas") == "pallas":
         if refusal is not None:
             raise ValueError(f"attention: the Pallas kernel does not take {refusal}; use "
                              f"impl='xla' or 'auto'")
         return _flash(q, k, v, is_causal, scale, config, cudnn=False)
-    if (impl == "auto" and _dispatch.get_default_impl() == "auto" and refusal is None
-            and _auto_choice(q, k, v, is_causal) == "cudnn"):
+    if auto == "cudnn":
         return _flash(q, k, v, is_causal, scale, None, cudnn=True)
     return attention_reference(q, _repeat_kv(q, k), _repeat_kv(q, v), mask, is_causal=is_causal,
                                scale=scale, dropout_p=dropout_p, key=key)

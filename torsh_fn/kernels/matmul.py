@@ -175,6 +175,4 @@ def matmul_bias_act(a: jax.Array, b: jax.Array, bias: jax.Array | None = None,
     """
     if act is None and bias is None:
         return matmul(a, b, impl=impl, config=config)
-    if bias is None:
-        bias = jnp.zeros((1 if b.ndim == 1 else b.shape[-1],), jnp.result_type(a, b))
     return _dispatch("matmul_bias_act", a, b, bias, act, impl, config)
