@@ -28,13 +28,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-Pairs = Sequence[tuple[int, int]]
+from ._windows import Pairs, out_size, tap_slices
 
 __all__ = ["conv_channels_last", "conv_patches", "prefers_patches"]
-
-
-def _out_size(length: int, kernel: int, stride: int, pad: tuple[int, int], dilation: int) -> int:
-    return (length + pad[0] + pad[1] - dilation * (kernel - 1) - 1) // stride + 1
 
 
 def _live_taps(length: int, kernel: int, stride: int, lo: int, dilation: int,
@@ -57,7 +53,7 @@ def conv_patches(x: jax.Array, weight: jax.Array, stride: Sequence[int], padding
     """
     n, _, *spatial = x.shape
     c_out, c_group, *kernel = weight.shape
-    out = [_out_size(*args) for args in zip(spatial, kernel, stride, padding, dilation)]
+    out = [out_size(*args) for args in zip(spatial, kernel, stride, padding, dilation)]
     taps = [_live_taps(length, k, s, lo, d, o)
             for length, k, s, (lo, _), d, o in zip(spatial, kernel, stride, padding, dilation, out)]
     w = weight.astype(x.dtype)
@@ -68,12 +64,7 @@ def conv_patches(x: jax.Array, weight: jax.Array, stride: Sequence[int], padding
     # [groups, C_in/groups, N, *s], padded; one strided slice per live tap: [.., N, *out]
     xt = jnp.moveaxis(x, 1, 0).reshape(groups, c_group, n, *spatial)
     xt = jnp.pad(xt, [(0, 0)] * 3 + [tuple(p) for p in padding])
-    cols = []
-    for offsets in itertools.product(*taps):
-        start = [t * d for t, d in zip(offsets, dilation)]
-        limit = [st + (o - 1) * s + 1 for st, o, s in zip(start, out, stride)]
-        cols.append(lax.slice(xt, (0, 0, 0, *start), (groups, c_group, n, *limit),
-                              (1, 1, 1, *stride)))
+    cols = tap_slices(xt, len(spatial), itertools.product(*taps), stride, dilation, out)
     # [groups, C_in/groups * taps, N * prod(out)] times [groups, C_out/groups, C_in/groups * taps]
     patches = jnp.stack(cols, axis=2).reshape(groups, c_group * n_taps, -1)
     w = w.reshape(groups, c_out // groups, c_group * n_taps)
@@ -95,7 +86,7 @@ def prefers_patches(x_shape: Sequence[int], w_shape: Sequence[int], stride: Sequ
     """
     if groups != 1:
         return False
-    out = [_out_size(*args) for args in zip(x_shape[2:], w_shape[2:], stride, padding, dilation)]
+    out = [out_size(*args) for args in zip(x_shape[2:], w_shape[2:], stride, padding, dilation)]
     positions = math.prod(out)
     return positions <= 4 or (math.prod(w_shape[1:]) <= 32 and positions > 64)
 

@@ -19,38 +19,25 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
+
+from ._windows import Pairs, out_size, tap_slices
 
 __all__ = ["max_pool_taps", "sum_pool_taps"]
 
-Pairs = Sequence[tuple[int, int]]
-
-
 def _taps(xp: jax.Array, nd: int, kernel, stride, dilation, out) -> list[jax.Array]:
     """One strided slice of the padded ``xp`` per kernel offset, row-major: each (..., *out)."""
-    lead = xp.ndim - nd
-    slices = []
-    for offsets in itertools.product(*(range(k) for k in kernel)):
-        start = [t * d for t, d in zip(offsets, dilation)]
-        limit = [st + (o - 1) * s + 1 for st, o, s in zip(start, out, stride)]
-        slices.append(lax.slice(xp, (0,) * lead + tuple(start), xp.shape[:lead] + tuple(limit),
-                                (1,) * lead + tuple(stride)))
-    return slices
+    return tap_slices(xp, nd, itertools.product(*(range(k) for k in kernel)), stride, dilation,
+                      out)
 
 
 def _out(shape, kernel, stride, pads, dilation) -> tuple[int, ...]:
-    return tuple((n + lo + hi - d * (k - 1) - 1) // s + 1
-                 for n, k, s, (lo, hi), d in zip(shape, kernel, stride, pads, dilation))
+    return tuple(map(out_size, shape, kernel, stride, pads, dilation))
 
 
 def _pad(x: jax.Array, nd: int, pads: Pairs, value) -> jax.Array:
     config = [(0, 0, 0)] * (x.ndim - nd) + [(lo, hi, 0) for lo, hi in pads]
     return lax.pad(x, jnp.asarray(value, x.dtype), config)
-
-
-def _lowest(dtype) -> object:
-    return -np.inf if jnp.issubdtype(dtype, jnp.floating) else jnp.iinfo(dtype).min
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
@@ -61,7 +48,7 @@ def _max_pool(x: jax.Array, geometry: tuple) -> jax.Array:
 def _max_fwd(x, geometry):
     kernel, stride, pads, dilation = geometry
     nd = len(kernel)
-    xp = _pad(x, nd, pads, _lowest(x.dtype))
+    xp = _pad(x, nd, pads, -jnp.inf)  # floating x only (pooling's rule)
     out = _out(x.shape[-nd:], kernel, stride, pads, dilation)
     y = functools.reduce(lax.max, _taps(xp, nd, kernel, stride, dilation, out))
     return y, (xp, y)

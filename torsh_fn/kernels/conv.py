@@ -24,10 +24,10 @@ from jax import lax
 
 from ._conv_lowering import conv_channels_last, conv_patches, prefers_patches
 from ._dispatch import picks_lowering, resolve_impl
+from ._windows import Pairs
 
 __all__ = ["conv", "conv_reference", "conv_transpose", "conv_transpose_reference"]
 
-Pairs = Sequence[tuple[int, int]]
 
 
 def _dimension_numbers(nd: int) -> lax.ConvDimensionNumbers:
