@@ -23,3 +23,9 @@ def test_integer_division_and_remainder_stay_int32():
     np.testing.assert_array_equal(q, a // 8)
     np.testing.assert_array_equal(r, a % 8)
     assert int(tiles.idiv(jnp.int32(17), 5)) == 3 and int(tiles.irem(jnp.int32(17), 5)) == 2
+
+
+def test_tile_size_is_a_power_of_two_of_at_least_16_under_the_cap():
+    assert [tiles.tile_size(n) for n in (1, 16, 17, 100, 128)] == [16, 16, 32, 128, 128]
+    assert tiles.tile_size(1000, 256) == 256 and tiles.tile_size(40, 256) == 64
+    assert jnp.bfloat16 in tiles.SUPPORTED_DTYPES and jnp.float64 not in tiles.SUPPORTED_DTYPES

@@ -40,11 +40,10 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
 
-from ._pallas_common import compiler_params, interpret_mode, next_power_of_2
-from ._pallas_tiles import dot_precision, idiv, irem
+from ._pallas_common import compiler_params, interpret_mode
+from ._pallas_tiles import dot_precision, idiv, irem, tile_size
 from ._row_partition import partition_rows
 
-SUPPORTED_DTYPES = (jnp.float32, jnp.bfloat16, jnp.float16)
 MAX_HEAD_DIM = 256
 _LOG2_E = math.log2(math.e)
 
@@ -73,13 +72,12 @@ class AttentionConfig:
 
     def fit(self, q_len: int, kv_len: int) -> AttentionConfig:
         """This config with no block longer than its (power-of-two-rounded) sequence."""
-        def cap(block, length):
-            return min(block, max(16, next_power_of_2(length)))
-
         return dataclasses.replace(
-            self, block_q=cap(self.block_q, q_len), block_k=cap(self.block_k, kv_len),
-            block_q_dkv=cap(self.block_q_dkv, q_len), block_k_dkv=cap(self.block_k_dkv, kv_len),
-            block_q_dq=cap(self.block_q_dq, q_len), block_k_dq=cap(self.block_k_dq, kv_len))
+            self, block_q=tile_size(q_len, self.block_q), block_k=tile_size(kv_len, self.block_k),
+            block_q_dkv=tile_size(q_len, self.block_q_dkv),
+            block_k_dkv=tile_size(kv_len, self.block_k_dkv),
+            block_q_dq=tile_size(q_len, self.block_q_dq),
+            block_k_dq=tile_size(kv_len, self.block_k_dq))
 
 
 def default_config(head_dim: int) -> AttentionConfig:
@@ -112,11 +110,11 @@ class _Dims(NamedTuple):
 
     @property
     def d_pad(self) -> int:
-        return max(16, next_power_of_2(self.head_dim))
+        return tile_size(self.head_dim)
 
     @property
     def dv_pad(self) -> int:
-        return max(16, next_power_of_2(self.v_dim))
+        return tile_size(self.v_dim)
 
 
 def _rows(ref, head, start, block: int, n_rows: int, width: int, n_cols: int, edge: bool):
@@ -343,7 +341,7 @@ def attention_pallas(q: jax.Array, k: jax.Array, v: jax.Array,
 
     Args:
         q: (B, H, Sq, D); k: (B, Hk, Sk, D); v: (B, Hk, Sk, Dv), one dtype of
-            ``SUPPORTED_DTYPES``; Hk divides H; D, Dv <= 256; Sq, Sk >= 1.
+            ``_pallas_tiles.SUPPORTED_DTYPES``; Hk divides H; D, Dv <= 256; Sq, Sk >= 1.
         static: causal (top-left aligned), the score scale, and the tile config (None: default).
 
     Returns:

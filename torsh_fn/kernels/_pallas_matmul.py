@@ -33,11 +33,9 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
 
-from ._pallas_common import compiler_params, interpret_mode, next_power_of_2
-from ._pallas_tiles import dot_precision, idiv, irem
+from ._pallas_common import compiler_params, interpret_mode
+from ._pallas_tiles import dot_precision, idiv, irem, tile_size
 from .bias_act import _act, _act_grad
-
-SUPPORTED_DTYPES = (jnp.float32, jnp.bfloat16, jnp.float16)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,12 +60,9 @@ class MatmulConfig:
 
     def fit(self, m: int, n: int, k: int) -> MatmulConfig:
         """This config with blocks no larger than the (power-of-two-rounded) problem."""
-        def shrink(block, size):
-            return min(block, max(16, next_power_of_2(size)))
-
-        return dataclasses.replace(self, block_m=shrink(self.block_m, m),
-                                   block_n=shrink(self.block_n, n),
-                                   block_k=shrink(self.block_k, k))
+        return dataclasses.replace(self, block_m=tile_size(m, self.block_m),
+                                   block_n=tile_size(n, self.block_n),
+                                   block_k=tile_size(k, self.block_k))
 
 
 # Defaults per input dtype. bf16 8192^3 on an H200 (jax 0.11.2): 128x256x64, 8 warps, 4 stages

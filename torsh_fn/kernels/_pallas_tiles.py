@@ -13,7 +13,16 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ._pallas_common import interpret_mode
+from ._pallas_common import interpret_mode, next_power_of_2
+
+SUPPORTED_DTYPES = (jnp.float32, jnp.bfloat16, jnp.float16)  # what the tiled kernels take
+
+
+def tile_size(n: int, cap: int | None = None) -> int:
+    """A tile edge for ``n`` elements: the next power of two, at least 16 (the matrix units'
+    smallest operand), at most ``cap``."""
+    size = max(16, next_power_of_2(n))
+    return size if cap is None else min(cap, size)
 
 
 def dot_precision(dtype) -> lax.DotAlgorithmPreset | lax.Precision | None:

@@ -29,11 +29,11 @@ from . import _dispatch
 from ._dispatch import resolve_impl
 from ._pallas_attention import (
     MAX_HEAD_DIM,
-    SUPPORTED_DTYPES,
     AttentionConfig,
     AttentionStatic,
     attention_pallas,
 )
+from ._pallas_tiles import SUPPORTED_DTYPES
 
 __all__ = ["attention", "attention_reference"]
 

@@ -25,7 +25,8 @@ import jax
 import jax.numpy as jnp
 
 from ._dispatch import measured_faster, resolve_impl
-from ._pallas_matmul import SUPPORTED_DTYPES, MatmulConfig, MatmulStatic, matmul_pallas3
+from ._pallas_matmul import MatmulConfig, MatmulStatic, matmul_pallas3
+from ._pallas_tiles import SUPPORTED_DTYPES
 from .bias_act import ACTIVATIONS, _act
 
 __all__ = ["matmul", "matmul_bias_act", "matmul_reference"]
