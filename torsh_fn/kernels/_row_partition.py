@@ -100,7 +100,7 @@ def partition_rows(fn: Callable[..., Any], row_inputs: Sequence[bool]) -> Callab
         partitioned = custom_partitioning(fn)
         partitioned.def_partition(
             partition=partition, infer_sharding_from_operands=infer_sharding_from_operands,
-            propagate_user_sharding=None, sharding_rule=rule,
+            sharding_rule=rule,
             need_replication_factors=replicated)
         return partitioned(*args)
 
