@@ -11,6 +11,21 @@ of float32, bytes read plus written). Matmul and attention report TFLOP/s: 2 M N
 4 B H Sq Sk D for attention's forward (half when causal), 3.5 times that forward + backward.
 
     PYTHONPATH=$PWD python3 benchmarks/kernels.py --only matmul,attention --tiles
+
+tokamax (Google's kernel library; a benchmark-only peer, never a torsh_fn dependency) is timed
+where it has the op: layer_norm / rms_norm (its Triton kernel), matmul (its ragged_dot with one
+group, Mosaic GPU and Triton) and attention (Mosaic GPU and Triton). On a machine without a
+network, install it from the git-ignored wheelhouse first; --only tokamax runs just those ops:
+
+    bash benchmarks/install_tokamax.sh
+    PYTHONPATH=$PWD python3 benchmarks/kernels.py --only tokamax
+
+The dispatch table holds one entry per GPU model (JAX's device_kind): --sweep replaces this
+GPU's entry (--sweep-ops: only those ops of it) and keeps the other GPUs' entries. A sweep too
+long for one run goes in parts, each to its own file, merged op by op afterwards:
+
+    PYTHONPATH=$PWD python3 benchmarks/kernels.py --sweep part1.json --sweep-ops softmax,var
+    PYTHONPATH=$PWD python3 benchmarks/kernels.py --merge part1.json,part2.json
 """
 
 from __future__ import annotations
@@ -19,10 +34,12 @@ import argparse
 import datetime
 import functools
 import json
+import os
 import statistics
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -101,8 +118,91 @@ def _rms_ref(x, w):
     return (x32 * jax.lax.rsqrt((x32**2).mean(-1, keepdims=True) + 1e-6) * w).astype(x.dtype)
 
 
+# install_tokamax.sh's last resort (no pip): the wheels unpacked here, appended to sys.path
+_TOKAMAX_SITE = Path(__file__).resolve().with_name("wheelhouse") / "site"
+# tokamax's absl flags, set before its first use (--tokamax-autotune adds one)
+TOKAMAX_FLAGS: list[str] = []
+
+
+@functools.cache
+def tokamax_module():
+    """tokamax, or None (printing once why) where it is not installed or does not import."""
+    try:
+        import tokamax
+    except ImportError:
+        if _TOKAMAX_SITE.is_dir() and str(_TOKAMAX_SITE) not in sys.path:
+            sys.path.append(str(_TOKAMAX_SITE))
+        try:
+            import tokamax
+        except Exception as err:  # missing, or an API of this jax that it does not know
+            print(f"tokamax not installed ({type(err).__name__}: {str(err)[:160]}); its columns "
+                  "stay empty (bash benchmarks/install_tokamax.sh)", flush=True)
+            return None
+    except Exception as err:
+        print(f"tokamax does not import: {type(err).__name__}: {str(err)[:160]}", flush=True)
+        return None
+    from absl import flags  # tokamax's options are absl flags, parsed from sys.argv on first use
+
+    if not flags.FLAGS.is_parsed():
+        flags.FLAGS(sys.argv[:1] + TOKAMAX_FLAGS)  # this script's own arguments are not its flags
+    return tokamax
+
+
+# The ops tokamax has, in this script's names. On a GPU its kernels; elsewhere (the --quick CPU
+# smoke run) its XLA implementation, to exercise the plumbing.
+TOKAMAX_OPS = ("layer_norm", "rms_norm", "matmul", "attention")
+_TOKAMAX_GPU_IMPLS = {"layer_norm": ("triton",), "rms_norm": ("triton",),
+                      "matmul": ("mosaic", "triton"), "attention": ("mosaic", "triton")}
+
+
+def tokamax_impls(op: str) -> tuple[str, ...]:
+    """tokamax's implementations of ``op`` to time here (none without tokamax)."""
+    if op not in TOKAMAX_OPS or tokamax_module() is None:
+        return ()
+    return _TOKAMAX_GPU_IMPLS[op] if jax.default_backend() == "gpu" else ("xla",)
+
+
+def tokamax_fn(op: str, impl: str, causal: bool = True) -> Callable:
+    """tokamax's ``op`` with this script's signature: rows ``(x, w, b)``, matmul ``(a, b)``,
+    attention ``(q, k, v)`` in (B, H, S, D) (tokamax's layout is (B, S, H, D))."""
+    tk = tokamax_module()
+    if op in ("layer_norm", "rms_norm"):
+        mean = op == "layer_norm"  # the epsilons of _ln_ref and _rms_ref
+        return lambda x, w, b: tk.layer_norm(x, w, b if mean else None,
+                                             epsilon=1e-5 if mean else 1e-6,
+                                             subtract_mean=mean, implementation=impl)
+    if op == "matmul":  # a ragged product with one group of all M rows is A @ B
+        return lambda a, b: tk.ragged_dot(a, b[None], jnp.array([a.shape[0]], jnp.int32),
+                                          implementation=impl)
+    if op == "attention":
+        return lambda q, k, v: tk.dot_product_attention(
+            *(x.swapaxes(1, 2) for x in (q, k, v)), is_causal=causal,
+            implementation=impl).swapaxes(1, 2)
+    raise ValueError(f"tokamax has no {op} here")
+
+
+def tokamax_summary() -> str:
+    """One line: tokamax's version and the implementations of each of its ops found installed."""
+    tk = tokamax_module()
+    if tk is None:
+        return "tokamax: not installed"
+    apis = {"dot_product_attention": "attention", "layer_norm": "normalization",
+            "ragged_dot": "ragged_dot",
+            "linear_softmax_cross_entropy_loss": "linear_softmax_cross_entropy_loss"}
+    found = []
+    for name, module in apis.items():
+        try:
+            impls = __import__(f"tokamax._src.ops.{module}.api", fromlist=["api"]).IMPLEMENTATIONS
+            found.append(f"{name} [{', '.join(sorted(impls))}]")
+        except Exception:  # a private module that a later tokamax moved
+            found.append(name)
+    return (f"tokamax {tk.__version__}: " + "; ".join(found) + ". No softmax / log_softmax or "
+            "logits-in cross-entropy (its cross-entropy fuses the x @ W projection, with "
+            "mosaic_tpu and xla implementations only), no reductions, pooling or batch norm.")
+
+
 def _peers(name: str, dtype):
-    """Extra implementations of ``name``: JAX's own Pallas ops and tokamax, where they have it."""
+    """Other implementations of ``name`` for the "other" column: JAX's own Pallas ops."""
     peers = {}
     if jax.default_backend() != "gpu":
         return peers
@@ -111,21 +211,6 @@ def _peers(name: str, dtype):
             from jax.experimental.pallas.ops.gpu import softmax as jax_softmax
 
             peers["jax-pallas"] = lambda x, w, b: jax_softmax.softmax(x, axis=-1)
-        except ImportError:
-            pass
-    if name in ("layer_norm", "rms_norm"):
-        try:
-            import tokamax
-
-            mean = name == "layer_norm"
-            peers["tokamax"] = lambda x, w, b: tokamax.layer_norm(
-                x,
-                w,
-                b if mean else None,
-                epsilon=1e-5 if mean else 1e-6,
-                subtract_mean=mean,
-                implementation="triton",
-            )
         except ImportError:
             pass
     return peers
@@ -195,24 +280,48 @@ def row_ops():
 GRAD_OPS = ("softmax", "log_softmax", "layer_norm", "rms_norm")
 
 
-def bench_rows(rows: int, n: int, dtypes, copy_tbs: float, report: list[str]) -> None:
+def _tokamax_cells(op: str, wrap: Callable, ref, args, nbytes: float) -> tuple[str, str]:
+    """tokamax's "GB/s" and "rel err" cells for a row op: each of its implementations here, as
+    ``impl value``; ``wrap`` turns its ``(x, w, b)`` function into the timed one (fwd or
+    fwd+bwd), ``ref`` is XLA's output of the same."""
+    gbs, errs = [], []
+    for impl in tokamax_impls(op):
+        fn = wrap(tokamax_fn(op, impl))
+        label = f"tokamax {impl} {op}"
+        ms = _time_or_nan(time_jax, fn, *args, label=label)
+        if ms != ms:
+            gbs.append(f"{impl} -")
+            errs.append(f"{impl} skipped: {_SKIPPED[label][:60]}")
+            continue
+        out = jax.jit(fn)(*args)
+        gbs.append(f"{impl} {nbytes / ms / 1e6:.0f}")
+        errs.append(f"{impl} {rel_err(out, ref):.1e}")
+    return ", ".join(gbs), ", ".join(errs)
+
+
+def bench_rows(rows: int, n: int, dtypes, copy_tbs: float, report: list[str],
+               ops: tuple[str, ...] | None = None) -> None:
+    """Row ops (softmax, norms, reductions, ...) on (rows, n), or only ``ops`` of them."""
     rng = np.random.default_rng()
     header = (
         "| op | dtype | pass | rel err | Pallas GB/s | % copy | XLA GB/s | PyTorch GB/s | "
-        "other | Pallas / XLA |"
+        "tokamax GB/s | tokamax rel err | other | Pallas / XLA |"
     )
-    report += ["", f"### rows {rows} x {n}", "", header, "|" + " --- |" * 10]
+    report += ["", f"### rows {rows} x {n}", "", header, "|" + " --- |" * 12]
     for dtype in dtypes:
         x = jnp.asarray(rng.standard_normal((rows, n)), dtype)
         w = jnp.asarray(rng.standard_normal(n), dtype)
         b = jnp.asarray(rng.standard_normal(n), dtype)
         tx, tw, tb = to_torch(x), to_torch(w), to_torch(b)
         for name, (pal, xla, tor, factor) in row_ops().items():
+            if ops is not None and name not in ops:
+                continue
             out, ref = jax.jit(pal)(x, w, b), jax.jit(xla)(x, w, b)
             err = max(rel_err(o, r) for o, r in zip(jax.tree.leaves(out), jax.tree.leaves(ref)))
             nbytes = factor * x.nbytes
             t_pal, t_xla = time_jax(pal, x, w, b), time_jax(xla, x, w, b)
             t_tor = time_torch(tor, tx, tw, tb) if torch else float("nan")
+            tk_gbs, tk_err = _tokamax_cells(name, lambda f: f, ref, (x, w, b), nbytes)
             others = ", ".join(
                 f"{k} {nbytes / time_jax(f, x, w, b) / 1e6:.0f}"
                 for k, f in _peers(name, dtype).items()
@@ -220,8 +329,8 @@ def bench_rows(rows: int, n: int, dtypes, copy_tbs: float, report: list[str]) ->
             report.append(
                 f"| {name} | {jnp.dtype(dtype).name} | fwd | {err:.1e} | "
                 f"{nbytes / t_pal / 1e6:.0f} | {nbytes / t_pal / 1e6 / (copy_tbs * 10):.0f}% | "
-                f"{nbytes / t_xla / 1e6:.0f} | {nbytes / t_tor / 1e6:.0f} | {others} | "
-                f"{t_xla / t_pal:.2f}x |"
+                f"{nbytes / t_xla / 1e6:.0f} | {nbytes / t_tor / 1e6:.0f} | {tk_gbs} | "
+                f"{tk_err} | {others} | {t_xla / t_pal:.2f}x |"
             )
             print(report[-1], flush=True)
             if name not in GRAD_OPS:
@@ -234,13 +343,15 @@ def bench_rows(rows: int, n: int, dtypes, copy_tbs: float, report: list[str]) ->
 
                 return run
 
-            g_err = rel_err(jax.jit(fwd_bwd(pal))(x, w, b), jax.jit(fwd_bwd(xla))(x, w, b))
+            g_ref = jax.jit(fwd_bwd(xla))(x, w, b)
+            g_err = rel_err(jax.jit(fwd_bwd(pal))(x, w, b), g_ref)
             t_pal, t_xla = time_jax(fwd_bwd(pal), x, w, b), time_jax(fwd_bwd(xla), x, w, b)
             nbytes = 5 * x.nbytes  # fwd read + write, bwd read two + write one
+            tk_gbs, tk_err = _tokamax_cells(name, fwd_bwd, g_ref, (x, w, b), nbytes)
             report.append(
                 f"| {name} | {jnp.dtype(dtype).name} | fwd+bwd | {g_err:.1e} | "
                 f"{nbytes / t_pal / 1e6:.0f} | {nbytes / t_pal / 1e6 / (copy_tbs * 10):.0f}% "
-                f"| {nbytes / t_xla / 1e6:.0f} | | | {t_xla / t_pal:.2f}x |"
+                f"| {nbytes / t_xla / 1e6:.0f} | | {tk_gbs} | {tk_err} | | {t_xla / t_pal:.2f}x |"
             )
             print(report[-1], flush=True)
 
@@ -283,25 +394,35 @@ def bench_cross_entropy(rows: int, classes: int, report: list[str]) -> None:
         f"| XLA log_softmax + gather + grad | {t_xla:.3f} | 1.00x | | |",
         f"| PyTorch F.cross_entropy + backward | {t_torch:.3f} | {t_xla / t_torch:.2f}x | | |",
         f"| floor: read logits twice + write grad at 3 TB/s | {floor:.3f} | | | |",
+        "| tokamax: none (its linear_softmax_cross_entropy_loss fuses x @ W into the loss; "
+        "mosaic_tpu and xla only) | | | | |",
     ]
-    print("\n".join(report[-7:]), flush=True)
+    print("\n".join(report[-8:]), flush=True)
 
 
 def _tflops(flops: float, ms: float) -> str:
     return f"{flops / ms / 1e9:.0f}" if ms == ms else "-"  # ms is NaN where a peer is missing
 
 
-def _time_or_nan(timer: Callable, *args, **kwargs) -> float:
-    """A peer's time, or NaN (with a printed note) where it cannot run here."""
+_SKIPPED: dict[str, str] = {}  # label -> why _time_or_nan could not time it
+
+
+def _time_or_nan(timer: Callable, *args, label: str = "", **kwargs) -> float:
+    """A peer's time, or NaN (with a printed note, kept in ``_SKIPPED``) where it cannot run."""
     try:
         return timer(*args, **kwargs)
     except Exception as err:  # a peer this machine lacks (cuDNN, tokamax, a Triton config)
-        print(f"  skipped: {type(err).__name__}: {str(err)[:200]}", flush=True)
+        while isinstance(err, ExceptionGroup) and err.exceptions:  # tokamax's "all failed"
+            err = err.exceptions[0]
+        why = " ".join(f"{type(err).__name__}: {str(err)[:200]}".split()).replace("|", "/")
+        _SKIPPED[label] = why
+        print(f"  {label or 'a peer'} skipped: {why}", flush=True)
         return float("nan")
 
 
 def bench_matmul(size: int, report: list[str], configs=()) -> None:
-    """C = A @ B on size^3 (bf16 and f32): Pallas, XLA, PyTorch, in TFLOP/s (2 * size^3 flops).
+    """C = A @ B on size^3 (bf16 and f32): Pallas, XLA, PyTorch, tokamax (its ragged_dot with one
+    group), in TFLOP/s (2 * size^3 flops).
 
     XLA's float32 product runs at its default precision (TF32 on the GPU) and at HIGHEST (full
     float32, PyTorch's default); ours uses three TF32 products (float32-class accuracy).
@@ -323,6 +444,8 @@ def bench_matmul(size: int, report: list[str], configs=()) -> None:
                  "Pallas (ours)": lambda a, b: kernels.matmul(a, b, impl="pallas")}
         if dtype == jnp.float32:
             cases["XLA HIGHEST"] = functools.partial(jnp.matmul, precision="highest")
+        for impl in tokamax_impls("matmul"):
+            cases[f"tokamax ragged_dot {impl} (1 group)"] = tokamax_fn("matmul", impl)
         for cfg in configs:
             tiles = (f"Pallas {cfg.block_m}x{cfg.block_n}x{cfg.block_k} w{cfg.num_warps} "
                      f"s{cfg.num_stages}")
@@ -332,8 +455,12 @@ def bench_matmul(size: int, report: list[str], configs=()) -> None:
         for label, fn in cases.items():
             if label.startswith("Pallas ") and dtype == jnp.float32 and label != "Pallas (ours)":
                 continue  # tile sweeps in bf16 only
-            times[label] = _time_or_nan(time_jax, fn, a, b, iters=10, reps=5)
-            err = rel_err(jax.jit(fn)(a, b), exact) if times[label] == times[label] else 0.0
+            times[label] = _time_or_nan(time_jax, fn, a, b, iters=10, reps=5, label=label)
+            if times[label] != times[label]:
+                report.append(f"| {label} | {name} | skipped: {_SKIPPED[label][:120]} | - | - |")
+                print(report[-1], flush=True)
+                continue
+            err = rel_err(jax.jit(fn)(a, b), exact)
             xla = times.get("XLA default", float("nan"))
             report.append(f"| {label} | {name} | {err:.1e} | {_tflops(flops, times[label])} | "
                           f"{xla / times[label]:.2f}x |")
@@ -375,13 +502,8 @@ def _attention_cases(causal: bool, configs=()):
                  f"w{c.bwd_num_warps} s{c.bwd_num_stages}")
         cases[tiles] = lambda q, k, v, cfg=c: attention_pallas(
             q, k, v, AttentionStatic(causal, q.shape[-1] ** -0.5, cfg))
-    try:
-        import tokamax
-
-        cases["tokamax"] = lambda q, k, v: tokamax.dot_product_attention(
-            *(x.swapaxes(1, 2) for x in (q, k, v)), is_causal=causal).swapaxes(1, 2)
-    except ImportError:
-        print("tokamax is not importable here: its attention is not timed", flush=True)
+    for impl in tokamax_impls("attention"):
+        cases[f"tokamax {impl} (BHSD<->BSHD)"] = tokamax_fn("attention", impl, causal)
     return cases
 
 
@@ -406,10 +528,13 @@ def bench_attention(batch: int, seq: int, heads: int, head_dim: int, report: lis
         def train(q, k, v, g, fn=fn):
             return jax.vjp(fn, q, k, v)[1](g)
 
-        t_f = _time_or_nan(time_jax, fn, q, k, v, iters=10, reps=5)
+        t_f = _time_or_nan(time_jax, fn, q, k, v, iters=10, reps=5, label=label)
         if t_f != t_f:
+            report.append(f"| {label} | skipped: {_SKIPPED[label][:120]} | | | | | |")
+            print(report[-1], flush=True)
             continue
-        t_b = _time_or_nan(time_jax, train, q, k, v, d_out, iters=5, reps=5)
+        t_b = _time_or_nan(time_jax, train, q, k, v, d_out, iters=5, reps=5,
+                           label=f"{label} fwd+bwd")
         err = rel_err(jax.jit(fn)(q, k, v), ref_out)
         g_err = (max(rel_err(g, r) for g, r in zip(jax.jit(train)(q, k, v, d_out), ref_grads))
                  if t_b == t_b else float("nan"))
@@ -688,35 +813,129 @@ def _fwd_and_train_times(fn_a: Callable, fn_b: Callable, args, grad: bool) -> li
 
 # Run-to-run timing noise on the H100 reached ~10% for sub-0.1 ms ops: Pallas must win by more.
 MARGIN = 0.15
+DISPATCH_TABLE = Path(_dispatch.__file__).with_name("dispatch_table.json")
+
+
+def per_device_tables(tables: dict | None) -> dict:
+    """A dispatch file as ``{"margin": m, "devices": {device_kind: {"jax", "date", "ops"}}}``;
+    a missing file is empty, and a file of the older one-GPU format (``{"device": kind, "margin",
+    "jax", "date", "ops"}``) becomes that GPU's entry."""
+    if not tables:
+        return {"margin": MARGIN, "devices": {}}
+    if "devices" in tables:
+        return tables
+    entry = dict(tables)
+    kind, margin = entry.pop("device"), entry.pop("margin", MARGIN)
+    return {"margin": margin, "devices": {kind: entry}}
+
+
+def merge_device_table(tables: dict | None, kind: str, entry: dict, keep_unswept: bool = False,
+                       per_dtype: bool = False) -> dict:
+    """The dispatch file ``tables`` with GPU ``kind``'s entry replaced by ``entry``; every other
+    GPU's entry is kept as it was.
+
+    ``keep_unswept``: keep the ops of ``kind``'s old entry that ``entry`` lacks (``--sweep-ops``);
+    ``per_dtype`` also keeps the dtypes of an op that ``entry`` lacks (a sweep in progress, saved
+    after each op and dtype, so an interrupted sweep loses nothing it has not re-measured).
+    """
+    devices = dict(per_device_tables(tables)["devices"])
+    old = devices.get(kind)
+    if keep_unswept and old is not None:
+        ops = dict(old.get("ops", {}))
+        for op, by_dtype in entry["ops"].items():
+            ops[op] = {**ops.get(op, {}), **by_dtype} if per_dtype else by_dtype
+        kept = {k: v for k, v in old.items() if k != "note"}  # a note told of the old sweep
+        entry = {**kept, **entry, "ops": ops}
+    devices[kind] = entry
+    return {"margin": MARGIN, "devices": dict(sorted(devices.items()))}
+
+
+def _write_json(path: str, data: dict) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=1)
+        f.write("\n")
+    os.replace(tmp, path)
 
 
 def sweep(path: str, ops: list[str] | None = None) -> None:
-    """Measure Pallas vs XLA over sizes and write the dispatch table that ``impl="auto"`` reads.
+    """Measure Pallas vs XLA over sizes and write this GPU's entry of the dispatch table that
+    ``impl="auto"`` reads (keyed by JAX's ``device_kind``; other GPUs' entries are kept).
 
     Each entry keeps the worse of the forward and forward+backward comparisons, so "auto" picks
-    Pallas only where it is faster both for inference and for training.
+    Pallas only where it is faster both for inference and for training. Without ``ops`` this
+    GPU's entry is replaced whole; with ``ops``, only those ops of it. The file is rewritten after
+    every op and dtype, so an interrupted sweep keeps what it measured.
     """
-    table = {"device": jax.devices()[0].device_kind, "jax": jax.__version__,
-             "date": str(datetime.date.today()), "margin": MARGIN, "ops": {}}
-    for dtype in (jnp.bfloat16, jnp.float32):
-        for op, (keys, make, fn, grad) in _public_cases(dtype).items():
+    kind = jax.devices()[0].device_kind
+    cases = {dtype: _public_cases(dtype) for dtype in (jnp.bfloat16, jnp.float32)}
+    known = {op for by_op in cases.values() for op in by_op}
+    if ops and set(ops) - known:
+        raise SystemExit(f"--sweep-ops: unknown {sorted(set(ops) - known)}; known: "
+                         f"{', '.join(sorted(known))}")
+    try:
+        with open(path) as f:
+            tables = json.load(f)
+    except FileNotFoundError:
+        tables = None
+    others = sorted(set(per_device_tables(tables)["devices"]) - {kind})
+    print(f"sweeping {', '.join(ops) if ops else 'every op'} on {kind!r} into {path} (other GPUs "
+          f"kept: {', '.join(others) or 'none'})", flush=True)
+    entry = {"jax": jax.__version__, "date": str(datetime.date.today()), "ops": {}}
+    for dtype, by_op in cases.items():
+        for op, (keys, make, fn, grad) in by_op.items():
             if ops and op not in ops:
                 continue
             for key in keys:
                 pairs = _fwd_and_train_times(jax.jit(fn("pallas")), jax.jit(fn("xla")),
                                              make(key), grad)
                 worst = min(pairs, key=lambda p: p[1] / p[0])
-                entry = [key, round(worst[0], 5), round(worst[1], 5)]
-                table["ops"].setdefault(op, {}).setdefault(jnp.dtype(dtype).name, []).append(entry)
-                print(op, jnp.dtype(dtype).name, entry, f"{worst[1] / worst[0]:.2f}x", flush=True)
-    with open(path, "w") as f:
-        json.dump(table, f, indent=1)
+                row = [key, round(worst[0], 5), round(worst[1], 5)]
+                entry["ops"].setdefault(op, {}).setdefault(jnp.dtype(dtype).name, []).append(row)
+                print(op, jnp.dtype(dtype).name, row, f"{worst[1] / worst[0]:.2f}x", flush=True)
+            _write_json(path, merge_device_table(tables, kind, entry, keep_unswept=True,
+                                                 per_dtype=True))
+    _write_json(path, merge_device_table(tables, kind, entry, keep_unswept=bool(ops)))
+    print(f"wrote {path}: {kind!r} entry, {len(entry['ops'])} ops measured", flush=True)
+
+
+def merge_sweeps(path: str, sweeps: list[str]) -> None:
+    """Merge the GPU entries of ``sweeps`` (files written by ``--sweep``, e.g. partial sweeps of
+    a few ops each, made in separate runs) into the dispatch table ``path``, op by op: an op in a
+    sweep replaces that op of that GPU's entry; every other op and GPU is kept."""
+    with open(path) as f:
+        tables = json.load(f)
+    for sweep_path in sweeps:
+        with open(sweep_path) as f:
+            for kind, entry in per_device_tables(json.load(f))["devices"].items():
+                tables = merge_device_table(tables, kind, entry, keep_unswept=True)
+                print(f"{path}: {kind!r} <- {', '.join(entry['ops'])} from {sweep_path}")
+    _write_json(path, tables)
+
+
+def dispatch_table_note() -> str:
+    """Which GPU's entry of the shipped dispatch table ``impl="auto"`` reads on this device."""
+    kind = jax.devices()[0].device_kind
+    path = getattr(_dispatch, "_TABLE_PATH", DISPATCH_TABLE)
+    try:
+        tables = per_device_tables(json.loads(Path(path).read_text()))
+    except (OSError, ValueError) as err:
+        return f"dispatch table {path}: unreadable ({type(err).__name__}): auto has no measurements"
+    entry = tables["devices"].get(kind)
+    if entry is None:
+        return (f"dispatch table {path}: no entry for {kind!r} (entries: "
+                f"{', '.join(tables['devices']) or 'none'}): auto has no measurements here")
+    return (f"dispatch table {path}: entry for {kind!r} (swept {entry.get('date', '?')}, jax "
+            f"{entry.get('jax', '?')}, {len(entry.get('ops', {}))} ops; margin "
+            f"{tables['margin']})")
 
 
 def check_auto(report: list[str]) -> None:
     """Time ``impl="auto"`` against ``impl="xla"`` on every shape of the sweep (fresh timings)."""
+    note = dispatch_table_note()
+    print(note, flush=True)
     report += ["", "## impl=\"auto\" vs impl=\"xla\" on the dispatch table's shapes "
-               "(worse of forward and forward+backward)", "",
+               "(worse of forward and forward+backward)", "", note, "",
                "| op | dtype | size key | auto picks | auto ms | xla ms | xla / auto |",
                "|---|---|---:|---|---:|---:|---:|"]
     worst_ratio = float("inf")
@@ -744,14 +963,36 @@ def main(argv=None) -> None:
     parser.add_argument("--quick", action="store_true", help="small shapes (CPU smoke run)")
     parser.add_argument("--tune", action="store_true", help="sweep warps per kernel first")
     parser.add_argument("--only", default="rows,ce,pool,matmul,attention",
-                        help="sections to run, from rows,ce,pool,matmul,attention,auto (auto: "
-                             "impl='auto' vs 'xla' on the dispatch table's shapes)")
+                        help="sections to run, from rows,ce,pool,matmul,attention,auto,tokamax "
+                             "(auto: impl='auto' vs 'xla' on the dispatch table's shapes; "
+                             "tokamax: only the ops tokamax has, rows layer_norm / rms_norm, "
+                             "matmul and attention, with every column); tokamax's columns are "
+                             "in every section that has its op")
     parser.add_argument("--tiles", action="store_true",
                         help="also time a few Pallas tile configs for matmul and attention")
-    parser.add_argument("--sweep", default=None, help="write the dispatch table to this file")
+    parser.add_argument("--sweep", default=None,
+                        help="write this GPU's entry of the dispatch table to this file (other "
+                             "GPUs' entries kept), e.g. torsh_fn/kernels/dispatch_table.json")
     parser.add_argument("--sweep-ops", default=None,
-                        help="with --sweep: only these ops (comma-separated)")
+                        help="with --sweep: only these ops (comma-separated) of this GPU's entry")
+    parser.add_argument("--merge", default=None,
+                        help="merge these --sweep outputs (comma-separated files) into the "
+                             "dispatch table (--sweep FILE, default the shipped one) op by op, "
+                             "and exit")
+    parser.add_argument("--tokamax-autotune", action="store_true",
+                        help="let tokamax autotune its kernels' configs where its shipped cache "
+                             "has none for this GPU (it has H100 and B200 caches; slow) instead "
+                             "of its heuristics")
     args = parser.parse_args(argv)
+    if args.merge:
+        merge_sweeps(args.sweep or str(DISPATCH_TABLE), args.merge.split(","))
+        return
+    if args.tokamax_autotune:
+        TOKAMAX_FLAGS.append("--tokamax_autotuning_cache_miss_fallback=autotune")
+    sections = set(args.only.split(","))
+    unknown = sections - {"rows", "ce", "pool", "matmul", "attention", "auto", "tokamax"}
+    if unknown:
+        parser.error(f"--only: unknown sections {sorted(unknown)}")
     dev = jax.devices()[0]
     report = [
         f"# Kernel benchmark — {datetime.date.today()}",
@@ -769,9 +1010,15 @@ def main(argv=None) -> None:
     if args.sweep:
         sweep(args.sweep, args.sweep_ops.split(",") if args.sweep_ops else None)
         return
-    sections = args.only.split(",")
+    report.append(tokamax_summary())
+    print(report[-1], flush=True)
     if "rows" in sections:
         bench_rows(args.rows, args.cols, [jnp.bfloat16, jnp.float32], copy_tbs, report)
+    elif "tokamax" in sections:
+        bench_rows(args.rows, args.cols, [jnp.bfloat16, jnp.float32], copy_tbs, report,
+                   ops=tuple(op for op in TOKAMAX_OPS if op in GRAD_OPS))
+    if "tokamax" in sections:
+        sections |= {"matmul", "attention"}
     if "ce" in sections and not args.quick:
         bench_cross_entropy(8192, 32768, report)
     if "pool" in sections and not args.quick:
