@@ -438,34 +438,39 @@ assert err < 1e-4"""),
     ("md", """## The measured dispatch table
 
 `impl="auto"` reads `torsh_fn/kernels/dispatch_table.json`, written by
-`benchmarks/kernels.py --sweep` on a GPU: for each op and dtype, entries `[size, pallas_ms,
-xla_ms]` (the size is the row length, the number of classes or the pooled plane). A call uses
-Pallas where the entry nearest its size shows Pallas faster by more than the table's margin."""),
+`benchmarks/kernels.py --sweep` on a GPU: one table per GPU model, and in each, for each op and
+dtype, entries `[size, pallas_ms, xla_ms]` (the size is the row length, the number of classes or
+the pooled plane). A call uses Pallas where the entry nearest its size, measured on the same GPU
+model, shows Pallas faster by more than the margin; on a GPU model never measured it uses XLA."""),
     ("code", """path = resources.files("torsh_fn.kernels").joinpath("dispatch_table.json")
-table = json.loads(path.read_text())
-margin = table["margin"]
-print(f"measured on {table['device']}, jax {table['jax']}, {table['date']}, "
-      f"margin {margin:.0%}\\n")
-print(f"{'op':<16}{'dtype':<10}{'size':>8}{'pallas ms':>11}{'xla ms':>9}{'speed-up':>10}"
-      "  auto picks (on a GPU)")
-for op, by_dtype in table["ops"].items():
-    for dtype, entries in by_dtype.items():
-        for size, pallas_ms, xla_ms in entries:
-            pick = "pallas" if pallas_ms * (1 + margin) < xla_ms else "xla"
-            print(f"{op:<16}{dtype:<10}{size:>8}{pallas_ms:>11.4f}{xla_ms:>9.4f}"
-                  f"{xla_ms / pallas_ms:>9.2f}x  {pick}")"""),
-    ("code", """# plot: Pallas' speed-up over XLA in the dispatch table
-dtypes = sorted({d for by_dtype in table["ops"].values() for d in by_dtype})
-fig, axes = plt.subplots(1, len(dtypes), figsize=(11, 3.8), sharey=True, squeeze=False)
-for ax, dtype in zip(axes[0], dtypes):
-    ax.set_prop_cycle(color=plt.cm.tab20.colors)
+tables = json.loads(path.read_text())
+margin = tables["margin"]
+for device, table in tables["devices"].items():
+    print(f"measured on {device}, jax {table['jax']}, {table['date']}, margin {margin:.0%}\\n")
+    print(f"{'op':<16}{'dtype':<10}{'size':>8}{'pallas ms':>11}{'xla ms':>9}{'speed-up':>10}"
+          "  auto picks (on this GPU)")
     for op, by_dtype in table["ops"].items():
-        entries = np.asarray(by_dtype.get(dtype, []), dtype=float).reshape(-1, 3)
-        if len(entries):
-            ax.plot(entries[:, 0], entries[:, 2] / entries[:, 1], marker="o", label=op)
-    ax.axhline(1 + margin, color="k", ls="--", lw=1)
-    ax.set(xscale="log", yscale="log", xlabel="size key", title=f"{dtype} on {table['device']}")
-axes[0][0].set_ylabel("xla ms / pallas ms (above the line: pallas)")
+        for dtype, entries in by_dtype.items():
+            for size, pallas_ms, xla_ms in entries:
+                pick = "pallas" if pallas_ms * (1 + margin) < xla_ms else "xla"
+                print(f"{op:<16}{dtype:<10}{size:>8}{pallas_ms:>11.4f}{xla_ms:>9.4f}"
+                      f"{xla_ms / pallas_ms:>9.2f}x  {pick}")
+    print()"""),
+    ("code", """# plot: Pallas' speed-up over XLA in the dispatch table
+devices = tables["devices"]
+dtypes = sorted({d for t in devices.values() for by_dtype in t["ops"].values() for d in by_dtype})
+fig, axes = plt.subplots(len(devices), len(dtypes), figsize=(11, 3.8 * len(devices)),
+                         sharey=True, squeeze=False)
+for row, (device, table) in zip(axes, devices.items()):
+    for ax, dtype in zip(row, dtypes):
+        ax.set_prop_cycle(color=plt.cm.tab20.colors)
+        for op, by_dtype in table["ops"].items():
+            entries = np.asarray(by_dtype.get(dtype, []), dtype=float).reshape(-1, 3)
+            if len(entries):
+                ax.plot(entries[:, 0], entries[:, 2] / entries[:, 1], marker="o", label=op)
+        ax.axhline(1 + margin, color="k", ls="--", lw=1)
+        ax.set(xscale="log", yscale="log", xlabel="size key", title=f"{dtype} on {device}")
+    row[0].set_ylabel("xla ms / pallas ms (above the line: pallas)")
 axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1, 0.5))
 fig.tight_layout()
 plt.show()"""),

@@ -37,10 +37,14 @@ def test_bad_impls_are_refused_by_name():
 
 @pytest.fixture
 def fake_gpu_table(monkeypatch):
-    table = {"margin": 0.15, "ops": {"softmax": {"float32": [[512, 1.0, 2.0], [32768, 2.0, 2.1]]},
-                                     "cross_entropy": {"float32": [[8192, 1.0, 3.0]]}}}
-    monkeypatch.setattr(_dispatch, "_table", lambda: table)
+    ops = {"softmax": {"float32": [[512, 1.0, 2.0], [32768, 2.0, 2.1]]},
+           "cross_entropy": {"float32": [[8192, 1.0, 3.0]]}}
+    other_gpu = {"softmax": {"float32": [[512, 2.0, 1.0]]}}
+    tables = {"margin": 0.15, "devices": {jax.devices()[0].device_kind: {"ops": ops},
+                                          "Some Other GPU": {"ops": other_gpu}}}
+    monkeypatch.setattr(_dispatch, "_tables", lambda: tables)
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    return tables
 
 
 def test_auto_follows_the_table_only_on_gpu(fake_gpu_table):
@@ -49,6 +53,25 @@ def test_auto_follows_the_table_only_on_gpu(fake_gpu_table):
     assert not _dispatch.measured_faster("softmax", jnp.bfloat16, 600)  # dtype not measured
     assert not _dispatch.measured_faster("layer_norm", jnp.float32, 600)  # op not measured
     assert _dispatch.measured_faster("cross_entropy", jnp.float32, 50000)
+
+
+def test_auto_reads_only_this_gpu_models_table(fake_gpu_table):
+    assert _dispatch.measured_ms("softmax", jnp.float32, 512) == (1.0, 2.0)
+    this_gpu = fake_gpu_table["devices"].pop(jax.devices()[0].device_kind)
+    fake_gpu_table["devices"]["Some Other GPU"] = this_gpu  # measured elsewhere only
+    assert _dispatch.measured_ms("softmax", jnp.float32, 512) is None
+    assert not _dispatch.measured_faster("cross_entropy", jnp.float32, 8192)
+
+
+def test_the_shipped_table_is_per_gpu_model():
+    tables = _dispatch._tables()
+    assert tables["margin"] > 0 and tables["devices"]
+    for kind, table in tables["devices"].items():
+        assert kind.startswith("NVIDIA"), kind
+        for op, by_dtype in table["ops"].items():
+            for dtype, entries in by_dtype.items():
+                jnp.dtype(dtype)  # a dtype name
+                assert all(len(e) == 3 and e[0] > 0 and min(e[1:]) > 0 for e in entries), op
 
 
 def test_auto_is_xla_off_the_gpu(rng, monkeypatch):

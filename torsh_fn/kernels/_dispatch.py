@@ -10,10 +10,11 @@ convolution and pooling on the CPU (``conv.py``, ``pooling.py``); ``"xla"`` alwa
 reference.
 
 The measurements behind ``"auto"`` live in ``dispatch_table.json`` beside this file, written by
-``benchmarks/kernels.py --sweep``: for each op and dtype, a list of ``[n, pallas_ms, xla_ms]``
-where ``n`` is the op's size key (the row length, or the pooled plane's size). A call uses Pallas
-only on a GPU, and only if the measured entry nearest its size key (on a log scale) shows Pallas
-faster by more than the table's margin.
+``benchmarks/kernels.py --sweep``: one table per GPU model (JAX's ``device_kind``), and in each,
+for each op and dtype, a list of ``[n, pallas_ms, xla_ms]`` where ``n`` is the op's size key (the
+row length, or the pooled plane's size). A call uses Pallas only on a GPU whose model was
+measured, and only if the entry nearest its size key (on a log scale) shows Pallas faster by more
+than the file's margin; on any other GPU "auto" is XLA.
 """
 
 from __future__ import annotations
@@ -79,11 +80,14 @@ _TABLE_PATH = Path(__file__).with_name("dispatch_table.json")
 
 
 @functools.cache
+def _tables() -> dict:
+    return json.loads(_TABLE_PATH.read_text())
+
+
 def _table() -> dict:
-    try:
-        return json.loads(_TABLE_PATH.read_text())
-    except FileNotFoundError:
-        return {"ops": {}}
+    """This GPU model's measurements (``{"ops": ...}``), empty where it was never measured."""
+    kind = jax.devices()[0].device_kind
+    return _tables()["devices"].get(kind, {"ops": {}})
 
 
 def measured_ms(op: str, dtype: object, size_key: int,
@@ -104,7 +108,7 @@ def measured_ms(op: str, dtype: object, size_key: int,
 
 def beats_xla(measured: tuple[float, float] | None) -> bool:
     """Whether a :func:`measured_ms` entry is faster than XLA by more than the table's margin."""
-    return measured is not None and measured[0] * (1.0 + _table().get("margin", 0.03)) < measured[1]
+    return measured is not None and measured[0] * (1.0 + _tables()["margin"]) < measured[1]
 
 
 def measured_faster(op: str, dtype: object, size_key: int) -> bool:
