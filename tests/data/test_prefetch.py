@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import jax
 import numpy as np
 import pytest
@@ -12,10 +15,15 @@ from tests.data.test_dataloader import assert_processes_gone
 from torsh_fn.data import DataLoader, TensorDataset, prefetch_to_device
 
 
-def test_prefetched_batches_are_jax_arrays_equal_to_the_loader_batches():
+def prefetch_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "torsh_fn-prefetch"]
+
+
+@pytest.mark.parametrize("thread", [False, True])
+def test_prefetched_batches_are_jax_arrays_equal_to_the_loader_batches(thread):
     loader = DataLoader(TensorDataset(np.arange(20.0).reshape(10, 2), np.arange(10)),
                         batch_size=3)
-    on_device = list(prefetch_to_device(loader, size=2))
+    on_device = list(prefetch_to_device(loader, size=2, thread=thread))
     expected = list(loader)
     assert len(on_device) == len(expected)
     for got, want in zip(on_device, expected):
@@ -33,12 +41,55 @@ def test_sharding_and_device_are_applied():
     assert next(iter(prefetch_to_device([np.ones(3)], device=device))).devices() == {device}
 
 
-def test_loading_errors_surface_in_the_consumer():
+@pytest.mark.parametrize("thread", [False, True])
+def test_loading_errors_surface_in_the_consumer(thread):
     loader = DataLoader(FailsAt(5, ValueError("bad sample 5")), batch_size=2)
-    it = prefetch_to_device(loader, size=1)
-    assert np.asarray(next(it)).tolist() == [0, 1]  # batch 1 was loaded ahead, batch 2 fails
-    with pytest.raises(ValueError, match="bad sample 5"):
-        next(it)
+    got = []
+    with pytest.raises(ValueError, match="bad sample 5") as raised:
+        for batch in prefetch_to_device(loader, size=1, thread=thread):
+            got.append(np.asarray(batch).tolist())
+    assert got == [[0, 1], [2, 3]]  # the batches before the failing one, in order
+    assert "__getitem__" in "".join(str(t.name) for t in raised.traceback)  # where it failed
+    assert not prefetch_threads()
+
+
+def test_the_thread_stays_size_batches_ahead_and_the_first_is_loaded_by_the_caller():
+    pulled = []
+
+    def source():
+        for i in range(10):
+            pulled.append((i, threading.current_thread().name))
+            yield np.full(2, i)
+
+    it = prefetch_to_device(source(), size=3, thread=True)
+    assert np.asarray(next(it)).tolist() == [0, 0]
+    deadline = time.monotonic() + 10
+    while len(pulled) < 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)  # room to overrun, if it were unbounded
+    # three batches wait on the device, the fourth waits for room: 0..4 pulled
+    assert [i for i, _ in pulled] == [0, 1, 2, 3, 4]
+    assert pulled[0][1] == threading.current_thread().name
+    assert {name for _, name in pulled[1:]} == {"torsh_fn-prefetch"}
+    assert [int(np.asarray(b)[0]) for b in it] == list(range(1, 10))
+    assert not prefetch_threads()
+
+
+def test_on_the_cpu_the_default_loads_in_the_calling_thread():
+    names = []
+
+    def source():
+        for i in range(4):
+            names.append(threading.current_thread().name)
+            yield np.full(2, i)
+
+    assert len(list(prefetch_to_device(source()))) == 4
+    assert set(names) == {threading.current_thread().name}
+
+
+def test_an_empty_iterable_gives_nothing_in_either_mode():
+    assert list(prefetch_to_device([], thread=True)) == []
+    assert list(prefetch_to_device([], thread=False)) == []
 
 
 def test_batches_are_loaded_ahead_and_dropping_the_iterator_stops_the_workers():
@@ -51,11 +102,13 @@ def test_batches_are_loaded_ahead_and_dropping_the_iterator_stops_the_workers():
 
     it = prefetch_to_device(source(), size=3)
     assert np.asarray(next(it)).tolist() == [0, 0] and pulled == [0, 1, 2, 3]
-    loader = DataLoader(WhoLoads(), batch_size=2, num_workers=2)
-    it = prefetch_to_device(loader)
-    pids = {int(p) for p in np.asarray(next(it)[1])}
-    del it
-    assert_processes_gone(pids)
+    for thread in (False, True):
+        loader = DataLoader(WhoLoads(), batch_size=2, num_workers=2)
+        it = prefetch_to_device(loader, thread=thread)
+        pids = {int(p) for p in np.asarray(next(it)[1])}
+        del it
+        assert not prefetch_threads()
+        assert_processes_gone(pids)
 
 
 def test_bad_arguments_are_named():
@@ -65,3 +118,5 @@ def test_bad_arguments_are_named():
         prefetch_to_device([], device=jax.devices()[0], sharding=jax.devices()[0])
     with pytest.raises(TypeError, match=r"sharding: expected a jax\.sharding\.Sharding"):
         prefetch_to_device([], sharding="batch")
+    with pytest.raises(TypeError, match="thread: expected a bool or None, got 'yes'"):
+        prefetch_to_device([], thread="yes")
