@@ -7,15 +7,17 @@
 For each shape: milliseconds of the forward and of forward + backward (the output and the
 gradients of the input and the weight; of the input for pooling) for torsh_fn's ``conv`` /
 ``max_pool`` / ``avg_pool`` with ``impl="auto"``, XLA's NCHW convolution (``impl="xla"``;
-``reduce_window`` for pooling), XLA in NHWC between transposes, and PyTorch (NCHW, and
-channels_last on a GPU). Each cell is the median over ``--reps`` rounds, interleaved among the
-JAX ways and then among PyTorch's (each round the mean of enough back-to-back calls to take about
-20 ms, after warm-up, ``block_until_ready`` at the end); ``min`` is the fastest round, to read
-the noise by. Ratios: XLA's NCHW time and PyTorch's over auto's (above 1: auto faster).
+``reduce_window`` for pooling), XLA in NHWC between transposes, XLA on data already in NHWC
+("native": no transposes at all; the issue's target is auto at >= 95% of its speed), and PyTorch
+(NCHW, and channels_last on a GPU). Each cell is the median over ``--reps`` rounds, interleaved
+among the JAX ways and then among PyTorch's (each round the mean of enough back-to-back calls to
+take about 20 ms, after warm-up, ``block_until_ready`` at the end); ``min`` is the fastest round,
+to read the noise by. Ratios: XLA's NCHW time and PyTorch's over auto's (above 1: auto faster).
 
 Shapes: the CNN of issue 10 (1->32 and 32->64 channels, 3x3, batch 128 at 28x28 and 14x14, its
 two 2x2 max pools), the zoo's seed_cnn at its native 8x8 (batch 64), ResNet-18's convolutions and
-stem max pool at 32x32 (batch 64), and on a GPU the 3x3 N64 C256 56x56 bfloat16 convolution.
+stem max pool at 32x32 (batch 64), and on a GPU the 3x3 N64 C256 56x56 bfloat16 convolution, alone
+and as a stack of four with ReLU between (where a network's layout changes cancel out).
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ class Conv:
     stride: int = 1
     pad: int = 1
     dtype: str = "float32"
+    depth: int = 1  # a stack of this many such convolutions (one weight), ReLU between
 
 
 @dataclass(frozen=True)
@@ -79,7 +82,18 @@ CPU_SHAPES = [
     Conv("r18.layer4.down", 64, 256, 2, 512, 3, 2), Conv("r18.layer4", 64, 512, 1, 512, 3),
     Pool("avg2x2", "avg", 128, 32, 28, 2, 2),
 ]
-GPU_SHAPES = [Conv("gpu.3x3.c256", 64, 256, 56, 256, 3, dtype="bfloat16")]
+GPU_SHAPES = [Conv("gpu.3x3.c256", 64, 256, 56, 256, 3, dtype="bfloat16"),
+              Conv("gpu.3x3.c256.x4", 64, 256, 56, 256, 3, dtype="bfloat16", depth=4)]
+
+
+def stacked(conv_fn: Callable, depth: int) -> Callable:
+    """``depth`` applications of ``conv_fn(x, w)`` with ReLU between (one conv if depth is 1)."""
+    def run(x, w):
+        for i in range(depth):
+            x = conv_fn(x if i == 0 else jax.nn.relu(x), w)
+        return x
+
+    return run
 
 
 def time_calls(fn: Callable[[], object], sync: Callable[[object], object]) -> Callable[[], float]:
@@ -106,6 +120,7 @@ def _jax_cases(shape, x, w, cot) -> dict[str, tuple[Callable, Callable]]:
         fns = {"auto": lambda x, w: conv(x, w, *geometry),
                "xla": lambda x, w: conv(x, w, *geometry, impl="xla"),
                "xla nhwc": lambda x, w: _conv_lowering.conv_channels_last(x, w, *geometry)}
+        fns = {name: stacked(fn, shape.depth) for name, fn in fns.items()}
         args = (x, w)
     else:
         pool = max_pool if shape.kind == "max" else avg_pool
@@ -122,6 +137,22 @@ def _jax_cases(shape, x, w, cot) -> dict[str, tuple[Callable, Callable]]:
 
         forward, backward = jax.jit(fn), jax.jit(backward)
         cases[name] = (lambda f=forward: f(*args), lambda f=backward: f(*args))
+    if isinstance(shape, Conv):  # the data already channels-last: no transposes at all
+        nhwc_args = (x.transpose(0, 2, 3, 1), w.transpose(2, 3, 1, 0))
+        nhwc_cot = cot.transpose(0, 2, 3, 1)
+
+        def native(x, w):
+            return jax.lax.conv_general_dilated(x, w, *geometry,
+                                                dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+        native = stacked(native, shape.depth)
+
+        def native_backward(*a):
+            out, pull = jax.vjp(native, *a)
+            return out, pull(nhwc_cot)
+
+        forward, backward = jax.jit(native), jax.jit(native_backward)
+        cases["xla native nhwc"] = (lambda: forward(*nhwc_args), lambda: backward(*nhwc_args))
     return cases
 
 
@@ -135,7 +166,11 @@ def _torch_cases(shape, x, w, cot) -> dict[str, tuple[Callable, Callable]]:
         tw = None if w is None else w.to(memory_format=layout).requires_grad_(True)
         if isinstance(shape, Conv):
             def op(tx=tx, tw=tw):
-                return TF.conv2d(tx, tw, stride=shape.stride, padding=shape.pad)
+                out = tx
+                for i in range(shape.depth):
+                    out = TF.conv2d(out if i == 0 else TF.relu(out), tw, stride=shape.stride,
+                                    padding=shape.pad)
+                return out
         else:
             pool = TF.max_pool2d if shape.kind == "max" else TF.avg_pool2d
 
@@ -203,8 +238,9 @@ def measure(shape, reps: int) -> dict[str, dict[str, tuple[float, float]]]:
 
 def describe(shape) -> str:
     if isinstance(shape, Conv):
-        return (f"conv {shape.c_in}->{shape.c_out} k{shape.k} s{shape.stride} p{shape.pad}, "
-                f"{shape.n}x{shape.c_in}x{shape.size}x{shape.size} {shape.dtype}")
+        stack = f"{shape.depth} x " if shape.depth > 1 else ""
+        return (f"{stack}conv {shape.c_in}->{shape.c_out} k{shape.k} s{shape.stride} "
+                f"p{shape.pad}, {shape.n}x{shape.c_in}x{shape.size}x{shape.size} {shape.dtype}")
     return (f"{shape.kind}_pool k{shape.k} s{shape.stride} p{shape.pad}, "
             f"{shape.n}x{shape.c}x{shape.size}x{shape.size} float32")
 
@@ -222,17 +258,20 @@ def main() -> None:
             f"{jax.devices()[0].device_kind}, jax {jax.__version__}, torch {torch.__version__} "
             f"({torch.get_num_threads()} threads), {args.reps} rounds")
     lines = [head, "", "ms: median (min) of the rounds; ratios: that time over auto's median", "",
-             "| shape | what | pass | auto | xla nchw | xla nhwc | torch | torch cl "
-             "| xla/auto | torch/auto |", "|" + " --- |" * 10]
+             "| shape | what | pass | auto | xla nchw | xla nhwc | xla native nhwc | torch "
+             "| torch cl | xla/auto | native nhwc/auto | torch/auto |", "|" + " --- |" * 12]
     print("\n".join(lines), flush=True)
     for shape in shapes:
         for p, row in measure(shape, args.reps).items():
             def cell(name, row=row):
                 return f"{row[name][0]:.2f} ({row[name][1]:.2f})" if name in row else "-"
             auto = row["auto"][0]
+            native = (f"{row['xla native nhwc'][0] / auto:.2f}x" if "xla native nhwc" in row
+                      else "-")
             line = (f"| {shape.name} | {describe(shape)} | {p} | {cell('auto')} | {cell('xla')} "
-                    f"| {cell('xla nhwc')} | {cell('torch')} | {cell('torch cl')} "
-                    f"| {row['xla'][0] / auto:.2f}x | {row['torch'][0] / auto:.2f}x |")
+                    f"| {cell('xla nhwc')} | {cell('xla native nhwc')} | {cell('torch')} "
+                    f"| {cell('torch cl')} | {row['xla'][0] / auto:.2f}x | {native} "
+                    f"| {row['torch'][0] / auto:.2f}x |")
             lines.append(line)
             print(line, flush=True)
     if args.markdown:
