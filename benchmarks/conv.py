@@ -142,7 +142,8 @@ def _jax_cases(shape, x, w, cot) -> dict[str, tuple[Callable, Callable]]:
         nhwc_cot = cot.transpose(0, 2, 3, 1)
 
         def native(x, w):
-            return jax.lax.conv_general_dilated(x, w, *geometry,
+            strides, padding, dilation = geometry
+            return jax.lax.conv_general_dilated(x, w, strides, padding, rhs_dilation=dilation,
                                                 dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
         native = stacked(native, shape.depth)

@@ -91,13 +91,14 @@ class DiesAt(Dataset):
 
 
 class Sleepy(Dataset):
-    """Each sample takes ``seconds``."""
+    """``n`` samples, each takes ``seconds``."""
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, n: int = 4) -> None:
         self.seconds = seconds
+        self.n = n
 
     def __len__(self) -> int:
-        return 4
+        return self.n
 
     def __getitem__(self, i: int):
         time.sleep(self.seconds)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec
 
-from tests.data._datasets_for_workers import FailsAt, WhoLoads
+from tests.data._datasets_for_workers import FailsAt, Sleepy, WhoLoads
 from tests.data.test_dataloader import assert_processes_gone
 from torsh_fn.data import DataLoader, TensorDataset, prefetch_to_device
 
@@ -75,7 +75,7 @@ def test_the_thread_stays_size_batches_ahead_and_the_first_is_loaded_by_the_call
     assert not prefetch_threads()
 
 
-def test_on_the_cpu_the_default_loads_in_the_calling_thread():
+def test_by_default_batches_are_loaded_in_the_calling_thread():
     names = []
 
     def source():
@@ -85,6 +85,49 @@ def test_on_the_cpu_the_default_loads_in_the_calling_thread():
 
     assert len(list(prefetch_to_device(source()))) == 4
     assert set(names) == {threading.current_thread().name}
+
+
+def test_a_new_epoch_stops_the_thread_of_the_last_one_first():
+    # persistent workers: iter(loader) resets the one iterator the old thread may still advance
+    loader = DataLoader(Sleepy(0.01, n=24), batch_size=2, num_workers=2, persistent_workers=True)
+    it = prefetch_to_device(loader, size=1, thread=True)
+    assert np.asarray(next(it)).tolist() == [0, 1]
+    it = prefetch_to_device(loader, size=1, thread=True)  # the old one is still alive here
+    assert [np.asarray(b).tolist() for b in it] == [[2 * i, 2 * i + 1] for i in range(12)]
+
+
+def test_the_thread_copies_as_the_caller_would():
+    with jax.enable_x64(True):  # JAX's config is per thread: the caller's applies
+        (x,) = next(prefetch_to_device([(np.ones(3),)], thread=True))
+    assert x.dtype == np.float64
+
+
+def test_closing_waits_only_briefly_for_the_batch_being_loaded():
+    release = threading.Event()
+
+    def slow():
+        yield np.zeros(2)
+        release.wait(60)  # the second batch takes until the test releases it
+        yield np.zeros(2)
+
+    it = prefetch_to_device(slow(), thread=True)
+    next(it)
+    start = time.monotonic()
+    it.close()
+    assert time.monotonic() - start < 5
+    assert prefetch_threads()  # still loading; not waited for
+    release.set()
+    deadline = time.monotonic() + 10
+    while prefetch_threads() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not prefetch_threads()  # it ended after its batch, without offering it
+
+
+def test_an_exception_thrown_in_is_raised_at_once():
+    it = prefetch_to_device(iter([np.zeros(1)] * 5), size=1)
+    next(it)
+    with pytest.raises(KeyError):
+        it.throw(KeyError("stop"))
 
 
 def test_an_empty_iterable_gives_nothing_in_either_mode():
@@ -118,5 +161,5 @@ def test_bad_arguments_are_named():
         prefetch_to_device([], device=jax.devices()[0], sharding=jax.devices()[0])
     with pytest.raises(TypeError, match=r"sharding: expected a jax\.sharding\.Sharding"):
         prefetch_to_device([], sharding="batch")
-    with pytest.raises(TypeError, match="thread: expected a bool or None, got 'yes'"):
+    with pytest.raises(TypeError, match="thread: expected a bool, got 'yes'"):
         prefetch_to_device([], thread="yes")

@@ -67,7 +67,7 @@ def test_the_shipped_table_is_per_gpu_model():
     tables = _dispatch._tables()
     assert tables["margin"] > 0 and tables["devices"]
     for kind, table in tables["devices"].items():
-        assert kind.startswith("NVIDIA"), kind
+        assert isinstance(kind, str) and kind, kind  # JAX's device_kind
         for op, by_dtype in table["ops"].items():
             for dtype, entries in by_dtype.items():
                 jnp.dtype(dtype)  # a dtype name
