@@ -28,12 +28,14 @@ weights of the torsh_fn model and see the same batch, so the first losses agree 
 
 Timing: after a warm-up, ``repeats`` rounds of ``steps`` steps, the frameworks interleaved within
 each round (load from other processes then falls on all of them), each step blocking on its loss
-as a training loop that logs it would. Each round starts with untimed steps (for at least
-``SETTLE_S``): PyTorch's OpenMP threads spin on after its last step, and on two cores they slowed
-the first steps of whichever framework came next (MLP: 6.9 and 4.3 ms for jax.jit's first two
-steps after PyTorch's round, 2.5 ms from the fourth). Reported per step: the median round and
-the spread (fastest-slowest round), the speed relative to PyTorch eager (its time / ours: above
-1 is faster) and the time relative to hand-written jax.jit (ours / its: below 1 is faster).
+as a training loop that logs it would. PyTorch's OpenMP threads spin on after its last step,
+and on two cores they slow whichever framework comes next (MLP: 6.9 and 4.3 ms for jax.jit's
+first two steps after PyTorch's round, 2.5 ms from the fourth; a few percent for tens of steps
+more): so each round starts with untimed steps (for at least ``SETTLE_S``), and the order of
+the frameworks reverses every other round, so that no framework always follows PyTorch (with
+one fixed order it was always torsh_fn.jit). Reported per step: the median round and the
+spread (fastest-slowest round), the speed relative to PyTorch eager (its time / ours: above 1 is
+faster) and the time relative to hand-written jax.jit (ours / its: below 1 is faster).
 Flax and Equinox are the optional ``bench`` extra: without them their rows are skipped.
 
 On a CPU shared with other work, PyTorch's OpenMP threads spin at their barriers and a step can
@@ -608,9 +610,10 @@ def measure(name: str, frameworks: list[str], repeats: int, steps: int | None,
     runners, first = _runners(name, frameworks, notes)
     steps = steps or MODELS[name][3]
     times: dict[str, list[float]] = {label: [] for label in runners}
-    for _ in range(repeats):
-        for label, run in runners.items():
-            times[label].append(_round(run, steps))
+    labels = list(runners)
+    for r in range(repeats):
+        for label in labels if r % 2 == 0 else labels[::-1]:  # see the module docstring
+            times[label].append(_round(runners[label], steps))
     return [{"model": name, "framework": label, "steps": steps, "times": times[label],
              "warmup_s": first[label][0], "loss0": first[label][1]} for label in runners]
 
