@@ -1,7 +1,8 @@
 """Row softmax forward on Pallas' Mosaic GPU lowering (Hopper), beside the Triton kernel.
 
 Not dispatched yet: ``softmax.py`` keeps using ``_pallas_softmax`` (Triton lowering) until an H200
-measurement shows this kernel faster (``scratch/mosaic_gpu_check.py`` measures it).
+measurement shows this kernel faster (``benchmarks/mosaic_softmax.py`` measures it; it has not run
+on a GPU yet).
 
 A ``pallas_call`` selects the Mosaic GPU lowering by its ``compiler_params`` type
 (``plgpu_mosaic.CompilerParams``); its grid's parallel dims become the CUDA grid of one-warpgroup
