@@ -18,6 +18,14 @@ TOL = {"rtol": 1e-4, "atol": 1e-4}
 conv_module = importlib.import_module("torsh_fn.kernels.conv")  # the package re-exports conv()
 
 
+@pytest.fixture(autouse=True)
+def _full_float32_matmuls():
+    """These lowerings are the CPU's, where float32 products are exact float32; on a GPU (their
+    tests run there too) JAX's default would be TF32, beyond these tolerances."""
+    with jax.default_matmul_precision("highest"):
+        yield
+
+
 CONV_CASES = [  # input shape, weight shape, stride, padding, dilation, groups
     ((2, 3, 11), (4, 3, 3), (2,), [(1, 1)], (1,), 1),
     ((2, 4, 13), (6, 2, 4), (3,), [(2, 1)], (2,), 2),
@@ -74,6 +82,7 @@ def test_conv_lowering_gradients_match_reference(rng):
 
 
 def test_auto_picks_patches_on_cpu_only_where_the_rule_says(monkeypatch):
+    monkeypatch.setattr(jax, "default_backend", lambda: "cpu")  # the CPU's rule, on any host
     def spy(x, w, stride, padding, dilation, groups=1):
         calls.append(x.shape)
         return conv_reference(x, w, stride, padding, dilation, groups)
