@@ -30,7 +30,6 @@ from ._windows import Pairs
 __all__ = ["conv", "conv_reference", "conv_transpose", "conv_transpose_reference"]
 
 
-
 def _dimension_numbers(nd: int) -> lax.ConvDimensionNumbers:
     spatial = "DHW"[3 - nd:]
     return lax.conv_dimension_numbers((1, 1) + (1,) * nd, (1, 1) + (1,) * nd,
