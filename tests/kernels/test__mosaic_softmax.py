@@ -8,17 +8,25 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from torsh_fn.kernels import _mosaic_softmax
 from torsh_fn.kernels._mosaic_softmax import MosaicSoftmaxConfig, softmax_mosaic
 
 TOL = {jnp.bfloat16: (1e-2, 1e-5), jnp.float32: (2e-5, 1e-7)}  # rtol, atol against float64
 DTYPES = [jnp.bfloat16, jnp.float32]
-CONFIGS = [  # auto block; one row a block; a ragged last block; pipelined steps
+CONFIGS = [  # default; one row a slot; deeper pipelines; warpgroup semantics
     MosaicSoftmaxConfig(),
     MosaicSoftmaxConfig(block_rows=1),
-    MosaicSoftmaxConfig(block_rows=3),
-    MosaicSoftmaxConfig(block_rows=2, steps=3),
+    MosaicSoftmaxConfig(block_rows=3, stages=3),
+    MosaicSoftmaxConfig(block_rows=2, stages=4, ctas_per_sm=1),
     MosaicSoftmaxConfig(block_rows=3, warpgroup_semantics=True),
 ]
+
+
+@pytest.fixture
+def two_sms(monkeypatch):
+    """Few CTAs, so that each walks several blocks through its pipeline (on a real GPU the grid
+    has an SM count of CTAs and small inputs give each CTA one block)."""
+    monkeypatch.setattr(_mosaic_softmax, "_sm_count", lambda: 2)
 
 
 def _input(rng, shape, dtype):
@@ -35,16 +43,28 @@ def _check(x, out):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", [(7, 128), (13, 384), (5, 4096)])
+@pytest.mark.parametrize("shape", [(7, 128), (30, 384), (5, 4096)])
 @pytest.mark.parametrize("config", CONFIGS)
-def test_interpret_matches_float64(rng, shape, dtype, config):
+def test_interpret_matches_float64(rng, two_sms, shape, dtype, config):
     x = _input(rng, shape, dtype)
     _check(x, softmax_mosaic(x, interpret=True, config=config))
 
 
-def test_interpret_widest_rows(rng):
-    x = _input(rng, (3, 8192), jnp.float32)
+def test_interpret_widest_rows(rng, two_sms):
+    """Two float32 rows of 8192 do not fit two stages: the slot shrinks to one row."""
+    x = _input(rng, (6, 8192), jnp.float32)
     _check(x, softmax_mosaic(x, interpret=True))
+
+
+@pytest.mark.parametrize("rows", [1, 17, 1001])
+def test_slots_and_grid_cover_every_row_once(rows, two_sms):
+    """Rows of distinct constants: each output row must be uniform and its own (a row computed
+    twice or skipped would show as zeros or a neighbour's values)."""
+    x = jnp.broadcast_to(jnp.arange(rows, dtype=jnp.float32)[:, None], (rows, 128))
+    x = x + jnp.where(jnp.arange(128) == 0, 1.0, 0.0)  # column 0 is e times the others
+    out = softmax_mosaic(x, interpret=True, config=MosaicSoftmaxConfig(block_rows=4))
+    expected = jax.nn.softmax(x, axis=-1)
+    np.testing.assert_allclose(np.asarray(out), np.asarray(expected), rtol=1e-6)
 
 
 def test_extreme_logits_stay_finite():
@@ -78,9 +98,15 @@ def test_unsupported_inputs_raise(x, match):
         softmax_mosaic(x, interpret=True)
 
 
-def test_blocks_over_shared_memory_raise():
+def test_slots_over_shared_memory_raise():
     with pytest.raises(ValueError, match="shared memory"):
-        softmax_mosaic(jnp.zeros((8, 8192)), interpret=True, config=MosaicSoftmaxConfig(8))
+        softmax_mosaic(jnp.zeros((8, 8192)), interpret=True, config=MosaicSoftmaxConfig(stages=4))
+
+
+@pytest.mark.parametrize("field", ["block_rows", "stages", "ctas_per_sm"])
+def test_config_rejects_non_positive_knobs(field):
+    with pytest.raises(ValueError, match=f"{field} must be >= 1, got 0"):
+        MosaicSoftmaxConfig(**{field: 0})
 
 
 @pytest.mark.gpu

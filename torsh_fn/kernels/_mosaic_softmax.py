@@ -1,20 +1,21 @@
-"""Row softmax forward on Pallas' Mosaic GPU lowering (Hopper), beside the Triton kernel.
+"""Row softmax forward on Pallas' Mosaic GPU backend (Hopper), beside the Triton kernel.
 
-Not dispatched yet: ``softmax.py`` keeps using ``_pallas_softmax`` (Triton lowering) until an H200
-measurement shows this kernel faster (``benchmarks/mosaic_softmax.py`` measures it; it has not run
-on a GPU yet).
+Not dispatched yet: ``softmax.py`` keeps using ``_pallas_softmax`` (Triton lowering) until a GPU
+measurement shows this kernel faster (``benchmarks/mosaic_softmax.py`` measures it).
 
-A ``pallas_call`` selects the Mosaic GPU lowering by its ``compiler_params`` type
-(``plgpu_mosaic.CompilerParams``); its grid's parallel dims become the CUDA grid of one-warpgroup
-(128-thread) CTAs, and sequential dims are software-pipelined inside a CTA, each block moved
-between global and shared memory by TMA. The kernel body uses only core Pallas ops (ref indexing,
-``jnp``), so ``interpret=True`` runs it on the CPU through Pallas' generic interpreter.
+The kernel is a ``plgpu.kernel`` (JAX 0.11 lowers ``pallas_call`` only through Triton on GPUs):
+a persistent grid of one-warpgroup (128-thread) CTAs, each walking a contiguous run of row blocks
+through a software pipeline of ``stages`` shared-memory slots. Block ``s + stages`` is fetched by
+TMA while blocks ``s .. s + stages - 1`` are in flight, and each result block goes back to global
+memory by TMA while the next one is computed; nothing but the copies touches global memory.
 
-Layout: a row of ``n`` elements is viewed as ``[n // lane, lane]`` (a free reshape), because a
-TMA copy moves at most 256 elements along each dim; a block is ``[block_rows, n // lane, lane]``.
-Each row is loaded into registers in the strided warpgroup layout (``n / 128`` values a thread)
-and reduced over all its elements: ``softmax = exp(x - max) / sum``, float32 arithmetic.
-Rows past the array's end in the last block are read as zeros by TMA and never written back.
+Layout: a row of ``n`` elements is viewed as ``[n // lane, lane]`` (a free reshape), because a TMA
+copy moves at most 256 elements along a dim; a block is ``[block_rows, n // lane, lane]``. Each row
+is loaded into registers (``n / 128`` values a thread) and reduced over all its elements in
+float32: ``softmax = exp(x - max) * (1 / sum)``. ``block_rows`` is always a divisor of the row
+count, so no copy ever reaches past the array.
+
+``interpret=True`` runs the same kernel in Pallas' Mosaic GPU interpreter on the CPU.
 """
 
 from __future__ import annotations
@@ -24,14 +25,17 @@ import functools
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 from jax.experimental import pallas as pl
-from jax.experimental.pallas import mosaic_gpu as plgpu_mosaic
+from jax.experimental.pallas import mosaic_gpu as plgpu
+
+from ._pallas_common import mosaic_gpu_interpret_params
 
 DTYPES = (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float32))
 LANES = 128  # threads of a warpgroup: n must be a multiple
 MAX_N = 8192  # n / 128 = 64 float32 values a thread per row
 SMEM_BYTES = 227 * 1024  # shared memory a Hopper CTA may use
-AUTO_SMEM_BYTES = 64 * 1024  # auto block_rows: in + out blocks within this, so 3 CTAs fit an SM
+HOPPER_SMS = 132  # the SM count assumed where no GPU is present (lowering, interpret mode)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,25 +43,27 @@ class MosaicSoftmaxConfig:
     """Launch knobs.
 
     Attributes:
-        block_rows: rows per block (``None``: as many as fit ``AUTO_SMEM_BYTES``, at most 4).
-        steps: row blocks each CTA walks through, pipelined (``max_concurrent_steps=2``) so the
-            next block's TMA load overlaps this block's compute; 1 is one block a CTA. Lowered to
-            the largest divisor of the block count not above it.
-        warpgroup_semantics: lower with Mosaic GPU's warpgroup semantics (layout inference; the
-            default from jax 0.11) instead of lane semantics (the default in jax 0.10).
+        block_rows: rows per pipeline slot; lowered to the largest divisor of the row count not
+            above it whose slots fit the shared memory.
+        stages: shared-memory slots of the pipeline (blocks in flight per CTA).
+        ctas_per_sm: persistent CTAs per SM (the grid is ``min(blocks, SMs * ctas_per_sm)``).
+        warpgroup_semantics: lower with Mosaic GPU's warpgroup semantics (layout inference)
+            instead of lane semantics.
         approx_math: let Mosaic GPU use approximate ``exp``.
     """
 
-    block_rows: int | None = None
-    steps: int = 1
+    block_rows: int = 2
+    stages: int = 2
+    ctas_per_sm: int = 2
     warpgroup_semantics: bool = False
     approx_math: bool = False
 
     def __post_init__(self):
-        if self.block_rows is not None and self.block_rows < 1:
-            raise ValueError(f"MosaicSoftmaxConfig: block_rows must be >= 1, got {self.block_rows}")
-        if self.steps < 1:
-            raise ValueError(f"MosaicSoftmaxConfig: steps must be >= 1, got {self.steps}")
+        for name in ("block_rows", "stages", "ctas_per_sm"):
+            if getattr(self, name) < 1:
+                raise ValueError(
+                    f"MosaicSoftmaxConfig: {name} must be >= 1, got {getattr(self, name)}"
+                )
 
 
 def _check_input(x: jax.Array) -> None:
@@ -78,44 +84,52 @@ def _lane(n: int) -> int:
     return 256 if n % 256 == 0 else 128
 
 
-def _block_rows(config: MosaicSoftmaxConfig, rows: int, row_bytes: int, stages: int) -> int:
-    """Rows per block: the configured count, or the auto one, never more than ``rows``."""
-    if config.block_rows is not None:
-        block = config.block_rows
-    else:
-        block = max(1, min(4, AUTO_SMEM_BYTES // (2 * row_bytes * stages)))
-    block = min(block, rows)
-    smem = 2 * block * row_bytes * stages  # input and output blocks, per pipeline stage
-    if smem > SMEM_BYTES:
+def _block_rows(config: MosaicSoftmaxConfig, rows: int, row_bytes: int) -> int:
+    """The largest divisor of ``rows`` not above ``config.block_rows`` whose input and output
+    slots fit the shared memory."""
+    slot_bytes = 2 * config.stages * row_bytes  # one row's input and output, in every stage
+    fits = min(config.block_rows, rows, SMEM_BYTES // slot_bytes)
+    if fits < 1:
         raise ValueError(
-            f"softmax_mosaic: block_rows={block} x {stages} stage(s) of rows of {row_bytes} bytes"
-            f" needs {smem} bytes of shared memory for its input and output blocks, more than"
-            f" the {SMEM_BYTES} a CTA has; use fewer block_rows or steps=1"
+            f"softmax_mosaic: {config.stages} stage(s) of rows of {row_bytes} bytes need"
+            f" {slot_bytes} bytes of shared memory for one row's input and output slots, more"
+            f" than the {SMEM_BYTES} a CTA has; use fewer stages"
         )
-    return block
+    return next(b for b in range(fits, 0, -1) if rows % b == 0)
 
 
-def _steps(config: MosaicSoftmaxConfig, num_blocks: int) -> int:
-    """The largest divisor of ``num_blocks`` not above ``config.steps``."""
-    return next(s for s in range(min(config.steps, num_blocks), 0, -1) if num_blocks % s == 0)
+def _sm_count() -> int:
+    device = jax.devices()[0]
+    return getattr(device, "core_count", None) or HOPPER_SMS
 
 
-def _kernel(x_ref, o_ref, *, block_rows: int):
-    # x_ref, o_ref: [block_rows, n // lane, lane]; one row at a time across the warpgroup.
-    for r in range(block_rows):
-        x = x_ref[r].astype(jnp.float32)  # [n // lane, lane], n / 128 values a thread
-        e = jnp.exp(x - jnp.max(x))
-        o_ref[r] = (e / jnp.sum(e)).astype(o_ref.dtype)
+def _kernel(x_gmem, o_gmem, x_smem, o_smem, loaded, *, block, stages, per_cta, num_blocks):
+    # x_gmem, o_gmem: [rows, n // lane, lane]; x_smem, o_smem: [stages, block, n // lane, lane].
+    first = lax.axis_index("cta") * per_cta
+    count = jnp.minimum(per_cta, num_blocks - first)  # this CTA's blocks: first .. first+count-1
 
+    def fetch(step, slot):
+        rows = pl.ds((first + step) * block, block)
+        plgpu.copy_gmem_to_smem(x_gmem.at[rows], x_smem.at[slot], loaded.at[slot])
 
-def _compiler_params(config: MosaicSoftmaxConfig, steps: int) -> plgpu_mosaic.CompilerParams:
-    semantics = plgpu_mosaic.LoweringSemantics
-    return plgpu_mosaic.CompilerParams(
-        approx_math=config.approx_math,
-        dimension_semantics=("parallel", "sequential"),
-        max_concurrent_steps=min(steps, 2),
-        lowering_semantics=semantics.Warpgroup if config.warpgroup_semantics else semantics.Lane,
-    )
+    for step in range(stages):
+        pl.when(step < count)(functools.partial(fetch, step, step))
+
+    def body(step, carry):
+        slot = lax.rem(step, stages)
+        plgpu.barrier_wait(loaded.at[slot])
+        plgpu.wait_smem_to_gmem(stages - 1, wait_read_only=True)  # o_smem[slot] is free again
+        for r in range(block):
+            x = x_smem[slot, r].astype(jnp.float32)  # [n // lane, lane]
+            e = jnp.exp(x - jnp.max(x))
+            o_smem[slot, r] = (e * (1.0 / jnp.sum(e))).astype(o_smem.dtype)  # one division a row
+        plgpu.commit_smem()
+        plgpu.copy_smem_to_gmem(o_smem.at[slot], o_gmem.at[pl.ds((first + step) * block, block)])
+        pl.when(step + stages < count)(functools.partial(fetch, step + stages, slot))
+        return carry
+
+    lax.fori_loop(0, count, body, None)
+    plgpu.wait_smem_to_gmem(0)
 
 
 @functools.partial(jax.jit, static_argnames=("interpret", "config"))
@@ -126,36 +140,47 @@ def softmax_mosaic(
 
     Args:
         x: ``[rows, n]`` bfloat16 or float32, ``n`` a multiple of 128 and at most 8192.
-        interpret: run in Pallas' interpreter (the CPU) instead of compiling for the GPU.
+        interpret: run in Pallas' Mosaic GPU interpreter (the CPU) instead of compiling for the
+            GPU.
         config: launch knobs (:class:`MosaicSoftmaxConfig`).
 
     Returns:
         ``[rows, n]`` of ``x``'s dtype; the arithmetic is float32.
 
     Raises:
-        ValueError: for other ranks, dtypes or row lengths, or blocks over the shared memory.
+        ValueError: for other ranks, dtypes or row lengths, or slots over the shared memory.
+
+    Example:
+        >>> softmax_mosaic(jnp.zeros((4, 256)), interpret=True)[0, :2]
+        Array([0.00390625, 0.00390625], dtype=float32)
     """
     _check_input(x)
     rows, n = x.shape
     if rows == 0:
         return x
     lane = _lane(n)
-    stages = min(config.steps, 2)
-    block = _block_rows(config, rows, n * x.dtype.itemsize, stages)
-    num_blocks = pl.cdiv(rows, block)
-    steps = _steps(config, num_blocks)
-    spec = pl.BlockSpec((block, n // lane, lane), lambda i, j: (i * steps + j, 0, 0))
-    out = pl.pallas_call(
-        functools.partial(_kernel, block_rows=block),
-        out_shape=jax.ShapeDtypeStruct((rows, n // lane, lane), x.dtype),
-        grid=(num_blocks // steps, steps),
-        in_specs=[spec],
-        out_specs=spec,
-        compiler_params=_compiler_params(config, steps),
-        interpret=interpret,
-        name="softmax_fwd_mosaic",
-    )(x.reshape(rows, n // lane, lane))
-    return out.reshape(rows, n)
+    block = _block_rows(config, rows, n * x.dtype.itemsize)
+    num_blocks = rows // block
+    per_cta = pl.cdiv(num_blocks, min(num_blocks, _sm_count() * config.ctas_per_sm))
+    slot = plgpu.SMEM((config.stages, block, n // lane, lane), x.dtype)
+    semantics = plgpu.LoweringSemantics
+    params = plgpu.CompilerParams(
+        approx_math=config.approx_math,
+        lowering_semantics=semantics.Warpgroup if config.warpgroup_semantics else semantics.Lane,
+    )
+    call = plgpu.kernel(
+        functools.partial(
+            _kernel, block=block, stages=config.stages, per_cta=per_cta, num_blocks=num_blocks
+        ),
+        out_type=jax.ShapeDtypeStruct((rows, n // lane, lane), x.dtype),
+        scratch_types=[slot, slot, plgpu.Barrier(num_barriers=config.stages)],
+        grid=(pl.cdiv(num_blocks, per_cta),),
+        grid_names=("cta",),
+        compiler_params=params,
+        interpret=mosaic_gpu_interpret_params() if interpret else None,
+        kernel_name="softmax_fwd_mosaic",
+    )
+    return call(x.reshape(rows, n // lane, lane)).reshape(rows, n)
 
 
 def softmax_mosaic_reference(x: jax.Array) -> jax.Array:

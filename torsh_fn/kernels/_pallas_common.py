@@ -2,7 +2,8 @@
 
 Kernels here are written once against Pallas' Triton lowering, which runs on the GPU
 (jax 0.11.x, CUDA) and in interpret mode on the CPU (jax 0.10.x), so the CPU tests exercise the
-same kernel bodies. Everything version- or backend-specific about launching lives in this file.
+same kernel bodies; the Mosaic GPU kernels (``_mosaic_*``) run in the Mosaic GPU interpreter.
+Everything version- or backend-specific about launching lives in this file.
 
 Row kernels see one row of a ``(rows, n)`` array as 1-D refs; :func:`row_call` launches one
 program per row by ``vmap``-ing a grid-less ``pallas_call`` over the rows (Pallas turns the
@@ -32,6 +33,17 @@ def on_gpu() -> bool:
 def interpret_mode() -> bool:
     """Run kernels in Pallas' interpreter (no GPU: the CPU tests)."""
     return not on_gpu()
+
+
+def mosaic_gpu_interpret_params() -> Any:
+    """The ``interpret=`` value running a ``plgpu.kernel`` (Mosaic GPU) in Pallas' Mosaic GPU
+    interpreter on the CPU: public in ``plgpu`` from jax 0.11, private in 0.10."""
+    from jax.experimental.pallas import mosaic_gpu as plgpu_mosaic
+
+    params = getattr(plgpu_mosaic, "InterpretGPUParams", None)
+    if params is None:
+        from jax._src.pallas.mosaic_gpu.interpret.params import InterpretGPUParams as params
+    return params()
 
 
 def next_power_of_2(n: int) -> int:
