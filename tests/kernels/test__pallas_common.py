@@ -24,6 +24,15 @@ def test_warps_use_the_tuned_table_then_a_warp_per_256_elements():
     assert (params.num_warps, params.num_stages) == (4, 2)
 
 
+def test_warps_tuned_for_this_gpu_model_come_first(monkeypatch):
+    kind = jax.devices()[0].device_kind
+    monkeypatch.setitem(pc.TUNED_WARPS_BY_DEVICE, kind, {("softmax_fwd", 4096): 32})
+    assert pc.num_warps_for(4096, "softmax_fwd") == 32
+    assert pc.num_warps_for(4096, "log_softmax_fwd") == pc.TUNED_WARPS[("log_softmax_fwd", 4096)]
+    monkeypatch.setitem(pc.TUNED_WARPS_BY_DEVICE, kind, {})
+    assert pc.num_warps_for(4096, "softmax_fwd") == pc.TUNED_WARPS[("softmax_fwd", 4096)]
+
+
 def test_as_rows_flattens_leading_dims():
     x = jnp.arange(24.0).reshape(2, 3, 4)
     rows, lead = pc.as_rows(x)

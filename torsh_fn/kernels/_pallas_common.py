@@ -74,10 +74,21 @@ TUNED_WARPS: dict[tuple[str, int], int] = {
 }
 
 
+# Where another GPU model's best differs from the H100's: JAX device_kind -> overrides, measured
+# the same way (the H200's cross-entropy: fwd+bwd on 8192x32768 bf16 0.446 ms against 0.460 with
+# the H100's 8 / 16 warps; benchmarks/results/kernels_h200.md).
+TUNED_WARPS_BY_DEVICE: dict[str, dict[tuple[str, int], int]] = {
+    "NVIDIA H200": {("cross_entropy_fwd", 4096): 4, ("cross_entropy_bwd", 4096): 8},
+}
+
+
 def num_warps_for(block: int, kernel: str) -> int:
-    """Warps per program for ``kernel`` on blocks of ``block`` elements: the tuned value, else
-    Triton's usual heuristic of a warp per 256 elements (between 1 and 16)."""
-    return TUNED_WARPS.get((kernel, block), min(max(block // 256, 1), 16))
+    """Warps per program for ``kernel`` on blocks of ``block`` elements: the value tuned for this
+    GPU model, else the H100's, else Triton's usual heuristic of a warp per 256 elements
+    (between 1 and 16)."""
+    key = (kernel, block)
+    device = TUNED_WARPS_BY_DEVICE.get(jax.devices()[0].device_kind, {})
+    return device.get(key, TUNED_WARPS.get(key, min(max(block // 256, 1), 16)))
 
 
 def compiler_params(num_warps: int, num_stages: int) -> plgpu.CompilerParams:
