@@ -1,6 +1,6 @@
-"""``_pool_cpu``: pooling as elementwise work over the window's taps (what ``max_pool`` /
-``avg_pool`` with ``impl="auto"`` take on the CPU for kernel == stride) against torch and
-``reduce_window``, values and gradients, ties and bfloat16."""
+"""``_pool_cpu``: pooling as elementwise work over the window's taps or over a blocked view (what
+``max_pool`` / ``avg_pool`` with ``impl="auto"`` take on the CPU for kernel == stride) against
+torch and ``reduce_window``, values and gradients, ties and bfloat16."""
 
 import importlib
 
@@ -12,14 +12,24 @@ import pytest
 import torch.nn.functional as TF
 
 from tests.oracle import assert_close, check_vs_torch, to_torch
-from torsh_fn.kernels._pool_cpu import max_pool_taps, sum_pool_taps
+from torsh_fn.kernels._pool_cpu import (
+    max_pool_blocks,
+    max_pool_taps,
+    sum_pool_blocks,
+    sum_pool_taps,
+)
 from torsh_fn.kernels.pooling import avg_pool, max_pool
 
 TOL = {"rtol": 1e-4, "atol": 1e-4}
 pooling_module = importlib.import_module("torsh_fn.kernels.pooling")
 
-POOL_CASES = [  # input shape, kernel, padding, ceil_mode
+POOL_CASES = [  # input shape, kernel, padding, ceil_mode; the first six as blocks
     ((2, 3, 8, 8), (2, 2), (0, 0), False),
+    ((2, 3, 7, 9), (2, 2), (0, 0), False),  # a tail row and column dropped
+    ((3, 9, 10), (3, 2), (0, 0), False),
+    ((2, 2, 11), (3,), (0,), False),
+    ((1, 2, 6, 5, 4), (2, 2, 2), (0, 0, 0), False),
+    ((2, 3, 8, 6), (2, 2), (0, 0), True),  # ceil mode with nothing to add
     ((2, 3, 7, 9), (2, 2), (1, 0), True),
     ((3, 9, 10), (3, 2), (1, 1), False),
     ((2, 2, 11), (3,), (1,), True),
@@ -74,16 +84,44 @@ def test_pool_taps_overlapping_and_dilated_windows_match_references(rng):
     assert_close(got, want, **TOL)
 
 
-def test_pool_auto_uses_taps_on_cpu_for_floats_with_kernel_equal_to_stride(monkeypatch, rng):
+def test_pool_auto_on_cpu_uses_blocks_or_taps_for_floats_with_kernel_equal_to_stride(
+        monkeypatch, rng):
     calls = []
-    monkeypatch.setattr(pooling_module, "max_pool_taps",
-                        lambda *args: calls.append("max") or max_pool_taps(*args))
-    x = jnp.asarray(rng.standard_normal((2, 3, 6, 6)), jnp.float32)
+    for name, fn in [("max_pool_blocks", max_pool_blocks), ("max_pool_taps", max_pool_taps),
+                     ("sum_pool_blocks", sum_pool_blocks), ("sum_pool_taps", sum_pool_taps)]:
+        monkeypatch.setattr(pooling_module, name,
+                            lambda *args, name=name, fn=fn: calls.append(name) or fn(*args))
+    x = jnp.asarray(rng.standard_normal((2, 3, 7, 6)), jnp.float32)
     max_pool(x, (2, 2), (2, 2), (0, 0), (1, 1))
+    max_pool(x, (2, 2), (2, 2), (1, 1), (1, 1))
+    max_pool(x, (2, 2), (2, 2), (0, 0), (1, 1), ceil_mode=True)  # 7 rows: a window into padding
     max_pool(x, (3, 3), (2, 2), (1, 1), (1, 1))
     max_pool(x, (2, 2), (2, 2), (0, 0), (1, 1), impl="xla")
     max_pool(x.astype(jnp.int32), (2, 2), (2, 2), (0, 0), (1, 1))
-    assert calls == ["max"]
+    avg_pool(x, (2, 3), (2, 3), (0, 0))
+    avg_pool(x, (2, 3), (2, 3), (1, 0))
+    assert calls == ["max_pool_blocks", "max_pool_taps", "max_pool_taps", "sum_pool_blocks",
+                     "sum_pool_taps"]
+
+
+@pytest.mark.parametrize("shape, kernel", [((2, 3, 9, 7), (2, 2)), ((2, 4, 10), (3,)),
+                                           ((1, 2, 4, 6, 5), (2, 3, 2))])
+def test_pool_blocks_match_taps_with_ties(shape, kernel, rng):
+    """Values drawn from a few levels, so most windows hold several maxima."""
+    x = jnp.asarray(rng.integers(0, 3, shape), jnp.float32)
+    nd = len(kernel)
+    out = [n // k for n, k in zip(shape[-nd:], kernel)]
+    pads = [(0, 0)] * nd  # the taps' floor mode drops the same tail
+    for blocks, taps in [
+        (lambda z: max_pool_blocks(z, kernel),
+         lambda z: max_pool_taps(z, kernel, kernel, pads, (1,) * nd)),
+        (lambda z: sum_pool_blocks(z, kernel), lambda z: sum_pool_taps(z, kernel, kernel, pads)),
+    ]:
+        assert blocks(x).shape[-nd:] == tuple(out)
+        assert_close(blocks(x), taps(x))
+        g = jnp.asarray(rng.standard_normal((*shape[:-nd], *out)), jnp.float32)
+        grad_blocks = jax.jit(lambda z, c, f=blocks: jax.vjp(f, z)[1](c)[0])(x, g)
+        assert_close(grad_blocks, jax.vjp(taps, x)[1](g)[0])
 
 
 def test_pool_taps_bfloat16(rng):

@@ -1,11 +1,18 @@
-"""Max and average pooling as elementwise work over kernel taps, for the CPU.
+"""Max and average pooling as elementwise work, for the CPU.
 
-Each tap of the window (one kernel offset) is one strided slice of the padded input, of the
-output's shape; the max (or sum) over taps is one fused elementwise loop in XLA. The gradient of
-the max routes each output's cotangent to the first tap, in row-major window order, that holds the
-maximum (PyTorch's choice on ties, and that of XLA's ``select_and_scatter``), and sums the taps
-back into the input through the slices' transposes (pads): elementwise work again, where XLA's CPU
-gradient of ``reduce_window`` is a slow ``select_and_scatter``.
+Taps (any window): each tap of the window (one kernel offset) is one strided slice of the padded
+input, of the output's shape; the max (or sum) over taps is one fused elementwise loop in XLA. The
+gradient of the max routes each output's cotangent to the first tap, in row-major window order,
+that holds the maximum (PyTorch's choice on ties, and that of XLA's ``select_and_scatter``), and
+sums the taps back into the input through the slices' transposes (pads): elementwise work again,
+where XLA's CPU gradient of ``reduce_window`` is a slow ``select_and_scatter``.
+
+Blocks (windows that tile the input from its origin: ``stride == kernel``, no padding, no
+dilation, as in ``MaxPool2d(2)``): the input, cropped to whole windows, is viewed as
+``(..., out_1, k_1, out_2, k_2, ...)`` (a free reshape) and reduced over the ``k`` axes. The max's
+gradient is one elementwise pass in the input's own layout: each element gets its window's
+cotangent if it is the window's first maximum (the smallest row-major window index among the
+elements equal to the max), instead of one padded copy per tap summed.
 
 Windows are given as the pooling module computes them: ``pads`` is one ``(lo, hi)`` pair per
 spatial dim, ceil mode's extra included.
@@ -15,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
 from collections.abc import Sequence
 
 import jax
@@ -23,7 +31,9 @@ from jax import lax
 
 from ._windows import Pairs, out_size, tap_slices
 
-__all__ = ["max_pool_taps", "sum_pool_taps"]
+__all__ = ["max_pool_blocks", "max_pool_taps", "sum_pool_blocks", "sum_pool_taps",
+           "windows_are_blocks"]
+
 
 def _taps(xp: jax.Array, nd: int, kernel, stride, dilation, out) -> list[jax.Array]:
     """One strided slice of the padded ``xp`` per kernel offset, row-major: each (..., *out)."""
@@ -99,3 +109,76 @@ def sum_pool_taps(x: jax.Array, kernel: Sequence[int], stride: Sequence[int],
     dilation = (1,) * nd
     out = _out(x.shape[-nd:], kernel, stride, pads, dilation)
     return functools.reduce(lax.add, _taps(_pad(x, nd, pads, 0), nd, kernel, stride, dilation, out))
+
+
+def windows_are_blocks(kernel: Sequence[int], stride: Sequence[int], pads: Pairs,
+                       dilation: Sequence[int]) -> bool:
+    """Whether the windows tile the input from its origin (the blocks lowering applies)."""
+    return (tuple(kernel) == tuple(stride) and all(d == 1 for d in dilation)
+            and all(tuple(p) == (0, 0) for p in pads))
+
+
+def _block_view(x: jax.Array, kernel: tuple[int, ...]) -> jax.Array:
+    """``x`` cropped to whole windows and viewed as ``(..., out_1, k_1, out_2, k_2, ...)``."""
+    nd = len(kernel)
+    lead, spatial = x.shape[:-nd], x.shape[-nd:]
+    out = [n // k for n, k in zip(spatial, kernel)]
+    x = x[(Ellipsis, *(slice(0, o * k) for o, k in zip(out, kernel)))]
+    return x.reshape(*lead, *itertools.chain.from_iterable(zip(out, kernel)))
+
+
+def _kernel_axes(nd: int, ndim: int) -> tuple[int, ...]:
+    """The ``k`` axes of a block view with ``ndim`` dims over ``nd`` spatial dims."""
+    return tuple(ndim - 2 * nd + 2 * i + 1 for i in range(nd))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _max_blocks(x: jax.Array, kernel: tuple[int, ...]) -> jax.Array:
+    return _max_blocks_fwd(x, kernel)[0]
+
+
+def _max_blocks_fwd(x, kernel):
+    view = _block_view(x, kernel)
+    y = jnp.max(view, axis=_kernel_axes(len(kernel), view.ndim))
+    return y, (x, y)
+
+
+def _max_blocks_bwd(kernel, residuals, g):
+    x, y = residuals
+    view = _block_view(x, kernel)
+    nd, axes = len(kernel), _kernel_axes(len(kernel), view.ndim)
+    index = functools.reduce(  # each element's row-major position in its window
+        lambda acc, ak: acc * ak[1] + lax.broadcasted_iota(jnp.int32, view.shape, ak[0]),
+        zip(axes, kernel), jnp.zeros(view.shape, jnp.int32))
+    is_max = view == jnp.expand_dims(y, axes)
+    first = jnp.min(jnp.where(is_max, index, math.prod(kernel)), axis=axes, keepdims=True)
+    gx = jnp.where(index == first, jnp.expand_dims(g, axes), jnp.zeros((), g.dtype))
+    whole = [o * k for o, k in zip(y.shape[-nd:], kernel)]
+    gx = gx.reshape(*x.shape[:-nd], *whole)
+    tail = [(0, 0)] * (x.ndim - nd) + [(0, n - w) for n, w in zip(x.shape[-nd:], whole)]
+    return (jnp.pad(gx, tail),)
+
+
+_max_blocks.defvjp(_max_blocks_fwd, _max_blocks_bwd)
+
+
+def max_pool_blocks(x: jax.Array, kernel: Sequence[int]) -> jax.Array:
+    """Max over the disjoint ``kernel``-sized blocks of the last ``len(kernel)`` dims of ``x``
+    (a tail shorter than a block is dropped, as pooling's floor mode does).
+
+    Example:
+        >>> max_pool_blocks(jnp.arange(5.0)[None], (2,))
+        Array([[1., 3.]], dtype=float32)
+    """
+    return _max_blocks(x, tuple(kernel))
+
+
+def sum_pool_blocks(x: jax.Array, kernel: Sequence[int]) -> jax.Array:
+    """Sum over the disjoint ``kernel``-sized blocks of the last ``len(kernel)`` dims of ``x``.
+
+    Example:
+        >>> sum_pool_blocks(jnp.arange(5.0)[None], (2,))
+        Array([[1., 5.]], dtype=float32)
+    """
+    view = _block_view(x, tuple(kernel))
+    return jnp.sum(view, axis=_kernel_axes(len(kernel), view.ndim))

@@ -10,7 +10,9 @@ the dispatch table measured it faster for that plane size). On the CPU, "auto" c
 pooling with non-overlapping windows of at most 16 elements (``kernel_size == stride``, MaxPool2d(2)
 and the like) as elementwise work over the window's taps (``_pool_cpu``): 2-8x faster than XLA's
 ``reduce_window`` and its gradient there, with the same result and the same routing of the max's
-gradient to the first maximum of each window.
+gradient to the first maximum of each window. Where the windows tile the input from its origin
+(no padding, no dilation) it reduces a reshaped view instead, whose gradient is one elementwise
+pass (MaxPool2d(2) forward and backward on 128x32x28x28: another 1.6x).
 """
 
 from __future__ import annotations
@@ -25,7 +27,13 @@ from jax import lax
 
 from ._dispatch import measured_faster, picks_lowering, resolve_impl
 from ._pallas_pool import PoolConfig, pool2d_pallas
-from ._pool_cpu import max_pool_taps, sum_pool_taps
+from ._pool_cpu import (
+    max_pool_blocks,
+    max_pool_taps,
+    sum_pool_blocks,
+    sum_pool_taps,
+    windows_are_blocks,
+)
 
 __all__ = ["avg_pool", "avg_pool_reference", "max_pool", "max_pool_reference",
            "pool_output_size"]
@@ -153,6 +161,8 @@ def max_pool(x: jax.Array, kernel_size: Sequence[int], stride: Sequence[int],
     if y is None and _taps_on_cpu(impl, x, kernel_size, stride):
         nd = len(kernel_size)
         pads = _pads(x.shape[-nd:], kernel_size, stride, padding, dilation, ceil_mode)
+        if windows_are_blocks(kernel_size, stride, pads, dilation):
+            return max_pool_blocks(x, kernel_size)
         return max_pool_taps(x, kernel_size, stride, pads, dilation)
     return reference(x) if y is None else y
 
@@ -177,7 +187,10 @@ def avg_pool(x: jax.Array, kernel_size: Sequence[int], stride: Sequence[int],
     if y is None and _taps_on_cpu(impl, x, kernel_size, stride):
         pads = _pads(x.shape[-nd:], kernel_size, stride, padding, (1,) * nd, ceil_mode)
         z = x.astype(jnp.promote_types(x.dtype, jnp.float32))
-        sums = sum_pool_taps(z, kernel_size, stride, pads)
+        if windows_are_blocks(kernel_size, stride, pads, (1,) * nd):
+            sums = sum_pool_blocks(z, kernel_size)
+        else:
+            sums = sum_pool_taps(z, kernel_size, stride, pads)
         out = tuple(sums.shape[-nd:])
         return (sums / jnp.asarray(divisor(out), z.dtype)).astype(x.dtype)
     return reference(x) if y is None else y
