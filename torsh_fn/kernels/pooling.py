@@ -12,7 +12,7 @@ and the like) as elementwise work over the window's taps (``_pool_cpu``): 2-8x f
 ``reduce_window`` and its gradient there, with the same result and the same routing of the max's
 gradient to the first maximum of each window. Where the windows tile the input from its origin
 (no padding, no dilation) it reduces a reshaped view instead, whose gradient is one elementwise
-pass (MaxPool2d(2) forward and backward on 128x32x28x28: another 1.6x).
+pass (the issue-10 CNN step: 15% faster than over taps).
 """
 
 from __future__ import annotations
