@@ -16,6 +16,7 @@ from torsh_fn.kernels.conv import conv, conv_reference
 
 TOL = {"rtol": 1e-4, "atol": 1e-4}
 conv_module = importlib.import_module("torsh_fn.kernels.conv")  # the package re-exports conv()
+lowering_module = importlib.import_module("torsh_fn.kernels._conv_lowering")
 
 
 @pytest.fixture(autouse=True)
@@ -44,6 +45,20 @@ def _torch_conv(x, w, stride, padding, dilation, groups):
     pads = [p for pair in reversed(padding) for p in pair]  # F.pad wants the last dim first
     conv_nd = getattr(TF, f"conv{x.ndim - 2}d")
     return conv_nd(TF.pad(x, pads), w, stride=stride, dilation=dilation, groups=groups)
+
+
+@pytest.mark.parametrize("per_image_above", [0, 10**9], ids=["per-image", "batch-wide"])
+@pytest.mark.parametrize("case", [c for c in CONV_CASES if c[-1] == 1])
+def test_conv_patches_both_product_layouts_match_torch(per_image_above, case, rng, monkeypatch):
+    """Ungrouped patches are multiplied image by image above PER_IMAGE_POSITIONS output positions
+    and over the whole batch below it: both layouts on every ungrouped case."""
+    monkeypatch.setattr(lowering_module, "PER_IMAGE_POSITIONS", per_image_above)
+    x_shape, w_shape, stride, padding, dilation, groups = case
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = rng.standard_normal(w_shape).astype(np.float32)
+    check_vs_torch(lambda x, w: conv_patches(x, w, stride, padding, dilation, groups),
+                   lambda x, w: _torch_conv(x, w, stride, padding, dilation, groups),
+                   x, w, rng=rng, variant=jax.jit, **TOL)
 
 
 @pytest.mark.parametrize("lowering", LOWERINGS, ids=lambda f: f.__name__)

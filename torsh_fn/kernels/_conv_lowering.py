@@ -2,10 +2,13 @@
 
 ``conv_patches``: convolution as patches times a matrix, for the CPU. XLA's CPU convolution is
 slow where the input has few channels (its weight gradient) or the output few positions per image
-(ResNet's late stages: a 2x2 or 1x1 image with 256-512 channels), and there one matrix product
-does better. The patch matrix is built channel-major, ``(C_in / groups * taps, N * out_positions)``
-(Caffe's im2col layout), from one strided slice of the padded input per kernel tap; the product
-with the weight, ``(C_out / groups, C_in / groups * taps)``, gives the output ``(C_out, N, *out)``.
+(ResNet's late stages: a 2x2 or 1x1 image with 256-512 channels), and there matrix products do
+better. The patch matrix is built from one strided slice of the padded input per kernel tap. For
+small images it is channel-major, ``(C_in / groups * taps, N * out_positions)`` (Caffe's im2col
+layout), and one product with the weight, ``(C_out / groups, C_in / groups * taps)``, gives the
+output ``(C_out, N, *out)``; for larger ones it is per image, ``(N, C_in * taps, out_positions)``,
+and a batched product gives ``(N, C_out, out_positions)``, already in NCHW order (a first layer on
+grey images, batch 128 at 28x28, forward with bias and ReLU and weight gradient: 1.4x faster).
 Taps that only ever read padding (a 3x3 kernel on a 1x1 image) are left out, so such a
 convolution is a plain matrix product. The gradient is JAX's own: the transposed product, and the
 slices' transposes (pads) summed back into the input.
@@ -32,6 +35,11 @@ from ._windows import Pairs, out_size, tap_slices
 
 __all__ = ["conv_channels_last", "conv_patches", "prefers_patches"]
 
+# Above this many output positions per image, ungrouped patches are multiplied image by image
+# (the output lands in NCHW order); below, as one product over the whole batch (channel-major,
+# then transposed), which keeps the matrix product large where images are small.
+PER_IMAGE_POSITIONS = 64
+
 
 def _live_taps(length: int, kernel: int, stride: int, lo: int, dilation: int,
                out: int) -> list[int]:
@@ -44,8 +52,9 @@ def conv_patches(x: jax.Array, weight: jax.Array, stride: Sequence[int], padding
                  dilation: Sequence[int], groups: int = 1) -> jax.Array:
     """Cross-correlation of ``x`` (N, C_in, *s) with ``weight`` (C_out, C_in/groups, *k).
 
-    Same arguments and result as ``conv_reference``; computed as one (batched over groups)
-    matrix product of the weight with the input's patch matrix.
+    Same arguments and result as ``conv_reference``; computed as matrix products of the weight
+    with the input's patch matrix: one per image where images have more than
+    ``PER_IMAGE_POSITIONS`` output positions (ungrouped), else one over the batch per group.
 
     Example:
         >>> conv_patches(jnp.ones((1, 1, 5)), jnp.ones((1, 1, 3)), (1,), [(0, 0)], (1,))
@@ -61,6 +70,16 @@ def conv_patches(x: jax.Array, weight: jax.Array, stride: Sequence[int], padding
         if len(live) < k:
             w = jnp.take(w, np.asarray(live), axis=2 + axis)
     n_taps = math.prod(len(live) for live in taps)
+    positions = math.prod(out)
+    if groups == 1 and positions > PER_IMAGE_POSITIONS:
+        # One product per image, [C_out, C_in * taps] x [C_in * taps, positions], which lands
+        # in NCHW order: no transposes of the input or of the (large) output.
+        xp = jnp.pad(x, [(0, 0), (0, 0)] + [tuple(p) for p in padding])
+        cols = tap_slices(xp, len(spatial), itertools.product(*taps), stride, dilation, out)
+        patches = jnp.stack(cols, axis=2).reshape(n, c_group * n_taps, positions)
+        w = jnp.broadcast_to(w.reshape(1, c_out, c_group * n_taps), (n, c_out, c_group * n_taps))
+        y = lax.dot_general(w, patches, (((2,), (1,)), ((0,), (0,))))
+        return y.reshape(n, c_out, *out)
     # [groups, C_in/groups, N, *s], padded; one strided slice per live tap: [.., N, *out]
     xt = jnp.moveaxis(x, 1, 0).reshape(groups, c_group, n, *spatial)
     xt = jnp.pad(xt, [(0, 0)] * 3 + [tuple(p) for p in padding])
