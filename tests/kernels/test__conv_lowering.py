@@ -47,16 +47,11 @@ def _torch_conv(x, w, stride, padding, dilation, groups):
     return conv_nd(TF.pad(x, pads), w, stride=stride, dilation=dilation, groups=groups)
 
 
-@pytest.mark.parametrize("per_image_above", [0, 10**9], ids=["per-image", "batch-wide"])
-@pytest.mark.parametrize("case", [c for c in CONV_CASES if c[-1] == 1])
-def test_conv_patches_both_product_layouts_match_torch(per_image_above, case, rng, monkeypatch):
-    """Ungrouped patches are multiplied image by image above PER_IMAGE_POSITIONS output positions
-    and over the whole batch below it: both layouts on every ungrouped case."""
-    monkeypatch.setattr(lowering_module, "PER_IMAGE_POSITIONS", per_image_above)
+def _check_lowering_vs_torch(lowering, case, rng):
     x_shape, w_shape, stride, padding, dilation, groups = case
     x = rng.standard_normal(x_shape).astype(np.float32)
     w = rng.standard_normal(w_shape).astype(np.float32)
-    check_vs_torch(lambda x, w: conv_patches(x, w, stride, padding, dilation, groups),
+    check_vs_torch(lambda x, w: lowering(x, w, stride, padding, dilation, groups),
                    lambda x, w: _torch_conv(x, w, stride, padding, dilation, groups),
                    x, w, rng=rng, variant=jax.jit, **TOL)
 
@@ -64,12 +59,16 @@ def test_conv_patches_both_product_layouts_match_torch(per_image_above, case, rn
 @pytest.mark.parametrize("lowering", LOWERINGS, ids=lambda f: f.__name__)
 @pytest.mark.parametrize("case", CONV_CASES)
 def test_conv_lowering_matches_torch(lowering, case, rng):
-    x_shape, w_shape, stride, padding, dilation, groups = case
-    x = rng.standard_normal(x_shape).astype(np.float32)
-    w = rng.standard_normal(w_shape).astype(np.float32)
-    check_vs_torch(lambda x, w: lowering(x, w, stride, padding, dilation, groups),
-                   lambda x, w: _torch_conv(x, w, stride, padding, dilation, groups),
-                   x, w, rng=rng, variant=jax.jit, **TOL)
+    _check_lowering_vs_torch(lowering, case, rng)
+
+
+@pytest.mark.parametrize("per_image_above", [0, 10**9], ids=["per-image", "batch-wide"])
+@pytest.mark.parametrize("case", [c for c in CONV_CASES if c[-1] == 1])
+def test_conv_patches_both_product_layouts_match_torch(per_image_above, case, rng, monkeypatch):
+    """Ungrouped patches are multiplied image by image above PER_IMAGE_POSITIONS output positions
+    and over the whole batch below it: both layouts on every ungrouped case."""
+    monkeypatch.setattr(lowering_module, "PER_IMAGE_POSITIONS", per_image_above)
+    _check_lowering_vs_torch(conv_patches, case, rng)
 
 
 @pytest.mark.parametrize("lowering", LOWERINGS, ids=lambda f: f.__name__)
