@@ -84,8 +84,7 @@ def test_pool_taps_overlapping_and_dilated_windows_match_references(rng):
     assert_close(got, want, **TOL)
 
 
-def test_pool_auto_on_cpu_uses_blocks_or_taps_for_floats_with_kernel_equal_to_stride(
-        monkeypatch, rng):
+def test_pool_auto_on_cpu_uses_blocks_or_taps_for_floats(monkeypatch, rng):
     calls = []
     for name, fn in [("max_pool_blocks", max_pool_blocks), ("max_pool_taps", max_pool_taps),
                      ("sum_pool_blocks", sum_pool_blocks), ("sum_pool_taps", sum_pool_taps)]:
@@ -96,12 +95,36 @@ def test_pool_auto_on_cpu_uses_blocks_or_taps_for_floats_with_kernel_equal_to_st
     max_pool(x, (2, 2), (2, 2), (1, 1), (1, 1))
     max_pool(x, (2, 2), (2, 2), (0, 0), (1, 1), ceil_mode=True)  # 7 rows: a window into padding
     max_pool(x, (3, 3), (2, 2), (1, 1), (1, 1))
+    max_pool(x, (5, 5), (1, 1), (2, 2), (1, 1))  # 25 elements: XLA
     max_pool(x, (2, 2), (2, 2), (0, 0), (1, 1), impl="xla")
     max_pool(x.astype(jnp.int32), (2, 2), (2, 2), (0, 0), (1, 1))
     avg_pool(x, (2, 3), (2, 3), (0, 0))
     avg_pool(x, (2, 3), (2, 3), (1, 0))
-    assert calls == ["max_pool_blocks", "max_pool_taps", "max_pool_taps", "sum_pool_blocks",
-                     "sum_pool_taps"]
+    assert calls == ["max_pool_blocks", "max_pool_taps", "max_pool_taps", "max_pool_taps",
+                     "sum_pool_blocks", "sum_pool_taps"]
+
+
+OVERLAP_CASES = [  # input shape, kernel, stride, padding, ceil_mode
+    ((2, 3, 16, 16), (3, 3), (2, 2), (1, 1), False),  # ResNet's stem pool
+    ((2, 3, 9, 11), (3, 2), (2, 1), (1, 0), True),
+    ((2, 3, 10), (4,), (3,), (2,), True),
+]
+
+
+@pytest.mark.parametrize("kind", ["max", "avg"])
+@pytest.mark.parametrize("shape, kernel, stride, padding, ceil_mode", OVERLAP_CASES)
+def test_pool_auto_overlapping_windows_match_torch(kind, shape, kernel, stride, padding,
+                                                   ceil_mode, rng):
+    x = rng.standard_normal(shape).astype(np.float32)
+    x[..., 1] = x[..., 2]  # ties inside overlapping windows
+    nd = len(kernel)
+    torch_fn = getattr(TF, f"{kind}_pool{nd}d")
+    if kind == "max":
+        ours = lambda x: max_pool(x, kernel, stride, padding, (1,) * nd, ceil_mode)
+    else:
+        ours = lambda x: avg_pool(x, kernel, stride, padding, ceil_mode)
+    check_vs_torch(ours, lambda x: torch_fn(x, kernel, stride, padding, ceil_mode=ceil_mode),
+                   x, rng=rng, variant=jax.jit, **TOL)
 
 
 @pytest.mark.parametrize("shape, kernel", [((2, 3, 9, 7), (2, 2)), ((2, 4, 10), (3,)),
