@@ -148,3 +148,45 @@ def test_closure_leaves_a_parameter_the_loss_never_reads_alone_as_torch(rng, jit
     assert ours[1].grad is None and theirs[1].grad is None
     for p, q in zip(ours, theirs):
         np.testing.assert_allclose(np.asarray(p.data), q.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+_CHANGES = {
+    "lr": lambda opt, rest: opt.param_groups[0].__setitem__("lr", 0.05),
+    "weight decay turns on": lambda opt, rest: opt.param_groups[0].__setitem__("weight_decay", 0.1),
+    "a new group": lambda opt, rest: opt.add_param_group({"params": rest, "lr": 0.02}),
+    "a parameter frozen": lambda opt, rest: opt.param_groups[0]["params"][0].requires_grad_(False),
+}
+
+
+@pytest.mark.parametrize("change", list(_CHANGES))
+def test_a_change_between_jitted_steps_applies_as_in_torch(rng, change):
+    """Calls like the previous one reuse its slots and program: a change of the optimizer in
+    between (a hyperparameter, a zero weight decay turning non-zero, a new group, a frozen
+    parameter) must still take effect on the next step."""
+    import torch
+
+    problem = Problem(rng)
+    params, tparams = problem.params(), problem.torch_params()
+    opt, topt = optim.Adam(params[:2], lr=1e-2), torch.optim.Adam(tparams[:2], lr=1e-2)
+
+    @jit
+    def step(opt, params):
+        opt.zero_grad()
+        loss = backward(lambda: problem.loss(params))
+        opt.step()
+        return loss
+
+    def torch_step():
+        topt.zero_grad()
+        loss = problem.torch_loss(tparams)
+        loss.backward()
+        topt.step()
+        return loss
+
+    for i in range(6):
+        if i == 3:
+            _CHANGES[change](opt, params[2:])
+            _CHANGES[change](topt, tparams[2:])
+        np.testing.assert_allclose(float(step(opt, params)), float(torch_step()), rtol=1e-5)
+    for p, q in zip(params, tparams):
+        np.testing.assert_allclose(np.asarray(p.data), q.detach().numpy(), rtol=1e-5, atol=1e-6)
