@@ -1,9 +1,19 @@
 """Every optimizer against PyTorch: one registry of (class, options), checked for parity over
-50 steps, state_dict round trips, no recompilation, dtype preservation."""
+50 steps, state_dict round trips, no recompilation, dtype preservation.
+
+Parity over many steps is checked one update at a time, each from the same values: both sides
+get the same gradient, and after each step ours continue from PyTorch's parameters and state
+(see :func:`_step_beside_torch`). Two libraries' gradients and fifty free-running steps are not
+comparable at float32 tolerances on every problem: an Adam-type step divides the gradient by
+its own size, so where a gradient sums to nearly 0 it is about +-lr whatever the rounding made
+of that gradient (13% apart between jax and torch in one run), and the trajectory can be
+chaotic: PyTorch itself, started one ulp away, ends up to 7e-3 away (``FAILED_RUNS`` below).
+With fresh data per run (``TORSH_TEST_SEED``) such problems came up in about one run in ten."""
 
 from __future__ import annotations
 
 import copy
+import zlib
 
 import jax
 import jax.numpy as jnp
@@ -14,7 +24,7 @@ import torch
 
 import torsh_fn.optim as optim
 from tests.optim._problem import Problem
-from tests.oracle import assert_close
+from tests.oracle import assert_close, to_numpy
 from torsh_fn.nn import Parameter
 from torsh_fn.optim.optimizer import _group_step
 
@@ -55,14 +65,60 @@ def _assert_params(params, tensors, msg="", atol=None):
         assert_close(p.data, t, atol=atol, err_msg=f"{msg} parameter {i}")
 
 
+def _assert_state(ours, theirs, msg=""):
+    """Per-parameter state dicts (``state_dict()["state"]`` of either side) hold the same
+    entries, each to 0.1% of its largest element: an entry can be a sum of larger terms that
+    cancel (RMSprop's centered momentum buffer), and float32 hyperparameters such as 1 - beta2
+    are 1.3e-5 away from PyTorch's float64 ones (Adam's exp_avg_sq)."""
+    assert ours.keys() == theirs.keys(), msg
+    for i, state in theirs.items():
+        assert ours[i].keys() == state.keys(), f"{msg} parameter {i}"
+        for key, value in state.items():
+            if value is None:
+                assert ours[i][key] is None, f"{msg} parameter {i} {key}"
+            else:
+                scale = float(np.max(np.abs(to_numpy(value)), initial=0.0))
+                assert_close(ours[i][key], value, atol=1e-3 * scale,
+                             err_msg=f"{msg} parameter {i} {key}")
+
+
+def _from_torch(tensors, topt, params, opt):
+    """Set ours to PyTorch's parameters and optimizer state (copies: no memory shared)."""
+    for p, t in zip(params, tensors):
+        p.data = jnp.array(t.detach().numpy())
+    opt.load_state_dict(copy.deepcopy(topt.state_dict()))
+
+
+def _torch_step_with(topt, tensors, grads):
+    """PyTorch's step with the given gradients (copies)."""
+    for t, g in zip(tensors, grads):
+        t.grad = torch.tensor(np.asarray(g))
+    topt.step()
+
+
+def _step_beside_torch(problem, params, opt, tensors, topt, steps, msg=""):
+    """``steps`` steps of ours and of PyTorch, both with the gradient ours computed, each checked
+    against PyTorch's (loss, parameters, optimizer state), after which ours continue from
+    PyTorch's parameters and state. One update from the same values moves a parameter at most
+    6.6e-7 away from PyTorch's (40 problems, all of ``CASES``), well within float32's
+    tolerances; separate gradients and free-running trajectories can part by far more (see
+    ``FAILED_RUNS``)."""
+    for k in range(steps):
+        torch_loss = problem.torch_loss(tensors).item()
+        loss = problem.step(opt, params)
+        _torch_step_with(topt, tensors, [p.grad for p in params])
+        np.testing.assert_allclose(loss, torch_loss, rtol=1e-5, err_msg=f"{msg} loss, step {k}")
+        _assert_params(params, tensors, f"{msg} step {k + 1}")
+        _assert_state(opt.state_dict()["state"], topt.state_dict()["state"],
+                      f"{msg} step {k + 1}")
+        _from_torch(tensors, topt, params, opt)
+
+
 @pytest.mark.parametrize(("name", "kwargs"), CASES, ids=IDS)
 def test_matches_torch_for_50_steps(rng, name, kwargs):
     problem = Problem(rng)
     params, opt, tensors, topt = _pair(problem, name, kwargs)
-    losses = [problem.step(opt, params) for _ in range(STEPS)]
-    torch_losses = [problem.torch_step(topt, tensors) for _ in range(STEPS)]
-    np.testing.assert_allclose(losses, torch_losses, rtol=1e-5)
-    _assert_params(params, tensors)
+    _step_beside_torch(problem, params, opt, tensors, topt, STEPS)
 
 
 @pytest.mark.parametrize(("name", "kwargs"), CASES, ids=IDS)
@@ -84,13 +140,11 @@ def test_state_dict_round_trips_continue_the_trajectory(rng, name, kwargs):
     for _ in range(STEPS - half):
         problem.step(opt, params)
         problem.step(resumed, copies)
-        problem.step(loaded, from_torch)
-        problem.torch_step(topt, tensors)
     for a, b in zip(copies, params):
         np.testing.assert_array_equal(a.data, b.data)
-    # 25 steps after the hand-over from torch's float32 state (NAdam's mu_product, the step
-    # counts): float32 rounding, grown over those steps, has reached 1.3e-5 once (NAdam, lr).
-    _assert_params(from_torch, tensors, "torch -> ours", atol=3e-5)
+    # the first step after the hand-over from torch's float32 state (NAdam's mu_product, the
+    # step counts), then one update at a time
+    _step_beside_torch(problem, from_torch, loaded, tensors, topt, STEPS - half, "torch -> ours")
 
 
 FUNCTIONAL = [
@@ -117,17 +171,81 @@ def test_functional_face_matches_torch(rng, tx, name, kwargs):
     topt = getattr(torch.optim, name)(tensors, **kwargs)
 
     @jax.jit
-    def step(params, state):
-        grads = jax.grad(problem.loss)(params)
+    def step(params, state, grads):
         updates, state = tx.update(grads, state, params)
         return optax.apply_updates(params, updates), state
 
     state = tx.init(params)
-    for _ in range(STEPS):
-        params, state = step(params, state)
-        problem.torch_step(topt, tensors)
-    for p, t in zip(params, tensors):
-        assert_close(p, t, rtol=1e-5, atol=1e-5)
+    for k in range(STEPS):  # one update at a time, as _step_beside_torch
+        grads = jax.grad(problem.loss)(params)
+        params, state = step(params, state, grads)
+        _torch_step_with(topt, tensors, grads)
+        for p, t in zip(params, tensors):
+            assert_close(p, t, err_msg=f"step {k + 1}")
+        for s, t in zip(state.per_param, tensors):
+            _assert_state({0: s}, {0: topt.state[t]}, f"step {k + 1}")
+        params = [jnp.array(t.detach().numpy()) for t in tensors]
+        state = state._replace(per_param=[
+            {key: None if v is None else jnp.array(topt.state[t][key].numpy(), v.dtype)
+             for key, v in s.items()} for s, t in zip(state.per_param, tensors)])
+
+
+# Runs whose comparisons with PyTorch failed before they were made one update at a time from
+# the same gradient: (TORSH_TEST_SEED, test, case). Their data is rebuilt from the seed.
+FAILED_RUNS = {  # the largest difference then
+    "NAdam 50 steps": (364522461, "test_matches_torch_for_50_steps",  # 7.5e-3
+                       "NAdam-lr-weight_decay-decoupled_weight_decay"),
+    "NAdam round trip": (951701753, "test_state_dict_round_trips_continue_the_trajectory",
+                         "NAdam-lr-weight_decay-decoupled_weight_decay"),  # 1.4e-4
+    "AdamW functional": (56433, "test_functional_face_matches_torch", "AdamW"),  # 1.5e-4
+}
+
+
+def _run_data(name: str) -> np.random.Generator:
+    seed, test, case = FAILED_RUNS[name]
+    node = f"tests/optim/test_optimizers.py::{test}[{case}]"
+    return np.random.default_rng([seed, zlib.crc32(node.encode())])  # that run's rng
+
+
+def _case_args(test: str, case: str) -> tuple:
+    if test == "test_functional_face_matches_torch":
+        return FUNCTIONAL[[c[1] for c in FUNCTIONAL].index(case)]
+    return CASES[IDS.index(case)]
+
+
+@pytest.mark.parametrize("run", list(FAILED_RUNS))
+def test_parity_holds_on_the_runs_that_failed(run):
+    _, test, case = FAILED_RUNS[run]
+    globals()[test](_run_data(run), *_case_args(test, case))
+
+
+@pytest.mark.parametrize("run", ["NAdam 50 steps", "NAdam round trip"])
+def test_those_nadam_runs_are_chaotic_in_torch_itself(run):
+    """PyTorch alone, started one ulp away, ends more than 1e-3 away after 50 steps."""
+    name, kwargs = _case_args(*FAILED_RUNS[run][1:])
+    problem = Problem(_run_data(run))
+    ends = []
+    for init in (problem.init, [np.nextafter(a, np.float32(np.inf)) for a in problem.init]):
+        tensors = [torch.tensor(a, requires_grad=True) for a in init]
+        topt = getattr(torch.optim, name)(tensors, **kwargs)
+        for _ in range(STEPS):
+            problem.torch_step(topt, tensors)
+        ends.append(np.concatenate([t.detach().numpy().ravel() for t in tensors]))
+    assert np.max(np.abs(ends[0] - ends[1])) > 1e-3
+
+
+def test_that_adamw_run_has_a_gradient_the_libraries_round_apart():
+    """A gradient that sums to nearly 0 (-6e-8): jax's and torch's differ by more than 10%, and
+    Adam's first step, lr * g / (|g| + eps), by more than 1e-4."""
+    problem = Problem(_run_data("AdamW functional"))
+    ours = jax.grad(problem.loss)([jnp.asarray(a) for a in problem.init])[2]
+    tensors = problem.torch_params()
+    problem.torch_loss(tensors).backward()
+    theirs = tensors[2].grad.numpy()
+    at = np.unravel_index(np.argmin(np.abs(theirs)), theirs.shape)
+    g, h = float(ours[at]), float(theirs[at])
+    assert abs(g - h) > 0.1 * abs(h)
+    assert abs(1e-2 * (g / (abs(g) + 1e-8) - h / (abs(h) + 1e-8))) > 1e-4
 
 
 @pytest.mark.parametrize(("tx", "name", "kwargs"), FUNCTIONAL, ids=[c[1] for c in FUNCTIONAL])
