@@ -359,3 +359,62 @@ def test_step_zeroing_at_both_ends_makes_no_zeros_after_the_first_call(jit_zeros
 
     _eager_and_jitted(step)
     assert len(jit_zeros) == 6  # the first call's trial only
+
+
+def _linear(seed, features=3):
+    torsh_fn.manual_seed(seed)
+    return nn.Linear(features, features)
+
+
+# Changes between two calls that must reach the next program, each made through a different
+# route: Module methods, attribute assignment, writes into the registries, Parameter flags.
+_CHANGES = {
+    "append a layer": lambda m: m.append(_linear(1)),
+    "replace a layer in _modules": lambda m: m._modules.__setitem__("0", _linear(2)),
+    "replace a parameter": lambda m: setattr(m[0], "bias", nn.Parameter(jnp.full(3, 0.5))),
+    "write _parameters": lambda m: m[0]._parameters.__setitem__("bias", nn.Parameter(jnp.ones(3))),
+    "freeze a weight": lambda m: setattr(m[0].weight, "requires_grad", False),
+    "delete a layer": lambda m: m.__delitem__(0),
+}
+
+
+def _trainable_sgd_step(model, x):
+    model.zero_grad()
+    loss = backward(lambda: (model(x) ** 2).mean())
+    for p in model.parameters():
+        if p.requires_grad:
+            p.data = p.data - 0.1 * p.grad
+    return loss
+
+
+@pytest.mark.parametrize("change", list(_CHANGES))
+def test_a_change_between_calls_reaches_the_next_call_as_in_eager(rng, change):
+    """Calls like the previous one reuse its slots and program; a change of structure in
+    between must not be missed, whatever route it takes."""
+    x = jnp.asarray(rng.standard_normal((4, 3)).astype(np.float32))
+    step = jit(_trainable_sgd_step)
+    eager, jitted = (nn.Sequential(_linear(0), nn.Tanh(), _linear(3)) for _ in range(2))
+    for model in (eager, jitted):
+        for _ in range(2):
+            (step if model is jitted else _trainable_sgd_step)(model, x)
+        _CHANGES[change](model)
+    for _ in range(2):
+        assert_close(step(jitted, x), _trainable_sgd_step(eager, x), rtol=1e-5, atol=1e-6)
+    assert jitted.state_dict().keys() == eager.state_dict().keys()
+    for (name, a), (_, b) in zip(jitted.state_dict().items(), eager.state_dict().items()):
+        assert_close(a, b, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_the_reused_call_does_not_keep_the_objects_alive(rng):
+    import gc
+    import weakref
+
+    model = nn.Linear(3, 3)
+    step = jit(_sgd_step)
+    x = jnp.ones((2, 3))
+    step(model, x)
+    step(model, x)
+    weight = weakref.ref(model.weight)
+    del model
+    gc.collect()
+    assert weight() is None

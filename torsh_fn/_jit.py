@@ -12,7 +12,12 @@ pytree of arrays, ``None``, or a Python number (passed in as a weakly typed scal
 optimizer's ``lr`` between calls does not recompile; written back as the same Python type).
 Optional ``_jit_static()`` returns a hashable that joins the compilation key (train/eval mode,
 frozen parameters). Slots are deduplicated, so a parameter reached through a model and an
-optimizer is one slot; the global generator's state is always a slot.
+optimizer is one slot; the global generator's state is always a slot. Optional ``_jit_guard()``
+returns a cheap value that changes whenever ``_jit_slots()`` or ``_jit_static()`` might (None:
+no such promise). When every stateful argument has one, a call whose objects, guards, argument
+structure and kinds of state values (array, None, Python number) are those of the previous call
+reuses that call's slots and program without asking for them again: the host work of a
+training step is then reading the slots, one call of the program and writing the slots back.
 
 Compiled programs are cached per (stateful objects, their static keys, the arguments' structure
 and non-array values); ``jax.jit`` then retraces only for new shapes or dtypes. State arrays that
@@ -64,7 +69,7 @@ import numpy as np
 from . import random as _random
 from ._backward import get_slot, set_slot
 
-__all__ = ["jit"]
+__all__ = ["jit", "structure_changed", "structure_version"]
 
 _SCALARS = (bool, int, float, complex)
 _DEVICES_HINT = (
@@ -76,7 +81,11 @@ _UNSUPPORTED = ("donate_argnums", "donate_argnames", "in_shardings", "out_shardi
 
 
 def _is_stateful(x: Any) -> bool:
-    return callable(getattr(type(x), "_jit_slots", None))
+    return _is_stateful_type(type(x))
+
+
+def _is_stateful_type(t: type) -> bool:
+    return callable(getattr(t, "_jit_slots", None))
 
 
 def _is_dynamic(x: Any) -> bool:
@@ -134,6 +143,28 @@ class _Entry:
         self.gradient_uses: dict[int, str] | None = None
 
 
+class _Plan:
+    """The previous call's structure, for a next call that :meth:`StatefulJit._planned` finds
+    unchanged: the objects (weakly), their guards, the argument structure, the slots, the type
+    of each slot's value, the program and its static call data. ``arg_types``: the types of
+    the positional arguments where each was a stateful object or an array (else None), which
+    lets a call with arguments of the same types skip flattening them."""
+
+    def __init__(self, refs: list[weakref.ref], guards: list[Any], treedef: Any,
+                 pattern: list[Any], arg_types: tuple[type, ...] | None,
+                 slots: list[tuple[Any, Any]], values: list[Any], types: list[type | None],
+                 entry: _Entry, layout: tuple[tuple, tuple]) -> None:
+        self.refs, self.guards, self.treedef, self.pattern = refs, guards, treedef, pattern
+        self.arg_types = arg_types
+        self.object_at = [i for i, t in enumerate(arg_types or ()) if _is_stateful_type(t)]
+        self.dynamic_at = [i for i, t in enumerate(arg_types or ()) if not _is_stateful_type(t)]
+        self.slots, self.types, self.entry, self.layout = slots, types, entry, layout
+        self.kinds = tuple(map(type, values))
+        self.generator = _random.default_generator
+        # Placements over several devices can change without a change of type.
+        self.multi_device = jax.device_count() > 1
+
+
 class StatefulJit:
     """The callable ``torsh_fn.jit`` returns; ``__wrapped__`` is the original function."""
 
@@ -147,13 +178,40 @@ class StatefulJit:
         self._jax_kwargs = jax_kwargs
         self._cache: dict[Hashable, _Entry] = {}
         self._local = threading.local()
+        self._plan: _Plan | None = None
 
     def __get__(self, obj: Any, objtype: Any = None) -> Any:
         return self if obj is None else functools.partial(self, obj)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         # The host-side work below runs on every call of a training step, between its device
-        # programs, so it is kept to single passes over the state (issue 10: no shim overhead).
+        # programs, so a call like the previous one reuses its plan (issue 10: no shim overhead).
+        plan = self._plan
+        arg_types = None if kwargs else tuple(map(type, args))
+        if plan is not None and arg_types is not None and arg_types == plan.arg_types:
+            # positional arguments, each a stateful object or an array, as last time
+            objects = [args[i] for i in plan.object_at]
+            dynamic = [args[i] for i in plan.dynamic_at]
+            treedef, pattern = plan.treedef, plan.pattern
+        else:
+            objects, treedef, pattern, dynamic = self._flatten(args, kwargs)
+        values = None if plan is None else self._planned(plan, objects, treedef, pattern)
+        if values is not None:
+            mask = plan.layout[0]
+            call = _Call(objects, plan.slots, treedef, pattern, plan.layout[1], mask)
+            arrays = [v for v, is_array in zip(values, mask) if is_array]
+            others = [v for v, is_array in zip(values, mask) if not is_array]
+            del values
+            return self._run(plan.entry, call, (arrays, others, dynamic), plan.types, False)
+        simple = arg_types is not None and not self._static_argnums and all(
+            _is_stateful(a) or _is_dynamic(a) for a in args)
+        return self._call_unplanned(objects, treedef, pattern, dynamic,
+                                    arg_types if simple else None)
+
+    def _flatten(self, args: tuple, kwargs: dict[str, Any]) -> tuple[list, Any, list, list]:
+        """The stateful objects among the arguments, the arguments' tree structure, the pattern
+        of its leaves (a ``_Marker`` per object, None per array, static values as they are) and
+        the arrays."""
         if self._static_argnums or self._static_argnames:
             n = len(args)
             args = tuple(_StaticArg(a) if i in self._static_argnums
@@ -171,6 +229,29 @@ class StatefulJit:
                 dynamic.append(leaf)
             else:
                 pattern.append(leaf if isinstance(leaf, _StaticArg) else _hashable(leaf))
+        return objects, treedef, pattern, dynamic
+
+    def _planned(self, plan: _Plan, objects: list[Any], treedef: Any,
+                 pattern: list[Any]) -> list[Any] | None:
+        """The state values for ``plan``'s slots, or None where the plan does not serve this
+        call (other objects, a changed guard or argument structure, a value of another kind)."""
+        if (len(objects) != len(plan.refs)
+                or (treedef is not plan.treedef and treedef != plan.treedef)
+                or (pattern is not plan.pattern and pattern != plan.pattern)
+                or plan.generator is not _random.default_generator
+                or any(r() is not o for r, o in zip(plan.refs, objects))
+                or any(o._jit_guard() != g for o, g in zip(objects, plan.guards))):
+            return None
+        values = self._state_values(plan.slots)
+        if tuple(map(type, values)) != plan.kinds or (
+                plan.multi_device and _layout(values) != plan.layout):
+            return None
+        return values
+
+    def _call_unplanned(self, objects: list[Any], treedef: Any, pattern: list[Any],
+                        dynamic: list[Any], arg_types: tuple[type, ...] | None) -> Any:
+        """A call that asks every object for its slots and static key, and looks the program up
+        (or traces it); it leaves a plan for the next call where it can."""
         slots = _collect_slots(objects)
         values = self._state_values(slots)
         layout = _layout(values)
@@ -206,10 +287,37 @@ class StatefulJit:
                     prepared = entry, call, call_args
         entry, call, call_args = prepared or self._prepare(objects, slots, treedef, pattern,
                                                            dynamic, values, statics, layout)
+        self._plan = None if unset else self._new_plan(objects, treedef, pattern, arg_types,
+                                                       slots, values, types, entry, layout)
         del values
+        return self._run(entry, call, call_args, types, bool(unset))
+
+    def _new_plan(self, objects: list[Any], treedef: Any, pattern: list[Any],
+                  arg_types: tuple[type, ...] | None, slots: list[tuple[Any, Any]],
+                  values: list[Any], types: list[type | None], entry: _Entry,
+                  layout: tuple[tuple, tuple]) -> _Plan | None:
+        """A plan for the next call, or None: some object has no guard or is not weakly
+        referable, or some state is a tracer (a call inside another trace)."""
+        guards = [o._jit_guard() if hasattr(o, "_jit_guard") else None for o in objects]
+        if any(g is None for g in guards) or not all(
+                _is_concrete(v) for v, is_array in zip(values, layout[0]) if is_array):
+            return None
+        try:  # the plan must not keep the objects alive, and goes when one of them does
+            refs = [weakref.ref(o, self._drop_plan) for o in objects]
+        except TypeError:
+            return None
+        return _Plan(refs, guards, treedef, pattern, arg_types, slots, values, types, entry,
+                     layout)
+
+    def _drop_plan(self, _: weakref.ref) -> None:
+        self._plan = None
+
+    def _run(self, entry: _Entry, call: _Call, call_args: tuple, types: list[type | None],
+             zeros_for_none: bool) -> Any:
+        """Run the program and write the changed state back into the slots."""
         self._local.call = call
         try:
-            with _quiet_donation() if unset else contextlib.nullcontext():
+            with _quiet_donation() if zeros_for_none else contextlib.nullcontext():
                 new, out = entry.compiled(*call_args)
         except ValueError as err:
             if "incompatible devices" not in str(err):
@@ -217,7 +325,7 @@ class StatefulJit:
             raise ValueError(_DEVICES_HINT) from err
         finally:
             self._local.call = None
-        for (container, k), changed, old_type in zip(slots, new, types):
+        for (container, k), changed, old_type in zip(call.slots, new, types):
             if changed:
                 value = changed[0]
                 if old_type is not None and value is not None:
@@ -321,6 +429,22 @@ class StatefulJit:
         donate = (0,) if self._donate else ()
         compiled = jax.jit(pure, donate_argnums=donate, keep_unused=True, **self._jax_kwargs)
         return _Entry(compiled, [_ref(o) for o in objects])
+
+
+class _Structure:
+    version = 0
+
+
+def structure_changed() -> None:
+    """Note a change of some stateful object's slots or static key (a parameter frozen, a
+    submodule added, ...): objects whose changes all go through this can return
+    :func:`structure_version` as their ``_jit_guard()``."""
+    _Structure.version += 1
+
+
+def structure_version() -> int:
+    """How many changes :func:`structure_changed` has noted in this process."""
+    return _Structure.version
 
 
 def _onto_state_mesh(values: list[Any]) -> list[Any]:

@@ -391,10 +391,12 @@ def test_step_with_closure_returns_the_loss(rng):
         opt.zero_grad()
         return problem.loss(params)
 
-    def torch_closure():
+    def torch_closure():  # with ours' gradients, as in _step_beside_torch
         topt.zero_grad()
         loss = problem.torch_loss(tensors)
         loss.backward()
+        for t, p in zip(tensors, params):
+            t.grad = torch.tensor(np.asarray(p.grad))
         return loss
 
     for _ in range(5):

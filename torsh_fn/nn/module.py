@@ -36,11 +36,60 @@ from .._backward import note_write
 from .._device import device as _device
 from .._device import to_device
 from .._dtypes import to_dtype
+from .._jit import structure_changed, structure_version
 from .parameter import Parameter, as_array
 
 __all__ = ["Module", "RemovableHandle", "StateDictError"]
 
 _STATE = ("_parameters", "_buffers", "_modules")
+
+
+class _Registry(dict):
+    """A Module's ``_parameters`` or ``_modules``: every change, through Module's methods or
+    written into the dict directly, is a change of structure (:func:`structure_changed`)."""
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        structure_changed()
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        structure_changed()
+        super().__delitem__(key)
+
+    def __ior__(self, other: Any) -> _Registry:
+        self.update(other)
+        return self
+
+    def pop(self, *args: Any) -> Any:
+        structure_changed()
+        return super().pop(*args)
+
+    def popitem(self) -> tuple[str, Any]:
+        structure_changed()
+        return super().popitem()
+
+    def clear(self) -> None:
+        structure_changed()
+        super().clear()
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        structure_changed()
+        super().update(*args, **kwargs)
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        if key not in self:
+            structure_changed()
+        return super().setdefault(key, default)
+
+
+class _Buffers(_Registry):
+    """A Module's ``_buffers``: a new value under a registered name is not a change of
+    structure (BatchNorm writes its statistics every step), a new name is."""
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if key not in self:
+            structure_changed()
+        dict.__setitem__(self, key, value)
 
 
 class StateDictError(RuntimeError, ValueError):
@@ -93,10 +142,10 @@ class Module:
     def __init__(self) -> None:
         d = self.__dict__
         d["training"] = True
-        d["_parameters"] = {}
-        d["_buffers"] = {}
+        d["_parameters"] = _Registry()
+        d["_buffers"] = _Buffers()
         d["_non_persistent_buffers_set"] = set()
-        d["_modules"] = {}
+        d["_modules"] = _Registry()
         d["_forward_pre_hooks"] = {}
         d["_forward_hooks"] = {}
 
@@ -179,6 +228,8 @@ class Module:
             note_write(buffers, name)
             buffers[name] = None if value is None else as_array(value, f"buffer '{name}'")
         else:
+            if name in ("training", "__class__") and getattr(self, name, None) is not value:
+                structure_changed()
             object.__setattr__(self, name, value)
 
     def __getattr__(self, name: str) -> Any:
@@ -290,7 +341,9 @@ class Module:
         if not isinstance(mode, bool):
             raise ValueError(f"training mode is expected to be boolean, got {mode!r}")
         for module in self.modules():
-            module.__dict__["training"] = mode
+            if module.__dict__["training"] is not mode:
+                structure_changed()
+                module.__dict__["training"] = mode
         return self
 
     def eval(self) -> Module:
@@ -464,6 +517,16 @@ class Module:
         return (tuple((type(m).__name__, m.training) for m in modules),
                 tuple(p.requires_grad for p in params))
 
+    def _jit_guard(self) -> Hashable:
+        """What lets ``torsh_fn.jit`` reuse this module's slots and static key from the previous
+        call: the count of structure changes, which moves whenever they might have changed
+        (``_Registry``, ``Parameter.requires_grad``, ``training``). None for a subclass with its
+        own ``_jit_slots``/``_jit_static``."""
+        cls = type(self)
+        if cls._jit_slots is not Module._jit_slots or cls._jit_static is not Module._jit_static:
+            return None
+        return structure_version()
+
     def _jit_members(self) -> tuple[list[Module], list[Parameter]]:
         """``list(self.modules())`` and ``list(self.parameters())`` without building their
         names: ``torsh_fn.jit`` asks on every call of a step."""
@@ -598,7 +661,8 @@ def _unflatten(static: _Static, children: Any) -> Module:
     d.update({k: copy.copy(v) if isinstance(v, dict | set) else v for k, v in static.rest.items()})
     values = iter(children)
     for store, names in zip(_STATE, static.names):
-        d[store] = {name: next(values) for name in names}
+        registry = _Buffers if store == "_buffers" else _Registry
+        d[store] = registry({name: next(values) for name in names})
     return m
 
 

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._backward import note_read
+from .._jit import structure_changed
 
 __all__ = ["Parameter", "as_array"]
 
@@ -77,7 +78,17 @@ class Parameter:
     def __init__(self, data: Any = None, requires_grad: bool = True) -> None:
         self._data = jnp.zeros((0,), jnp.float32) if data is None else as_array(data)
         self.grad: jax.Array | None = None
-        self.requires_grad = bool(requires_grad)
+        self._requires_grad = bool(requires_grad)
+
+    @property
+    def requires_grad(self) -> bool:
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, value: bool) -> None:
+        if value != self._requires_grad:
+            structure_changed()
+        self._requires_grad = value
 
     @property
     def data(self) -> jax.Array:
@@ -174,6 +185,10 @@ class Parameter:
         """State for ``torsh_fn.jit``: a Parameter passed to a jitted function is written back."""
         return [(self, "data"), (self, "grad")]
 
+    def _jit_guard(self) -> int:
+        """For ``torsh_fn.jit``: the slots above are always the same."""
+        return 0
+
     def __repr__(self) -> str:
         return f"Parameter containing:\n{self._data!r}"
 
@@ -229,7 +244,7 @@ def _flatten_with_keys(p: Parameter) -> tuple[tuple[tuple[Any, jax.Array]], bool
 def _unflatten(requires_grad: bool, children: tuple[Any]) -> Parameter:
     # JAX rebuilds with tracers, gradients or placeholder objects: no validation here.
     p = object.__new__(Parameter)
-    p._data, p.grad, p.requires_grad = children[0], None, requires_grad
+    p._data, p.grad, p._requires_grad = children[0], None, requires_grad
     return p
 
 

@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ._rule import LeafState, from_rule, lerp
+from ._rule import LeafState, coupled_weight_decay, from_rule, lerp
 from .optimizer import Optimizer, check_nonnegative, check_unit, torch_flags
 
 
@@ -38,11 +38,12 @@ def _moments_init(param: jax.Array, *names: str) -> LeafState:
     return {"step": jnp.zeros([], jnp.float32), **{n: jnp.zeros_like(param) for n in names}}
 
 
-def _decay(p, g, hp, decoupled: bool):
-    """PyTorch's weight decay: decoupled scales the parameter, coupled adds to the gradient."""
-    if decoupled:
-        return p * (1 - hp["lr"] * hp["weight_decay"]), g
-    return p, g + hp["weight_decay"] * p
+def _decay(p, g, hp, opts):
+    """PyTorch's weight decay: decoupled scales the parameter, coupled adds to the gradient;
+    neither where it is 0."""
+    if not opts["decoupled_weight_decay"]:
+        return p, coupled_weight_decay(g, p, hp, opts)
+    return (p * (1 - hp["lr"] * hp["weight_decay"]) if opts["nonzero_weight_decay"] else p), g
 
 
 def adam_init(param: jax.Array, group: Mapping[str, Any]) -> LeafState:
@@ -56,7 +57,7 @@ def adam_update(p, grad, state, hp, opts):
     beta1, beta2 = hp["betas"]
     step = state["step"] + 1
     g = -grad if opts["maximize"] else grad
-    p, g = _decay(p, g, hp, opts["decoupled_weight_decay"])
+    p, g = _decay(p, g, hp, opts)
     exp_avg = lerp(state["exp_avg"], g, 1 - beta1)
     exp_avg_sq = state["exp_avg_sq"] * beta2 + (1 - beta2) * g * g
     new = {"step": step, "exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}
@@ -77,8 +78,7 @@ def adamax_update(p, grad, state, hp, opts):
     """m = lerp(m, g, 1 - b1); u = max(b2 u, |g| + eps); p -= lr / (1 - b1^t) * m / u."""
     beta1, beta2 = hp["betas"]
     step = state["step"] + 1
-    g = -grad if opts["maximize"] else grad
-    g = g + hp["weight_decay"] * p
+    g = coupled_weight_decay(-grad if opts["maximize"] else grad, p, hp, opts)
     exp_avg = lerp(state["exp_avg"], g, 1 - beta1)
     exp_inf = jnp.maximum(state["exp_inf"] * beta2, jnp.abs(g) + hp["eps"])
     clr = hp["lr"] / (1 - beta1**step)
@@ -98,7 +98,7 @@ def nadam_update(p, grad, state, hp, opts):
     step = state["step"] + 1
     g = -grad if opts["maximize"] else grad
     bias_correction2 = 1 - beta2**step
-    p, g = _decay(p, g, hp, opts["decoupled_weight_decay"])
+    p, g = _decay(p, g, hp, opts)
     mu = beta1 * (1.0 - 0.5 * (0.96 ** (step * hp["momentum_decay"])))
     mu_next = beta1 * (1.0 - 0.5 * (0.96 ** ((step + 1) * hp["momentum_decay"])))
     mu_product = state["mu_product"] * mu
@@ -122,7 +122,7 @@ def radam_update(p, grad, state, hp, opts):
     beta1, beta2 = hp["betas"]
     step = state["step"] + 1
     g = -grad if opts["maximize"] else grad
-    p, g = _decay(p, g, hp, opts["decoupled_weight_decay"])
+    p, g = _decay(p, g, hp, opts)
     exp_avg = lerp(state["exp_avg"], g, 1 - beta1)
     exp_avg_sq = state["exp_avg_sq"] * beta2 + (1 - beta2) * g * g
     bias_correction1 = 1 - beta1**step

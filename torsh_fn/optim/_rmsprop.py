@@ -22,13 +22,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ._rule import LeafState, from_rule, lerp
+from ._rule import LeafState, coupled_weight_decay, from_rule, lerp
 from .optimizer import Optimizer, check_nonnegative, check_unit, torch_flags
 
 
 def _gradient(p, grad, hp, opts):
-    g = -grad if opts["maximize"] else grad
-    return g + hp["weight_decay"] * p
+    return coupled_weight_decay(-grad if opts["maximize"] else grad, p, hp, opts)
 
 
 def rmsprop_init(param: jax.Array, group: Mapping[str, Any]) -> LeafState:

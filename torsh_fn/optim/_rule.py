@@ -35,6 +35,29 @@ def lerp(start: jax.Array, end: jax.Array, weight: Any) -> jax.Array:
                      end - (end - start) * (1 - weight))
 
 
+def coupled_weight_decay(grad: jax.Array, param: jax.Array, hp: Mapping[str, Any],
+                         opts: Mapping[str, Any]) -> jax.Array:
+    """PyTorch's L2 weight decay ``grad + weight_decay * param``, left out where the group's
+    ``weight_decay`` is 0 (``opts["nonzero_weight_decay"]``, see :func:`decay_option`), as
+    PyTorch leaves it out: the program then does not read the parameter for it."""
+    return grad + hp["weight_decay"] * param if opts["nonzero_weight_decay"] else grad
+
+
+def zero_weight_decay(hp: Mapping[str, Any]) -> bool:
+    """Whether ``hp`` has a ``weight_decay`` that is a Python 0: the optimizer then compiles it
+    in rather than passing it to ``torsh_fn.jit`` as a traced slot."""
+    wd = hp.get("weight_decay")
+    return isinstance(wd, int | float) and wd == 0
+
+
+def decay_option(hp: Mapping[str, Any]) -> dict[str, bool]:
+    """The static option the rules' weight decay reads: whether ``hp["weight_decay"]`` may be
+    non-zero (empty for optimizers without weight decay; a traced value counts as non-zero).
+    Static, so a group whose weight decay turns non-zero (or back to 0) between steps compiles
+    its program once more."""
+    return {"nonzero_weight_decay": not zero_weight_decay(hp)} if "weight_decay" in hp else {}
+
+
 def compute_dtype(dtype: Any) -> Any:
     """Rules compute in float32 or wider: half-precision tensors are upcast, as PyTorch's
     opmath does."""
@@ -85,6 +108,8 @@ def from_rule(init: LeafInit, update: LeafUpdate, hp: Mapping[str, Any],
     are ``new_param - param``, so ``optax.apply_updates`` reproduces PyTorch's parameters up to
     one rounding per step; ``params`` is required, as in ``optax.add_decayed_weights``.
     """
+
+    opts = {**opts, **decay_option(hp)}
 
     def hyperparams(count: jax.Array) -> dict[str, Any]:
         return {k: v(count) if callable(v) else v for k, v in hp.items()}

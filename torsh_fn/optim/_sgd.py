@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ._rule import LeafState, from_rule
+from ._rule import LeafState, coupled_weight_decay, from_rule
 from .optimizer import Optimizer, check_nonnegative, torch_flags
 
 
@@ -36,8 +36,7 @@ def sgd_init(param: jax.Array, group: Mapping[str, Any]) -> LeafState:
 
 
 def sgd_update(p, grad, state, hp, opts):
-    g = -grad if opts["maximize"] else grad
-    g = g + hp["weight_decay"] * p
+    g = coupled_weight_decay(-grad if opts["maximize"] else grad, p, hp, opts)
     if not state:
         return p - hp["lr"] * g, state
     buf = state["momentum_buffer"]
@@ -113,8 +112,7 @@ def asgd_update(p, grad, state, hp, opts):
         eta = lr / (1 + lambd * lr * t) ** alpha;  mu = 1 / max(1, t - t0)
     """
     step = state["step"] + 1
-    g = -grad if opts["maximize"] else grad
-    g = g + hp["weight_decay"] * p
+    g = coupled_weight_decay(-grad if opts["maximize"] else grad, p, hp, opts)
     eta, mu = state["eta"], state["mu"]
     p = p * (1 - hp["lambd"] * eta)
     p = p + (-eta) * g

@@ -7,7 +7,9 @@ reads each parameter's ``.grad`` and writes its ``.data`` through the class's pu
 
 Inside ``torsh_fn.jit`` an optimizer is state: ``_jit_slots()`` lists the parameters' data and
 grads, the per-parameter state and every group's numeric hyperparameters, so changing
-``param_groups[i]["lr"]`` between calls does not recompile.
+``param_groups[i]["lr"]`` between calls does not recompile. A ``weight_decay`` of 0 is the one
+exception: PyTorch skips the decay term then, and so does the compiled program (it does not read
+the parameters for it), so a group whose weight decay turns non-zero compiles once more.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._backward import backward
-from ._rule import LeafInit, LeafUpdate, apply_leaf
+from .._jit import structure_version
+from ._rule import LeafInit, LeafUpdate, apply_leaf, decay_option, zero_weight_decay
 
 _TORCH_FLAGS = {"foreach": None, "capturable": False, "differentiable": False, "fused": None}
 
@@ -176,7 +179,9 @@ class Optimizer:
                     self.state[p] = self._init_state(p, group)
 
     def _opts(self, group: Mapping[str, Any]) -> tuple[tuple[str, Hashable], ...]:
-        return tuple((k, group[k]) for k in self.flags)
+        """The group's static options: its flags, and whether its weight decay is non-zero."""
+        hp = {k: group[k] for k in self.hyperparams if k == "weight_decay"}
+        return tuple((k, group[k]) for k in self.flags) + tuple(decay_option(hp).items())
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One update of every trainable parameter that has a gradient.
@@ -211,13 +216,30 @@ class Optimizer:
             for p in group["params"]:
                 slots += [(p, "data"), (p, "grad")]
                 slots += [(self.state[p], k) for k in self.state.get(p, {})]
-            slots += [(group, k) for k in self.hyperparams]
+            # A zero weight decay stays a Python 0 in the trace, so the rules leave it out.
+            slots += [(group, k) for k in self.hyperparams
+                      if k != "weight_decay" or not zero_weight_decay(group)]
         return slots
 
     def _jit_static(self) -> Hashable:
         return (type(self).__name__, tuple(
             (self._opts(g), tuple(p.requires_grad for p in g["params"]))
             for g in self.param_groups))
+
+    def _jit_guard(self) -> Hashable:
+        """What ``_jit_slots`` and ``_jit_static`` depend on besides the state's values: the
+        group dicts, their parameters and flags, the per-parameter state dicts (all public, so
+        compared by identity), and ``requires_grad`` (through ``structure_version``). None for a
+        subclass with its own ``_jit_slots``/``_jit_static``."""
+        cls = type(self)
+        if cls._jit_slots is not Optimizer._jit_slots or (
+                cls._jit_static is not Optimizer._jit_static):
+            return None
+        groups = self.param_groups
+        return (structure_version(), tuple(map(id, groups)),
+                tuple(id(p) for g in groups for p in g["params"]),
+                tuple(map(self._opts, groups)), id(self.state),
+                tuple(map(id, self.state.values())))
 
     # -- state_dict -----------------------------------------------------------------------------
 
