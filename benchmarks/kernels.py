@@ -47,6 +47,7 @@ import numpy as np
 
 from torsh_fn import kernels
 from torsh_fn.kernels import _dispatch, reductions
+from torsh_fn.kernels._cudnn_attention import cudnn_attention
 from torsh_fn.kernels._pallas_cross_entropy import cross_entropy_pallas
 from torsh_fn.kernels._pallas_norm import add_layer_norm_pallas, layer_norm_pallas, rms_norm_pallas
 from torsh_fn.kernels._pallas_rows_reduce import reduce_last_dim_pallas
@@ -496,6 +497,8 @@ def _attention_cases(causal: bool, configs=()):
              "Pallas (ours)": lambda q, k, v: kernels.attention(q, k, v, is_causal=causal,
                                                                  impl="pallas"),
              "cuDNN (jax.nn, BHSD<->BSHD)": cudnn,
+             "cuDNN (BHSD as is, as auto calls it)": lambda q, k, v: cudnn_attention(
+                 q, k, v, scale=q.shape[-1] ** -0.5, is_causal=causal),
              "auto": lambda q, k, v: kernels.attention(q, k, v, is_causal=causal)}
     for c in configs:
         tiles = (f"Pallas fwd {c.block_q}x{c.block_k} w{c.num_warps} s{c.num_stages}, dkv "
@@ -748,21 +751,19 @@ def _public_cases(dtype):
         return tuple(jnp.asarray(rng.standard_normal((4, 16, s, 128)), dtype) for _ in range(3))
 
     def attention(impl):
-        def cudnn(q, k, v):
-            t = [x.swapaxes(1, 2) for x in (q, k, v)]
-            return jax.nn.dot_product_attention(*t, is_causal=True,
-                                                implementation="cudnn").swapaxes(1, 2)
-
-        if impl == "cudnn":
-            return cudnn
+        if impl == "cudnn":  # as attention(impl="auto") calls it
+            return lambda q, k, v: cudnn_attention(q, k, v, scale=q.shape[-1] ** -0.5,
+                                                   is_causal=True)
         return lambda q, k, v: kernels.attention(q, k, v, is_causal=True, impl=impl)
 
     row_keys, plane_keys = (512, 4096, 32768), (49, 196, 784, 3136, 12544)
     attention_cases = {} if dtype != jnp.bfloat16 else {  # bf16 only: cuDNN's and the peers'
-        "attention_causal": ((1024, 4096), heads, attention, True),
+        # "all": a training step needs dq, dk and dv (with dq alone the Pallas dk/dv kernel is
+        # dead code, while cuDNN's backward is one call that computes all three)
+        "attention_causal": ((1024, 4096), heads, attention, "all"),
         # cuDNN's entry: its "pallas" column is cuDNN (the table's [key, kernel ms, xla ms])
         "cudnn_attention_causal": ((1024, 4096), heads, lambda impl: attention(
-            "cudnn" if impl == "pallas" else impl), True)}
+            "cudnn" if impl == "pallas" else impl), "all")}
     return {
         **attention_cases,
         "matmul": ((1024, 4096, 8192), square, lambda impl: functools.partial(
@@ -794,8 +795,9 @@ def _public_cases(dtype):
     }
 
 
-def _fwd_and_train_times(fn_a: Callable, fn_b: Callable, args, grad: bool) -> list:
-    """[(a_ms, b_ms)] forward, and forward+backward with a random cotangent if ``grad``."""
+def _fwd_and_train_times(fn_a: Callable, fn_b: Callable, args, grad: bool | str) -> list:
+    """[(a_ms, b_ms)] forward, and forward+backward with a random cotangent if ``grad``: the
+    gradient of the first argument, or of every argument for ``grad="all"``."""
     pairs = [(time_jax(fn_a, *args, iters=20, reps=5), time_jax(fn_b, *args, iters=20, reps=5))]
     if grad:  # a random cotangent: ones would let XLA simplify the gradient away
         shape = jax.eval_shape(fn_a, *args)
@@ -803,6 +805,8 @@ def _fwd_and_train_times(fn_a: Callable, fn_b: Callable, args, grad: bool) -> li
 
         def fb(f):
             def run(cotangent, x, *rest):
+                if grad == "all":
+                    return jax.vjp(f, x, *rest)[1](cotangent)
                 return jax.vjp(lambda v: f(v, *rest), x)[1](cotangent)[0]
 
             return run

@@ -80,6 +80,7 @@ def test_public_op_refuses_what_the_kernel_does_not_cover():
     ((4, 16, 4096, 128), (4, 16, 4096, 128), True, jnp.bfloat16, "cudnn"),  # measured fastest
     ((4, 16, 4096, 256), (4, 16, 4096, 256), True, jnp.bfloat16, "pallas"),  # beyond cuDNN's D
     ((4, 16, 3000, 64), (4, 16, 5000, 64), True, jnp.bfloat16, "pallas"),  # cuDNN: L == S only
+    ((4, 16, 4095, 128), (4, 16, 4095, 128), True, jnp.bfloat16, "pallas"),  # cuDNN: even only
     ((4, 16, 128, 128), (4, 16, 128, 128), True, jnp.bfloat16, "xla"),  # not measured near
     ((4, 16, 4096, 128), (4, 16, 4096, 128), False, jnp.bfloat16, "xla"),
     ((4, 16, 4096, 128), (4, 16, 4096, 128), True, jnp.float32, "xla"),

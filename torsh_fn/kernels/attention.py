@@ -13,7 +13,7 @@ Implementations (``impl``): "xla" is the ``jax.numpy`` reference below (it build
 ``[L, S]`` score matrix); "pallas" the flash attention kernels of ``_pallas_attention`` (no
 ``[L, S]`` matrix in memory; causal or no mask, no dropout, float32/bfloat16/float16, head dims
 up to 256); "auto" is "xla" off the GPU, and on a GPU the Pallas kernel or cuDNN's fused
-attention (``jax.nn.dot_product_attention(implementation="cudnn")``) only where the dispatch
+attention (``_cudnn_attention``, on the (B, H, S, D) inputs as they are) only where the dispatch
 table measured it faster than XLA for that dtype and key length; a mask or dropout always takes
 the reference.
 """
@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from . import _dispatch
+from ._cudnn_attention import cudnn_attention
 from ._dispatch import resolve_impl
 from ._pallas_attention import (
     MAX_HEAD_DIM,
@@ -120,10 +121,8 @@ def _kernel_refusal(q, k, v, mask, dropout_p) -> str | None:
 
 def _flash(q, k, v, is_causal, scale, config, cudnn: bool):
     q4, k4, v4, lead = _as_bhsd(q, k, v)
-    if cudnn:  # cuDNN takes (B, S, H, D)
-        out = jax.nn.dot_product_attention(
-            q4.swapaxes(1, 2), k4.swapaxes(1, 2), v4.swapaxes(1, 2), scale=scale,
-            is_causal=is_causal, implementation="cudnn").swapaxes(1, 2)
+    if cudnn:
+        out = cudnn_attention(q4, k4, v4, scale=scale, is_causal=is_causal)
     else:
         out = attention_pallas(q4, k4, v4, AttentionStatic(is_causal, scale, config))
     out = out.reshape(*lead, *out.shape[1:])
@@ -131,9 +130,11 @@ def _flash(q, k, v, is_causal, scale, config, cudnn: bool):
 
 
 def _cudnn_can(q, k, v, is_causal) -> bool:
-    """cuDNN's fused attention: 16-bit, equal head dims <= 128, causal only when L == S."""
+    """cuDNN's fused attention: 16-bit, equal head dims <= 128, causal only when L == S, and
+    even lengths (its backward refuses odd ones: "Unsupported sequence length")."""
     return (q.dtype in (jnp.bfloat16, jnp.float16) and q.shape[-1] == v.shape[-1] <= 128
-            and q.ndim == k.ndim == 4 and (not is_causal or q.shape[-2] == k.shape[-2]))
+            and q.ndim == k.ndim == 4 and (not is_causal or q.shape[-2] == k.shape[-2])
+            and q.shape[-2] % 2 == 0 and k.shape[-2] % 2 == 0)
 
 
 def _auto_choice(q, k, v, is_causal) -> str:
