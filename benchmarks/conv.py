@@ -36,11 +36,18 @@ import numpy as np
 import torch
 import torch.nn.functional as TF
 
+from torsh_fn._xla_options import cpu_compiler_options
 from torsh_fn.kernels import _conv_lowering
 from torsh_fn.kernels.conv import conv
 from torsh_fn.kernels.pooling import avg_pool, max_pool
 
 ON_GPU = jax.default_backend() == "gpu"
+
+
+def _jit(fn: Callable) -> Callable:
+    """``jax.jit`` with the compile options ``torsh_fn.jit`` uses (YNNPACK for products only, on
+    the CPU), which ``prefers_patches`` was measured under."""
+    return jax.jit(fn, compiler_options=cpu_compiler_options() or None)
 TORCH_DEVICE = "cuda" if ON_GPU and torch.cuda.is_available() else "cpu"
 
 
@@ -135,7 +142,7 @@ def _jax_cases(shape, x, w, cot) -> dict[str, tuple[Callable, Callable]]:
             out, pull = jax.vjp(lambda *d: fn(*d), *a)
             return out, pull(cot)
 
-        forward, backward = jax.jit(fn), jax.jit(backward)
+        forward, backward = _jit(fn), _jit(backward)
         cases[name] = (lambda f=forward: f(*args), lambda f=backward: f(*args))
     if isinstance(shape, Conv):  # the data already channels-last: no transposes at all
         nhwc_args = (x.transpose(0, 2, 3, 1), w.transpose(2, 3, 1, 0))
@@ -152,7 +159,7 @@ def _jax_cases(shape, x, w, cot) -> dict[str, tuple[Callable, Callable]]:
             out, pull = jax.vjp(native, *a)
             return out, pull(nhwc_cot)
 
-        forward, backward = jax.jit(native), jax.jit(native_backward)
+        forward, backward = _jit(native), _jit(native_backward)
         cases["xla native nhwc"] = (lambda: forward(*nhwc_args), lambda: backward(*nhwc_args))
     return cases
 

@@ -68,6 +68,7 @@ import numpy as np
 
 from . import random as _random
 from ._backward import get_slot, set_slot
+from ._xla_options import cpu_compiler_options, has_convolution
 
 __all__ = ["jit", "structure_changed", "structure_version"]
 
@@ -136,11 +137,15 @@ class _Call:
 
 
 class _Entry:
-    def __init__(self, compiled: Callable[..., Any], refs: list[Callable[[], Any]]) -> None:
+    def __init__(self, compiled: Callable[..., Any], refs: list[Callable[[], Any]],
+                 recompile: Callable[[dict[str, Any]], Callable[..., Any]]) -> None:
         self.compiled, self.refs = compiled, refs
         # What the program does with each gradient slot's input (see _gradient_uses); None:
         # not looked at yet.
         self.gradient_uses: dict[int, str] | None = None
+        # ``compiled`` again with more compile options (see StatefulJit._settle_options), and
+        # whether that choice has been made.
+        self.recompile, self.settled = recompile, False
 
 
 class _Plan:
@@ -317,6 +322,8 @@ class StatefulJit:
         """Run the program and write the changed state back into the slots."""
         self._local.call = call
         try:
+            if not entry.settled:
+                self._settle_options(entry, call_args)
             with _quiet_donation() if zeros_for_none else contextlib.nullcontext():
                 new, out = entry.compiled(*call_args)
         except ValueError as err:
@@ -356,6 +363,17 @@ class StatefulJit:
         mask, placements = _layout(values) if layout is None else layout
         return (treedef, tuple(pattern), tuple([k for _, k in slots]), mask, placements,
                 statics)
+
+    @staticmethod
+    def _settle_options(entry: _Entry, args: tuple) -> None:
+        """Before a program's first run: a program with a convolution, on the CPU, is compiled
+        with ``cpu_compiler_options()`` (its trace, which the call reuses, tells); any other
+        keeps XLA's defaults, which its matrix products measured fastest with. Needs
+        ``self._local.call`` set."""
+        entry.settled = True
+        options = cpu_compiler_options()
+        if options and has_convolution(entry.compiled.trace(*args).jaxpr.jaxpr):
+            entry.compiled = entry.recompile(options)
 
     def _gradient_uses(self, entry: _Entry, call: _Call, args: tuple) -> dict[int, str]:
         """For every ``.grad`` slot, what the program does with its input, from its trace
@@ -427,8 +445,13 @@ class StatefulJit:
         # input, or donated buffers no longer line up with the state outputs. The state comes
         # first among the outputs so XLA pairs each donated buffer with its own new value.
         donate = (0,) if self._donate else ()
-        compiled = jax.jit(pure, donate_argnums=donate, keep_unused=True, **self._jax_kwargs)
-        return _Entry(compiled, [_ref(o) for o in objects])
+
+        def compile_with(options: dict[str, Any]) -> Callable[..., Any]:
+            mine = {**options, **(self._jax_kwargs.get("compiler_options") or {})}
+            kwargs = {**self._jax_kwargs, "compiler_options": mine or None}
+            return jax.jit(pure, donate_argnums=donate, keep_unused=True, **kwargs)
+
+        return _Entry(compile_with({}), [_ref(o) for o in objects], compile_with)
 
 
 class _Structure:
@@ -567,7 +590,9 @@ def jit(fun: Callable[..., Any] | None = None, *, static_argnums: int | tuple[in
         fun: the function; it may mutate the stateful arguments as PyTorch code does.
         static_argnums, static_argnames: arguments whose (hashable) values are compiled in.
         donate_state: let XLA reuse the buffers of state arrays that nothing else references.
-        jax_kwargs: passed to ``jax.jit`` (``donate_argnums`` and shardings are not supported).
+        jax_kwargs: passed to ``jax.jit`` (``donate_argnums`` and shardings are not supported);
+            ``compiler_options`` are added to the CPU's for programs with a convolution
+            (``_xla_options``).
 
     Returns:
         A callable with ``fun``'s signature; the stateful arguments hold the new state after

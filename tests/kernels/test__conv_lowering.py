@@ -105,10 +105,13 @@ def test_auto_picks_patches_on_cpu_only_where_the_rule_says(monkeypatch):
     same = [(1, 1), (1, 1)]
     cases = {  # x shape, w shape -> patches?
         ((8, 1, 28, 28), (32, 1, 3, 3)): True,  # a 9-element patch, 784 output positions
-        ((64, 32, 8, 8), (64, 32, 3, 3)): True,  # 64 positions, a 1.2M-element patch matrix
+        ((8, 3, 9, 9), (32, 3, 3, 3)): True,  # 27 elements (RGB), 81 positions
+        ((8, 1, 8, 8), (32, 1, 3, 3)): False,  # a small patch but only 64 positions
         ((8, 64, 2, 2), (64, 64, 3, 3)): True,  # 4 output positions
-        ((8, 64, 4, 4), (64, 64, 3, 3)): True,
-        ((64, 64, 8, 8), (64, 64, 3, 3)): False,  # a 2.4M-element patch matrix
+        ((8, 512, 1, 1), (512, 512, 3, 3)): True,
+        ((8, 64, 2, 2), (64, 64, 1, 1)): False,  # a 1x1 kernel: a product for XLA too
+        ((64, 32, 8, 8), (64, 32, 3, 3)): False,  # 64 positions
+        ((8, 64, 4, 4), (64, 64, 3, 3)): False,
         ((8, 32, 14, 14), (64, 32, 3, 3)): False,
     }
     for (x_shape, w_shape), patches in cases.items():

@@ -95,24 +95,22 @@ def prefers_patches(x_shape: Sequence[int], w_shape: Sequence[int], stride: Sequ
                     padding: Pairs, dilation: Sequence[int], groups: int) -> bool:
     """The CPU rule: patches times a matrix where XLA's convolution measured slower.
 
-    That is, ungrouped convolutions with at most 4 output positions per image (ResNet-18's last
-    two stages at 32x32 input: 20-95 ms forward and backward in XLA against 0.8-2.5 ms), or with
-    a patch of at most 32 elements (``C_in * prod(kernel)``) over more than 64 output positions
-    (a CNN's first 3x3 layer on grey or RGB images: 11.6 against 12.8 ms for 1 -> 32 channels,
-    batch 128 at 28x28), or at most 64 output positions with a patch matrix of at most 2**21
-    elements (``seed_cnn``'s 8x8 and 4x4 layers, batch 64: 1.8 against 2.3 ms and 1.06 against
-    1.16 ms forward and backward, the whole training step 4% faster; ResNet-18's stride-2 8x8
-    layers 1.1-1.2x). Elsewhere (ResNet-18's 64-channel 8x8 layer, whose 2.4M-element patch
-    matrix made its whole step 15% slower; larger images with more channels; ResNet's 7x7 stem)
-    XLA's convolution measured as fast or up to 1.6x faster (``benchmarks/results/conv_cpu.md``,
-    ``benchmarks/results/train_step.md``).
+    Measured under ``torsh_fn.jit``'s CPU compile options (``torsh_fn._xla_options``: XLA's own
+    multi-threaded convolutions, YNNPACK's products), forward and backward of input and weight on
+    2 cores: ungrouped convolutions with a kernel larger than 1x1 and at most 4 output positions
+    per image (ResNet-18's last two stages at 32x32 input: 14-48 ms in XLA against 0.9-2.0 ms),
+    or with a patch of at most 32 elements (``C_in * prod(kernel)``) over more than 64 output
+    positions (a CNN's first 3x3 layer on grey images, batch 128 at 28x28: 2.3 against 3.3 ms).
+    Elsewhere XLA's convolution was as fast or 1.2-2.4x faster (``seed_cnn`` at 8x8 and 4x4,
+    ResNet-18's stem and first two stages, 1x1 kernels; ``benchmarks/results/train_step.md``,
+    "Run 7").
     """
     if groups != 1:
         return False
     out = [out_size(*args) for args in zip(x_shape[2:], w_shape[2:], stride, padding, dilation)]
     positions, patch = math.prod(out), math.prod(w_shape[1:])
-    return (positions <= 4 or (patch <= 32 and positions > 64)
-            or (positions <= 64 and x_shape[0] * patch * positions <= 2**21))
+    return ((positions <= 4 and math.prod(w_shape[2:]) > 1)
+            or (patch <= 32 and positions > PER_IMAGE_POSITIONS))
 
 
 def conv_channels_last(x: jax.Array, weight: jax.Array, stride: Sequence[int], padding: Pairs,

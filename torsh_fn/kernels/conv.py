@@ -8,8 +8,8 @@ the input dilated by ``stride`` with the flipped, in/out-swapped kernel.
 ``conv(..., impl="auto")`` picks among XLA lowerings (there is no Pallas convolution; "pallas"
 is refused and "xla" runs ``conv_reference``, XLA's convolution in NCHW): on the CPU, patches
 times a matrix (``_conv_lowering.conv_patches``) where ``prefers_patches`` says XLA's convolution
-measured slower (at most 4 output positions; up to 64 with a patch matrix of at most 2**21
-elements; a small patch over many), else ``conv_reference``;
+measured slower under ``torsh_fn.jit``'s CPU compile options (a kernel over at most 4 output
+positions; a small patch over many), else ``conv_reference``;
 on a GPU, 2-d convolutions run in NHWC between transposes (``conv_channels_last``), cuDNN's fast
 layout.
 ``benchmarks/conv.py`` measures the choice.
