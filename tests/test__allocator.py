@@ -1,4 +1,4 @@
-"""``import torsh_fn`` keeps large freed blocks in the heap (glibc), unless told not to.
+"""``torsh_fn.jit`` on the CPU keeps large freed blocks in the heap (glibc), unless told not to.
 
 Each check runs in a fresh interpreter: the setting is process-wide. The oracle is glibc's own
 bookkeeping: ``mallinfo2().hblkhd`` counts the bytes it currently serves by ``mmap``.
@@ -11,12 +11,15 @@ import sys
 
 import pytest
 
+from torsh_fn import _allocator
 from torsh_fn._allocator import keeps_freed_memory_by_default
 
 MiB = 1 << 20
 
 PROBE = """
-import ctypes, torsh_fn
+import ctypes, sys, jax.numpy as jnp, torsh_fn
+if sys.argv[1] == "jit":
+    torsh_fn.jit(lambda x: x + 1)(jnp.ones(3))
 libc = ctypes.CDLL(None)
 class Info(ctypes.Structure):
     _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd",
@@ -38,12 +41,14 @@ def _has_mallinfo2() -> bool:
         return False
 
 
-def _mmapped_growth(**env: str) -> int:
-    """Bytes glibc serves by mmap after a 64 MiB malloc, in a new process with ``env``."""
+def _mmapped_growth(jit: bool = True, **env: str) -> int:
+    """Bytes glibc serves by mmap after a 64 MiB malloc, in a new process with ``env``, after
+    importing torsh_fn and (``jit``) running a first torsh_fn.jit program."""
     clean = {k: v for k, v in os.environ.items()
              if k not in ("TORSH_FN_KEEP_FREED_MEMORY", "MALLOC_MMAP_THRESHOLD_",
                           "MALLOC_TRIM_THRESHOLD_")}
-    out = subprocess.run([sys.executable, "-c", PROBE], env={**clean, **env}, check=True,
+    out = subprocess.run([sys.executable, "-c", PROBE, "jit" if jit else "-"],
+                         env={**clean, "JAX_PLATFORMS": "cpu", **env}, check=True,
                          capture_output=True, text=True, timeout=120).stdout
     return int(out.split()[-1])
 
@@ -52,8 +57,13 @@ needs_glibc = pytest.mark.skipif(not _has_mallinfo2(), reason="needs glibc >= 2.
 
 
 @needs_glibc
-def test_import_serves_a_large_block_from_the_heap():
+def test_a_cpu_jit_program_serves_large_blocks_from_the_heap():
     assert _mmapped_growth() < MiB
+
+
+@needs_glibc
+def test_importing_alone_leaves_malloc_alone():
+    assert _mmapped_growth(jit=False) >= 64 * MiB
 
 
 @needs_glibc
@@ -72,3 +82,16 @@ def test_opting_out_leaves_glibc_mapping_large_blocks():
 ])
 def test_environment_decides(env, applies):
     assert keeps_freed_memory_by_default(env) is applies
+
+
+def test_a_gpu_process_is_left_alone(monkeypatch):
+    called = []
+    monkeypatch.setattr(_allocator, "keep_freed_memory", lambda: called.append(1) or True)
+    monkeypatch.setattr(_allocator.jax, "default_backend", lambda: "gpu")
+    assert _allocator.keep_freed_memory_on_cpu.__wrapped__() is False
+    monkeypatch.setattr(_allocator.jax, "default_backend", lambda: "cpu")
+    monkeypatch.delenv("TORSH_FN_KEEP_FREED_MEMORY", raising=False)
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    assert _allocator.keep_freed_memory_on_cpu.__wrapped__() is True
+    assert called == [1]

@@ -7,11 +7,6 @@ Everything else a program needs from arrays comes from ``jax.numpy`` directly: t
 plain ``jax.Array``s and does not wrap all of NumPy's surface.
 """
 
-from ._allocator import keep_freed_memory, keeps_freed_memory_by_default
-
-if keeps_freed_memory_by_default():  # before the first step's buffers: see _allocator
-    keep_freed_memory()
-
 from . import cuda as cuda
 from . import func as func
 from . import random as random

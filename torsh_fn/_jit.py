@@ -67,6 +67,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import random as _random
+from ._allocator import keep_freed_memory_on_cpu
 from ._backward import get_slot, set_slot
 from ._xla_options import cpu_compiler_options, has_convolution
 
@@ -420,6 +421,7 @@ class StatefulJit:
                 if isinstance(v, np.ndarray) else v for v, c in zip(values, counts)]
 
     def _compile(self, objects: list[Any], mask: tuple[bool, ...]) -> _Entry:
+        keep_freed_memory_on_cpu()  # before the steps' buffers: see _allocator
         def pure(arrays: list[Any], others: list[Any], dynamic: list[Any]):
             call: _Call = self._local.call
             arrays_in, others_in = iter(arrays), iter(others)
