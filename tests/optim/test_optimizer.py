@@ -1,7 +1,9 @@
 """``torsh_fn.optim.optimizer``: the ``Optimizer`` base of every PyTorch-face optimizer. Param
 groups, ``add_param_group``, ``zero_grad``, ``step(closure)``, frozen parameters, master
-weights, the state_dict layout and its errors, bad options. Each optimizer's own rule is checked
-in its family's file (``test__adam.py``, ...)."""
+weights, the state_dict layout and its errors, bad options, the repr, and the
+``torsh_fn.jit`` protocol (``_jit_slots``, ``_jit_guard``, ``_opts``: a weight decay of 0 is
+compiled in). Each optimizer's own rule is checked in its family's file (``test__adam.py``,
+...)."""
 
 from __future__ import annotations
 
@@ -15,7 +17,9 @@ import torsh_fn.optim as optim
 from tests.optim._parity import assert_params, pair
 from tests.optim._problem import Problem
 from tests.oracle import assert_close
+from torsh_fn import jit
 from torsh_fn.nn import Parameter
+from torsh_fn.optim.optimizer import _group_step
 
 
 def test_master_weights_track_the_float32_trajectory(rng):
@@ -122,6 +126,121 @@ def test_state_dict_layout_is_pytorch_s(rng):
     assert ours["state"][0].keys() == theirs["state"][0].keys()
 
 
+@pytest.mark.parametrize(("name", "kwargs"), [("SGD", {"lr": 0.1, "momentum": 0.9}),
+                                              ("Adam", {"amsgrad": True}), ("Rprop", {})])
+def test_repr_of_one_group_is_pytorch_s(name, kwargs):
+    ours = getattr(optim, name)([Parameter(jnp.ones(2))], **kwargs)
+    theirs = getattr(torch.optim, name)([torch.ones(2, requires_grad=True)], **kwargs)
+    assert repr(ours) == repr(theirs)
+
+
+# -- torsh_fn.jit: slots, static key, guard ------------------------------------------------------
+
+
+def test_opts_are_the_flags_and_whether_weight_decay_is_nonzero(rng):
+    params = Problem(rng).params()
+    adam = optim.Adam([{"params": params[:2]}, {"params": params[2:], "weight_decay": 0.1}],
+                      amsgrad=True)
+    flags = (("amsgrad", True), ("maximize", False), ("decoupled_weight_decay", False))
+    assert adam._opts(adam.param_groups[0]) == (*flags, ("nonzero_weight_decay", False))
+    assert adam._opts(adam.param_groups[1]) == (*flags, ("nonzero_weight_decay", True))
+    # no weight decay at all: the flags alone
+    rprop = optim.Rprop(params, maximize=True)
+    assert rprop._opts(rprop.param_groups[0]) == (("maximize", True),)
+
+
+def test_jit_slots_hold_what_a_step_reads_and_writes_but_a_zero_weight_decay(rng):
+    params = Problem(rng).params()
+    params[3].requires_grad = False
+    opt = optim.Adam([{"params": params[:2]}, {"params": params[2:], "weight_decay": 0.1}])
+    slots = opt._jit_slots()
+    assert set(opt.state) == set(params[:3])  # created for the trainable parameters
+    keys = {(id(c), k) for c, k in slots}
+    assert len(keys) == len(slots)
+    for p in params:
+        assert {(id(p), "data"), (id(p), "grad")} <= keys
+    for p in params[:3]:
+        assert {(id(opt.state[p]), k) for k in ("step", "exp_avg", "exp_avg_sq")} <= keys
+    group0, group1 = (id(g) for g in opt.param_groups)
+    assert {k for i, k in keys if i == group0} == {"lr", "betas", "eps"}
+    assert {k for i, k in keys if i == group1} == {"lr", "betas", "eps", "weight_decay"}
+    assert len(slots) == 2 * 4 + 3 * 3 + 3 + 4
+
+
+def test_jit_guard_follows_the_structure_not_the_values(rng):
+    problem = Problem(rng)
+    params = problem.params()
+    opt = optim.SGD(params, lr=0.1, momentum=0.9, weight_decay=0.0)
+    problem.step(opt, params)
+    guard = opt._jit_guard()
+    opt.param_groups[0]["lr"] = 0.05
+    problem.step(opt, params)  # new values, in the same state dicts
+    assert opt._jit_guard() == guard
+    changes = [
+        lambda: opt.param_groups[0].__setitem__("weight_decay", 0.1),  # now non-zero
+        lambda: params[0].requires_grad_(False),
+        lambda: opt.add_param_group({"params": [Parameter(jnp.ones(3))]}),
+        lambda: opt.load_state_dict(opt.state_dict()),  # new per-parameter state dicts
+    ]
+    for change in changes:
+        change()
+        assert opt._jit_guard() != guard
+        guard = opt._jit_guard()
+    opt.param_groups[0]["weight_decay"] = 0.2  # non-zero to non-zero: a value
+    assert opt._jit_guard() == guard
+
+
+def test_jit_guard_is_none_where_a_subclass_has_its_own_slots(rng):
+    params = Problem(rng).params()
+
+    class OwnStatic(optim.SGD):
+        def _jit_static(self):
+            return "own"
+
+    assert optim.LBFGS(params)._jit_guard() is None
+    assert OwnStatic(params, lr=0.1)._jit_guard() is None
+    assert optim.SGD(params, lr=0.1)._jit_guard() is not None
+
+
+@pytest.mark.parametrize("jitted", [False, True])
+def test_a_zero_weight_decay_is_left_out_of_the_program_as_pytorch_leaves_it_out(jitted):
+    """PyTorch skips ``grad + weight_decay * param`` when the decay is 0, so an infinite
+    parameter stays infinite; ``grad + 0 * inf`` would make it NaN. Under ``torsh_fn.jit`` the 0
+    stays a Python number (not a slot), so the program leaves the term out too."""
+    start = np.array([np.inf, 1.0, -2.0], np.float32)
+    param = Parameter(jnp.asarray(start))
+    tensor = torch.tensor(start, requires_grad=True)
+    opt = optim.SGD([param], lr=0.1, momentum=0.9, weight_decay=0)
+    topt = torch.optim.SGD([tensor], lr=0.1, momentum=0.9, weight_decay=0)
+
+    def step(opt):
+        opt.step()
+
+    run = jit(step) if jitted else step
+    for _ in range(3):
+        param.grad, tensor.grad = jnp.ones(3), torch.ones(3)
+        run(opt)
+        topt.step()
+    assert_close(param.data, tensor)
+    assert np.isinf(np.asarray(param.data)[0])
+
+
+def test_weight_decay_turning_nonzero_compiles_once_more(rng):
+    problem = Problem(rng)
+    params = problem.params()
+    opt = optim.SGD(params, lr=0.1, momentum=0.9)
+    problem.step(opt, params)
+    compiled = _group_step._cache_size()
+    problem.step(opt, params)
+    assert _group_step._cache_size() == compiled
+    opt.param_groups[0]["weight_decay"] = 0.1
+    problem.step(opt, params)
+    assert _group_step._cache_size() == compiled + 1
+    opt.param_groups[0]["weight_decay"] = 0.2
+    problem.step(opt, params)
+    assert _group_step._cache_size() == compiled + 1
+
+
 # -- bad input ----------------------------------------------------------------------------------
 
 
@@ -198,6 +317,22 @@ def test_state_dict_of_another_parameter_count_is_a_value_error(rng):
             opt.state_dict())
     with pytest.raises(ValueError, match="expected a dict with keys 'state' and 'param_groups'"):
         opt.load_state_dict({"state": {}})
+
+
+def test_state_dict_of_other_shapes_or_indices_is_a_value_error(rng):
+    problem = Problem(rng)
+    params = problem.params()
+    opt = optim.Adam(params)
+    problem.step(opt, params)
+    saved = opt.state_dict()
+    saved["state"][1]["exp_avg"] = jnp.zeros(5)
+    with pytest.raises(ValueError, match=r"state 'exp_avg' of parameter 1 has shape \(5,\), the "
+                                         r"parameter needs \(8,\)"):
+        optim.Adam(params).load_state_dict(saved)
+    saved = opt.state_dict()
+    saved["state"][7] = saved["state"][0]
+    with pytest.raises(ValueError, match="state for parameter 7, which no parameter group lists"):
+        optim.Adam(params).load_state_dict(saved)
 
 
 def test_loaded_state_does_not_alias_torch_memory():
