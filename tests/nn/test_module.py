@@ -1,5 +1,5 @@
-"""nn.Module and nn.Parameter: registration, traversal, state_dict, errors, hooks, pytrees,
-containers; PyTorch is the oracle for names, order and reprs."""
+"""nn.Module: registration, traversal, state_dict, errors, hooks, pytrees, containers; PyTorch
+is the oracle for names, order and reprs. Parameter itself: test_parameter.py."""
 
 import copy
 
@@ -37,25 +37,6 @@ class _TorchNet(torch.nn.Module):
 
     def forward(self, x):
         return self.body(x) * self.scale
-
-
-def test_parameter_acts_as_array_and_hashes_by_identity():
-    w = nn.Parameter(jnp.arange(6.0).reshape(2, 3))
-    assert (w * 2).shape == (2, 3) and jnp.tanh(w).dtype == jnp.float32
-    assert (jnp.ones((4, 2)) @ w).shape == (4, 3) and w.T.shape == (3, 2)
-    assert float(w.sum()) == 15.0 and w.ndim == 2 and w.numel() == 6
-    twin = nn.Parameter(jnp.arange(6.0).reshape(2, 3))
-    assert w != twin and {w: 1, twin: 2}[w] == 1
-    assert jax.tree.leaves(w)[0] is w.data
-    assert jax.grad(lambda p: jnp.sum(p * p))(w).data.shape == (2, 3)
-
-
-def test_parameter_rejects_non_arrays():
-    with pytest.raises(TypeError, match=r"Parameter: expected an array .* got str"):
-        nn.Parameter("weights")
-    w = nn.Parameter(jnp.ones(2))
-    with pytest.raises(TypeError, match=r"Parameter.data: expected an array .* got list"):
-        w.data = [1.0, 2.0]
 
 
 def test_names_and_order_match_torch():

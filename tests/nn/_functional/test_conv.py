@@ -27,16 +27,21 @@ CONV_CASES = [  # nd, input spatial, kernel, kwargs
 ]
 
 
-@pytest.mark.parametrize("nd, spatial, kernel, kwargs", CONV_CASES)
-def test_conv(nd, spatial, kernel, kwargs, rng, variant):
-    groups = kwargs.get("groups", 1)
+def _check_conv(name, weight_channels, spatial, kernel, kwargs, rng, variant):
+    """``F.<name>`` against ``TF.<name>``, values and gradients, on a random input
+    (2, 4, *spatial), weight (*weight_channels, *kernel) and bias (6,)."""
     x = _normal(rng, 2, 4, *spatial)
-    w = _normal(rng, 6, 4 // groups, *kernel)
+    w = _normal(rng, *weight_channels, *kernel)
     b = _normal(rng, 6)
-    name = f"conv{nd}d"
     check_vs_torch(lambda x, w, b: getattr(F, name)(x, w, b, **kwargs),
                    lambda x, w, b: getattr(TF, name)(x, w, b, **kwargs), x, w, b,
                    variant=variant, rng=rng, **TOL)
+
+
+@pytest.mark.parametrize("nd, spatial, kernel, kwargs", CONV_CASES)
+def test_conv(nd, spatial, kernel, kwargs, rng, variant):
+    groups = kwargs.get("groups", 1)
+    _check_conv(f"conv{nd}d", (6, 4 // groups), spatial, kernel, kwargs, rng, variant)
 
 
 def test_conv_unbatched_bf16_and_vmap(rng):
@@ -63,13 +68,7 @@ TRANSPOSE_CASES = [  # nd, input spatial, kernel, kwargs
 @pytest.mark.parametrize("nd, spatial, kernel, kwargs", TRANSPOSE_CASES)
 def test_conv_transpose(nd, spatial, kernel, kwargs, rng):
     groups = kwargs.get("groups", 1)
-    x = _normal(rng, 2, 4, *spatial)
-    w = _normal(rng, 4, 6 // groups, *kernel)
-    b = _normal(rng, 6)
-    name = f"conv_transpose{nd}d"
-    check_vs_torch(lambda x, w, b: getattr(F, name)(x, w, b, **kwargs),
-                   lambda x, w, b: getattr(TF, name)(x, w, b, **kwargs), x, w, b,
-                   variant=jax.jit, rng=rng, **TOL)
+    _check_conv(f"conv_transpose{nd}d", (4, 6 // groups), spatial, kernel, kwargs, rng, jax.jit)
 
 
 def test_conv_errors():
