@@ -4,6 +4,7 @@ program, state written back, traced once, global RNG threaded through."""
 from __future__ import annotations
 
 import sys
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -418,3 +419,19 @@ def test_the_reused_call_does_not_keep_the_objects_alive(rng):
     del model
     gc.collect()
     assert weight() is None
+
+
+def test_state_a_step_leaves_alone_compiles_without_a_donation_warning(rng):
+    # A step that only applies the optimizer reads each .grad and leaves it alone (and the
+    # generator's key too): their donated buffers have no output to take them.
+    param = nn.Parameter(jnp.asarray(rng.standard_normal((3, 11)), jnp.float32))
+    opt = torsh_fn.optim.SGD([param], lr=0.5)
+    step = jit(lambda opt: opt.step())
+    start = np.asarray(param.data)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(3):
+            param.grad = jnp.ones((3, 11))
+            step(opt)
+    assert not [w for w in caught if "donated" in str(w.message)]
+    np.testing.assert_allclose(param.data, start - 1.5, rtol=1e-6)

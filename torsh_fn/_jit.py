@@ -323,9 +323,12 @@ class StatefulJit:
         """Run the program and write the changed state back into the slots."""
         self._local.call = call
         try:
+            # The first run compiles: state the step leaves alone (the generator's key in a step
+            # without randomness, a frozen parameter) has no output for its donated buffer.
+            quiet = zeros_for_none or not entry.settled
             if not entry.settled:
                 self._settle_options(entry, call_args)
-            with _quiet_donation() if zeros_for_none else contextlib.nullcontext():
+            with _quiet_donation() if quiet else contextlib.nullcontext():
                 new, out = entry.compiled(*call_args)
         except ValueError as err:
             if "incompatible devices" not in str(err):
@@ -499,8 +502,9 @@ def _zeros_serve(entry: _Entry, unset: list[int]) -> bool:
 
 @contextlib.contextmanager
 def _quiet_donation() -> Any:
-    """Zeros stood in for None gradients; those the step sets back to None have no output to
-    take their donated buffer, which XLA warns about and which is harmless."""
+    """Donated state without an output to take its buffer (zeros standing in for None
+    gradients that the step sets back to None; state the step leaves alone): XLA warns at
+    compile time, and it is harmless."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Some donated buffers were not usable")
         yield
