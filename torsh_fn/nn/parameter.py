@@ -36,7 +36,9 @@ def as_array(value: Any, owner: str = "Parameter") -> jax.Array:
     """A jax/numpy array or torch tensor (torch is not imported) -> ``jax.Array``.
 
     Host memory is copied, never aliased: a parameter's buffer may be donated to XLA (and then
-    overwritten in place), which must not change the caller's numpy array or tensor.
+    overwritten in place), which must not change the caller's numpy array or tensor. The copy
+    is numpy's, made before returning: ``jnp.array(copy=True)`` copies in the background on the
+    CPU, so a write to the caller's array right after could still reach the parameter.
 
     Raises:
         TypeError: naming ``owner``, for anything that is not an array.
@@ -46,12 +48,12 @@ def as_array(value: Any, owner: str = "Parameter") -> jax.Array:
     if isinstance(value, jax.Array):
         return value
     if isinstance(value, np.ndarray | np.generic):
-        return jnp.array(value, copy=True)
+        return jnp.asarray(np.array(value, copy=True))
     if type(value).__module__.startswith("torch") and hasattr(value, "detach"):
         tensor = value.detach().cpu()
         if str(tensor.dtype) == "torch.bfloat16":
             return jnp.asarray(tensor.float().numpy(), jnp.bfloat16)
-        return jnp.array(tensor.numpy(), copy=True)
+        return jnp.asarray(tensor.numpy().copy())
     raise TypeError(
         f"{owner}: expected an array (jax.Array, numpy.ndarray or torch.Tensor), "
         f"got {type(value).__name__}"
@@ -86,6 +88,10 @@ class Parameter:
 
     @requires_grad.setter
     def requires_grad(self, value: bool) -> None:
+        if not isinstance(value, bool | np.bool_):  # PyTorch: "requires_grad must be a bool"
+            raise TypeError(f"Parameter.requires_grad must be a bool, got "
+                            f"{type(value).__name__} {value!r}")
+        value = bool(value)
         if value != self._requires_grad:
             structure_changed()
         self._requires_grad = value
