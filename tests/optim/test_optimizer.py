@@ -345,3 +345,12 @@ def test_loaded_state_does_not_alias_torch_memory():
     opt.load_state_dict(topt.state_dict())
     topt.state[big]["momentum_buffer"].add_(1.0)
     assert float(opt.state[param]["momentum_buffer"][-1]) == 1.0
+
+
+def test_repr_of_several_groups_is_pytorch_s():
+    ours = optim.SGD([{"params": [Parameter(jnp.ones(2))]},
+                      {"params": [Parameter(jnp.ones(3))], "lr": 0.5, "momentum": 0.9}], lr=0.1)
+    theirs = torch.optim.SGD([{"params": [torch.ones(2, requires_grad=True)]},
+                              {"params": [torch.ones(3, requires_grad=True)], "lr": 0.5,
+                               "momentum": 0.9}], lr=0.1)
+    assert repr(ours) == repr(theirs)
