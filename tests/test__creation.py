@@ -188,3 +188,16 @@ def test_bad_input(call, error, match):
 def test_device_argument_places_array():
     x = T.zeros(2, device="cpu")
     assert x.devices() == {jax.devices("cpu")[0]}
+
+
+def test_tensor_copies_host_memory_before_returning():
+    # JAX copies a numpy array in the background on the CPU; torch.tensor copies at once.
+    for _ in range(20):
+        host = np.zeros(1 << 22, np.float32)
+        t = T.tensor(host)
+        host += 1.0
+        assert not np.asarray(t).any()
+    source = torch.zeros(1 << 20)
+    t = T.tensor(source)
+    source += 1.0
+    assert not np.asarray(t).any()

@@ -86,12 +86,20 @@ def as_tensor(data: Any, dtype: Any = None, device: Any = None) -> jax.Array:
 
 def tensor(data: Any, *, dtype: Any = None, device: Any = None, requires_grad: bool = False,
            pin_memory: bool = False) -> jax.Array:
-    """``torch.tensor``: an array holding ``data`` (JAX arrays are immutable: no copy is needed).
+    """``torch.tensor``: an array holding a copy of ``data``.
+
+    Host memory (a numpy array, a torch tensor) is copied here, before returning: JAX copies it
+    in the background on the CPU, so a write to the caller's array right after could otherwise
+    still reach the result.
 
     Example:
         >>> tensor([[1.0, 2.0]]).dtype
         dtype('float32')
     """
+    if type(data).__module__.startswith("torch"):
+        data = _from_torch(data)
+    if isinstance(data, np.ndarray):
+        data = np.array(data, copy=True)
     return as_tensor(data, dtype=dtype, device=device)
 
 
