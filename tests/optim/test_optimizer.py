@@ -181,6 +181,7 @@ def test_jit_guard_follows_the_structure_not_the_values(rng):
         lambda: params[0].requires_grad_(False),
         lambda: opt.add_param_group({"params": [Parameter(jnp.ones(3))]}),
         lambda: opt.load_state_dict(opt.state_dict()),  # new per-parameter state dicts
+        lambda: opt.state[params[1]].__setitem__("extra", jnp.ones(2)),  # a key added in place
     ]
     for change in changes:
         change()
@@ -354,3 +355,18 @@ def test_repr_of_several_groups_is_pytorch_s():
                               {"params": [torch.ones(3, requires_grad=True)], "lr": 0.5,
                                "momentum": 0.9}], lr=0.1)
     assert repr(ours) == repr(theirs)
+
+
+def test_a_state_key_added_between_jitted_calls_is_seen():
+    """A key added to a per-parameter state dict in place is a new slot: the next call of a
+    jitted step must read it, not reuse the previous call's program."""
+    param = Parameter(jnp.ones(3))
+    opt = optim.SGD([param], lr=0.1, momentum=0.9)
+    step = jit(lambda opt: opt.state[param].get("extra", jnp.zeros(())) + 0.0)
+    param.grad = jnp.ones(3)
+    opt.step()
+    assert float(step(opt)) == 0.0
+    opt.state[param]["extra"] = jnp.asarray(5.0)
+    assert float(step(opt)) == 5.0
+    opt.state[param]["extra"] = jnp.asarray(7.0)  # a new value in the same slot
+    assert float(step(opt)) == 7.0

@@ -229,7 +229,8 @@ class Optimizer:
     def _jit_guard(self) -> Hashable:
         """What ``_jit_slots`` and ``_jit_static`` depend on besides the state's values: the
         group dicts, their parameters and flags, the per-parameter state dicts (all public, so
-        compared by identity), and ``requires_grad`` (through ``structure_version``). None for a
+        compared by identity, and their sizes: a key added in place is a new slot), and
+        ``requires_grad`` (through ``structure_version``). None for a
         subclass with its own ``_jit_slots``/``_jit_static``."""
         cls = type(self)
         if cls._jit_slots is not Optimizer._jit_slots or (
@@ -239,7 +240,7 @@ class Optimizer:
         return (structure_version(), tuple(map(id, groups)),
                 tuple(id(p) for g in groups for p in g["params"]),
                 tuple(map(self._opts, groups)), id(self.state),
-                tuple(map(id, self.state.values())))
+                tuple(map(id, self.state.values())), tuple(map(len, self.state.values())))
 
     # -- state_dict -----------------------------------------------------------------------------
 
