@@ -106,7 +106,8 @@ def test_auto_picks_patches_on_cpu_only_where_the_rule_says(monkeypatch):
     cases = {  # x shape, w shape -> patches?
         ((8, 1, 28, 28), (32, 1, 3, 3)): True,  # a 9-element patch, 784 output positions
         ((8, 3, 9, 9), (32, 3, 3, 3)): True,  # 27 elements (RGB), 81 positions
-        ((8, 1, 8, 8), (32, 1, 3, 3)): False,  # a small patch but only 64 positions
+        ((8, 1, 8, 8), (32, 1, 3, 3)): True,  # 64 positions
+        ((8, 1, 7, 7), (32, 1, 3, 3)): False,  # a small patch but only 49 positions
         ((8, 64, 2, 2), (64, 64, 3, 3)): True,  # 4 output positions
         ((8, 512, 1, 1), (512, 512, 3, 3)): True,
         ((8, 64, 2, 2), (64, 64, 1, 1)): False,  # a 1x1 kernel: a product for XLA too

@@ -99,9 +99,10 @@ def prefers_patches(x_shape: Sequence[int], w_shape: Sequence[int], stride: Sequ
     multi-threaded convolutions, YNNPACK's products), forward and backward of input and weight on
     2 cores: ungrouped convolutions with a kernel larger than 1x1 and at most 4 output positions
     per image (ResNet-18's last two stages at 32x32 input: 14-48 ms in XLA against 0.9-2.0 ms),
-    or with a patch of at most 32 elements (``C_in * prod(kernel)``) over more than 64 output
-    positions (a CNN's first 3x3 layer on grey images, batch 128 at 28x28: 2.3 against 3.3 ms).
-    Elsewhere XLA's convolution was as fast or 1.2-2.4x faster (``seed_cnn`` at 8x8 and 4x4,
+    or with a patch of at most 32 elements (``C_in * prod(kernel)``) over at least 64 output
+    positions (a CNN's first 3x3 layer on grey images, batch 128 at 28x28: 2.3 against 3.3 ms;
+    ``seed_cnn``'s at 8x8, batch 64: 0.15 against 0.18 ms, its whole step 2.6-4% faster).
+    Elsewhere XLA's convolution was as fast or 1.2-2.4x faster (``seed_cnn``'s later layers,
     ResNet-18's stem and first two stages, 1x1 kernels; ``benchmarks/results/train_step.md``,
     "Run 7").
     """
@@ -110,7 +111,7 @@ def prefers_patches(x_shape: Sequence[int], w_shape: Sequence[int], stride: Sequ
     out = [out_size(*args) for args in zip(x_shape[2:], w_shape[2:], stride, padding, dilation)]
     positions, patch = math.prod(out), math.prod(w_shape[1:])
     return ((positions <= 4 and math.prod(w_shape[2:]) > 1)
-            or (patch <= 32 and positions > PER_IMAGE_POSITIONS))
+            or (patch <= 32 and positions >= 64))
 
 
 def conv_channels_last(x: jax.Array, weight: jax.Array, stride: Sequence[int], padding: Pairs,
