@@ -248,7 +248,10 @@ def test_copies_and_pickles_keep_data_and_requires_grad_as_torch_s(rng, how, req
     data = _normal(rng, 3, 2)
     ours = Parameter(jnp.asarray(data), requires_grad=requires_grad)
     theirs = torch.nn.Parameter(torch.tensor(data), requires_grad=requires_grad)
+    ours.grad, theirs.grad = jnp.ones((3, 2)), torch.ones(3, 2)
     ours_copy, theirs_copy = _ROUND_TRIPS[how](ours), _ROUND_TRIPS[how](theirs)
+    assert ours_copy.grad is None and theirs_copy.grad is None  # the gradient is not copied
+    assert ours.grad is not None
     assert type(ours_copy) is Parameter and type(theirs_copy) is torch.nn.Parameter
     assert ours_copy is not ours and ours_copy != ours  # a new identity: a new state dict key
     assert ours_copy.requires_grad is theirs_copy.requires_grad is requires_grad

@@ -195,6 +195,11 @@ class Parameter:
         """For ``torsh_fn.jit``: the slots above are always the same."""
         return 0
 
+    def __getstate__(self) -> dict[str, Any]:
+        """``copy``, ``deepcopy`` and pickle keep the array and ``requires_grad`` but not
+        ``.grad``, as PyTorch's ``Parameter`` does."""
+        return {**self.__dict__, "grad": None}
+
     def __repr__(self) -> str:
         return f"Parameter containing:\n{self._data!r}"
 
