@@ -70,6 +70,17 @@ def _from_torch(data: Any) -> np.ndarray:
     return t.numpy()
 
 
+def host_copy(data: Any) -> Any:
+    """A numpy array or torch tensor as a numpy array of its own; other values as they are.
+
+    JAX copies host memory in the background on the CPU, so an array handed to it must not be
+    written afterwards: a caller's array that the caller may still write is copied here first.
+    """
+    if type(data).__module__.startswith("torch") and hasattr(data, "detach"):
+        data = _from_torch(data)
+    return np.array(data, copy=True) if isinstance(data, np.ndarray | np.generic) else data
+
+
 def as_tensor(data: Any, dtype: Any = None, device: Any = None) -> jax.Array:
     """Convert ``data`` to a ``jax.Array``, sharing memory where JAX allows (``torch.as_tensor``).
 
@@ -96,11 +107,7 @@ def tensor(data: Any, *, dtype: Any = None, device: Any = None, requires_grad: b
         >>> tensor([[1.0, 2.0]]).dtype
         dtype('float32')
     """
-    if type(data).__module__.startswith("torch"):
-        data = _from_torch(data)
-    if isinstance(data, np.ndarray):
-        data = np.array(data, copy=True)
-    return as_tensor(data, dtype=dtype, device=device)
+    return as_tensor(host_copy(data), dtype=dtype, device=device)
 
 
 def from_numpy(ndarray: np.ndarray) -> jax.Array:

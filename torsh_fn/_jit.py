@@ -372,8 +372,8 @@ class StatefulJit:
     def _settle_options(entry: _Entry, args: tuple) -> None:
         """Before a program's first run: a program with a convolution, on the CPU, is compiled
         with ``cpu_compiler_options()`` (its trace, which the call reuses, tells); any other
-        keeps XLA's defaults, which its matrix products measured fastest with. Needs
-        ``self._local.call`` set."""
+        keeps XLA's defaults, which its matrix products measured fastest with. The caller has
+        set ``self._local.call`` (the trace reads it)."""
         entry.settled = True
         options = cpu_compiler_options()
         if options and has_convolution(entry.compiled.trace(*args).jaxpr.jaxpr):

@@ -3,7 +3,7 @@
 XLA's CPU compiler hands convolutions, matrix products and elementwise work around them to
 YNNPACK by default. Its convolutions ran on one thread here (2 cores): a CNN layer of 32 -> 64
 channels at 14x14, batch 128, forward and backward, took 13.4 ms, and 6.5 ms through XLA's own
-multi-threaded (Eigen) convolution. Its matrix products are the faster ones (an MLP step: 2.51
+multi-threaded (Eigen) convolution. Its matrix products are the faster ones (an MLP step: 2.45
 ms with XLA's defaults, 2.51 with YNNPACK for products alone, 2.84 without YNNPACK). So
 torsh_fn.jit compiles a CPU program that has a convolution with YNNPACK for matrix products only
 (``xla_cpu_experimental_ynn_fusion_type``), and ``_conv_lowering.prefers_patches`` is measured

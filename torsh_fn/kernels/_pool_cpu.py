@@ -153,9 +153,13 @@ def _unblock(gx: jax.Array, x_shape: tuple[int, ...], kernel: tuple[int, ...]) -
     """A block view's cotangent back in ``x``'s shape: the reshape undone, the tail zeros."""
     nd = len(kernel)
     whole = [n // k * k for n, k in zip(x_shape[-nd:], kernel)]
-    gx = gx.reshape(*x_shape[:-nd], *whole)
-    return jnp.pad(gx, [(0, 0)] * (len(x_shape) - nd) + [(0, n - w) for n, w in
-                                                         zip(x_shape[-nd:], whole)])
+    return _zero_tail(gx.reshape(*x_shape[:-nd], *whole), x_shape)
+
+
+def _zero_tail(gx: jax.Array, x_shape: tuple[int, ...]) -> jax.Array:
+    """``gx``, covering the whole windows of ``x``, padded with zeros to ``x``'s shape (the tail
+    that floor mode dropped)."""
+    return jnp.pad(gx, [(0, n - w) for n, w in zip(x_shape, gx.shape)])
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
@@ -181,9 +185,7 @@ def _max_blocks_bwd(kernel, residuals, g):
         routed = lax.pad(jnp.where(first == position, g, zero), zero,
                          lead + [(o, k - 1 - o, k - 1) for o, k in zip(offset, kernel)])
         gx = routed if gx is None else gx + routed
-    whole = gx.shape[-nd:]
-    return (jnp.pad(gx, [(0, 0)] * (g.ndim - nd) + [(0, n - w) for n, w in
-                                                    zip(x.shape[-nd:], whole)]),)
+    return (_zero_tail(gx, x.shape),)
 
 
 _max_blocks.defvjp(_max_blocks_fwd, _max_blocks_bwd)

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._backward import note_read
+from .._creation import host_copy
 from .._jit import structure_changed
 
 __all__ = ["Parameter", "as_array"]
@@ -36,9 +37,8 @@ def as_array(value: Any, owner: str = "Parameter") -> jax.Array:
     """A jax/numpy array or torch tensor (torch is not imported) -> ``jax.Array``.
 
     Host memory is copied, never aliased: a parameter's buffer may be donated to XLA (and then
-    overwritten in place), which must not change the caller's numpy array or tensor. The copy
-    is numpy's, made before returning: ``jnp.array(copy=True)`` copies in the background on the
-    CPU, so a write to the caller's array right after could still reach the parameter.
+    overwritten in place), which must not change the caller's numpy array or tensor; the copy
+    is made before returning (``host_copy``), so a write right after does not reach it either.
 
     Raises:
         TypeError: naming ``owner``, for anything that is not an array.
@@ -47,13 +47,9 @@ def as_array(value: Any, owner: str = "Parameter") -> jax.Array:
         return value.data
     if isinstance(value, jax.Array):
         return value
-    if isinstance(value, np.ndarray | np.generic):
-        return jnp.asarray(np.array(value, copy=True))
-    if type(value).__module__.startswith("torch") and hasattr(value, "detach"):
-        tensor = value.detach().cpu()
-        if str(tensor.dtype) == "torch.bfloat16":
-            return jnp.asarray(tensor.float().numpy(), jnp.bfloat16)
-        return jnp.asarray(tensor.numpy().copy())
+    if isinstance(value, np.ndarray | np.generic) or (
+            type(value).__module__.startswith("torch") and hasattr(value, "detach")):
+        return jnp.asarray(host_copy(value))
     raise TypeError(
         f"{owner}: expected an array (jax.Array, numpy.ndarray or torch.Tensor), "
         f"got {type(value).__name__}"
