@@ -485,7 +485,11 @@ def _attention_flops(b, h, sq, sk, d, causal, backward) -> float:
 
 def _attention_cases(causal: bool, configs=()):
     """impl -> (function of q, k, v in (B, H, S, D)), the peers in their own layouts inside."""
-    from torsh_fn.kernels._pallas_attention import AttentionStatic, attention_pallas
+    from torsh_fn.kernels._pallas_attention import (
+        AttentionStatic,
+        attention_pallas,
+        default_config,
+    )
 
     def cudnn(q, k, v):
         t = [x.swapaxes(1, 2) for x in (q, k, v)]  # cuDNN's native (B, S, H, D)
@@ -494,8 +498,11 @@ def _attention_cases(causal: bool, configs=()):
 
     cases = {"XLA (plain)": lambda q, k, v: kernels.attention(q, k, v, is_causal=causal,
                                                                impl="xla"),
-             "Pallas (ours)": lambda q, k, v: kernels.attention(q, k, v, is_causal=causal,
-                                                                 impl="pallas"),
+             "Pallas (ours; forward by Mosaic GPU on Hopper)": lambda q, k, v: kernels.attention(
+                 q, k, v, is_causal=causal, impl="pallas"),
+             "Pallas, Triton forward (a tile config given)": lambda q, k, v: attention_pallas(
+                 q, k, v, AttentionStatic(causal, q.shape[-1] ** -0.5,
+                                          default_config(q.shape[-1]))),
              "cuDNN (jax.nn, BHSD<->BSHD)": cudnn,
              "cuDNN (BHSD as is, as auto calls it)": lambda q, k, v: cudnn_attention(
                  q, k, v, scale=q.shape[-1] ** -0.5, is_causal=causal),

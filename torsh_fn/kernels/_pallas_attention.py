@@ -40,7 +40,8 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
 
-from ._pallas_common import compiler_params, interpret_mode
+from ._mosaic_attention import mosaic_attention, mosaic_attention_can
+from ._pallas_common import compiler_params, interpret_mode, on_hopper
 from ._pallas_tiles import dot_precision, idiv, irem, tile_size
 from ._row_partition import partition_rows
 
@@ -339,6 +340,10 @@ def attention_pallas(q: jax.Array, k: jax.Array, v: jax.Array,
                      static: AttentionStatic) -> jax.Array:
     """Flash attention by the Pallas kernels.
 
+    On a Hopper GPU, a call that is not differentiated runs the Mosaic GPU forward
+    (``_mosaic_attention``: TMA and wgmma, faster than the Triton kernel) where it takes the
+    shapes and no tile config is given; the Triton kernels do the rest, and every gradient.
+
     Args:
         q: (B, H, Sq, D); k: (B, Hk, Sk, D); v: (B, Hk, Sk, Dv), one dtype of
             ``_pallas_tiles.SUPPORTED_DTYPES``; Hk divides H; D, Dv <= 256; Sq, Sk >= 1.
@@ -352,7 +357,20 @@ def attention_pallas(q: jax.Array, k: jax.Array, v: jax.Array,
         >>> attention_pallas(q, kv, kv, AttentionStatic(True, 0.125, None)).shape
         (1, 4, 10, 64)
     """
-    return _by_batch(_forward, static, q, k, v)[0]
+    return _by_batch(_primal_forward, static, q, k, v)[0]
+
+
+def _mosaic_takes(q, k, v, static: AttentionStatic) -> bool:
+    return (static.cfg is None and on_hopper() and k.shape == v.shape
+            and q.dtype == k.dtype == v.dtype
+            and mosaic_attention_can(q.shape, k.shape, q.dtype, static.causal))
+
+
+def _primal_forward(q, k, v, static: AttentionStatic):
+    """The output alone (no logsumexp for a backward): by Mosaic GPU where it applies."""
+    if _mosaic_takes(q, k, v, static):
+        return (mosaic_attention(q, k, v, scale=static.scale, is_causal=static.causal),)
+    return _forward(q, k, v, static)
 
 
 def _by_batch(kernels, static: AttentionStatic, *args: jax.Array):

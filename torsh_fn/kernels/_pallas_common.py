@@ -30,6 +30,13 @@ def on_gpu() -> bool:
     return jax.default_backend() == "gpu"
 
 
+def on_hopper() -> bool:
+    """Whether the default device is a Hopper GPU (compute capability 9.x: wgmma, TMA), where
+    the Mosaic GPU kernels run."""
+    capability = getattr(jax.devices()[0], "compute_capability", None) if on_gpu() else None
+    return capability is not None and str(capability).startswith("9.")
+
+
 def interpret_mode() -> bool:
     """Run kernels in Pallas' interpreter (no GPU: the CPU tests)."""
     return not on_gpu()
