@@ -1,6 +1,6 @@
 """Adam's update on the CPU by parameter shape: torsh_fn's rule vs optax vs PyTorch.
 
-    PYTHONPATH=$PWD python benchmarks/update_shapes.py [--iters 20] [--rounds 5]
+    PYTHONPATH=$PWD python benchmarks/update_shapes.py [--iters 20] [--rounds 5] [--quick]
 
 XLA's CPU loop fusions vectorize along an array's innermost dimension, so an elementwise update
 of a 3x3 convolution weight (innermost dimension 3) runs as scalar code, while the same numbers
@@ -27,6 +27,7 @@ import torsh_fn.optim as optim
 from torsh_fn import models
 
 SHAPES = [(512, 512, 3, 3), (2359296,), (512, 4608), (256, 128, 3, 3), (64, 3, 7, 7)]
+QUICK_SHAPES = [(16, 8, 3, 3), (1152,)]  # --quick: a smoke run, no ResNet-18
 
 
 def _median_ms(step, rounds: int, iters: int) -> float:
@@ -75,6 +76,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--iters", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="two small shapes (a smoke run)")
     args = parser.parse_args()
     try:
         import torch
@@ -89,10 +91,12 @@ def main() -> None:
           "(torsh_fn) |")
     print("| --- | --- | --- | --- | --- |")
     rng = np.random.default_rng(0)
-    cases = [(str(s), {"w": rng.standard_normal(s, np.float32)}) for s in SHAPES]
-    net = models.get("resnet18", num_classes=10)
-    cases.append(("ResNet-18 (all parameters)",
-                  {name: np.asarray(p.data) for name, p in net.named_parameters()}))
+    cases = [(str(s), {"w": rng.standard_normal(s, np.float32)})
+             for s in (QUICK_SHAPES if args.quick else SHAPES)]
+    if not args.quick:
+        net = models.get("resnet18", num_classes=10)
+        cases.append(("ResNet-18 (all parameters)",
+                      {name: np.asarray(p.data) for name, p in net.named_parameters()}))
     for label, arrays in cases:
         params = {k: jnp.asarray(v) for k, v in arrays.items()}
         ours = jax_update_ms(optim.adam(1e-3), params, args.rounds, args.iters)
