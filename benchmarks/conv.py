@@ -42,13 +42,13 @@ from torsh_fn.kernels.conv import conv
 from torsh_fn.kernels.pooling import avg_pool, max_pool
 
 ON_GPU = jax.default_backend() == "gpu"
+TORCH_DEVICE = "cuda" if ON_GPU and torch.cuda.is_available() else "cpu"
 
 
 def _jit(fn: Callable) -> Callable:
     """``jax.jit`` with the compile options ``torsh_fn.jit`` uses (YNNPACK for products only, on
     the CPU), which ``prefers_patches`` was measured under."""
     return jax.jit(fn, compiler_options=cpu_compiler_options() or None)
-TORCH_DEVICE = "cuda" if ON_GPU and torch.cuda.is_available() else "cpu"
 
 
 @dataclass(frozen=True)

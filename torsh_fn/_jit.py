@@ -71,7 +71,7 @@ from ._allocator import keep_freed_memory_on_cpu
 from ._backward import get_slot, set_slot
 from ._xla_options import cpu_compiler_options, has_convolution
 
-__all__ = ["jit", "structure_changed", "structure_version"]
+__all__ = ["jit", "keeps_base_jit_state", "structure_changed", "structure_version"]
 
 _SCALARS = (bool, int, float, complex)
 _DEVICES_HINT = (
@@ -468,6 +468,13 @@ def structure_changed() -> None:
     submodule added, ...): objects whose changes all go through this can return
     :func:`structure_version` as their ``_jit_guard()``."""
     _Structure.version += 1
+
+
+def keeps_base_jit_state(obj: Any, base: type) -> bool:
+    """Whether ``obj``'s class keeps ``base``'s ``_jit_slots`` and ``_jit_static``: a subclass
+    that overrides either has state that ``base``'s ``_jit_guard`` cannot vouch for."""
+    cls = type(obj)
+    return cls._jit_slots is base._jit_slots and cls._jit_static is base._jit_static
 
 
 def structure_version() -> int:

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from tests.kernels.pallas_helpers import check_fwd_and_grad_jit, normal
+from tests.kernels.pallas_helpers import TOL, check_fwd_and_grad_jit, normal, rel_err
 from torsh_fn.kernels import _dispatch
 from torsh_fn.kernels._pallas_attention import (
     AttentionConfig,
@@ -46,6 +46,16 @@ CASES = [  # q, k, v shapes; causal; dtype: ragged tiles, grouped heads, odd hea
 @pytest.mark.parametrize("shapes, causal, dtype", CASES)
 def test_matches_reference(rng, shapes, causal, dtype):
     check(rng, dtype, shapes, causal, 0.3, SMALL)
+
+
+@pytest.mark.parametrize("shapes, causal, dtype", CASES[:2])
+def test_forward_without_gradient_matches_reference(rng, shapes, causal, dtype):
+    """A call that is not differentiated takes the custom_vjp's primal (``_primal_forward``),
+    not its forward rule."""
+    q, k, v = (normal(rng, s, dtype) for s in shapes)
+    out = attention_pallas(q, k, v, AttentionStatic(causal, 0.3, SMALL))
+    assert out.shape == (*q.shape[:3], v.shape[-1]) and out.dtype == dtype
+    assert rel_err(out, reference(q, k, v, causal, 0.3)) < TOL[dtype]
 
 
 @pytest.mark.gpu

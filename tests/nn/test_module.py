@@ -202,6 +202,31 @@ def test_jit_members_are_modules_and_parameters_in_their_order():
     assert params == list(net.parameters())
 
 
+def test_jit_guard_moves_with_structure_and_is_none_for_own_slots():
+    """torsh_fn.jit reuses a call's slots while the guard holds: it moves when a parameter is
+    frozen or the mode changes, not when a buffer gets a new value; a subclass with its own
+    ``_jit_slots`` or ``_jit_static`` makes no promise."""
+    net = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
+    guard = net._jit_guard()
+    net[1].running_mean = jnp.ones(2)
+    assert net._jit_guard() == guard
+    net[0].weight.requires_grad = False
+    assert net._jit_guard() != guard
+    guard = net._jit_guard()
+    net.eval()
+    assert net._jit_guard() != guard
+
+    class OwnSlots(nn.Linear):
+        def _jit_slots(self):
+            return super()._jit_slots()
+
+    class OwnStatic(nn.Linear):
+        def _jit_static(self):
+            return super()._jit_static()
+
+    assert OwnSlots(2, 2)._jit_guard() is None and OwnStatic(2, 2)._jit_guard() is None
+
+
 def test_layer_errors_name_the_layer():
     with pytest.raises(ValueError, match=r"Linear\(in_features=4, out_features=2, bias=True\): "
                        r"expected input with in_features 4 \(dim -1\), got shape \(3, 5\)"):

@@ -357,7 +357,7 @@ def attention_pallas(q: jax.Array, k: jax.Array, v: jax.Array,
         >>> attention_pallas(q, kv, kv, AttentionStatic(True, 0.125, None)).shape
         (1, 4, 10, 64)
     """
-    return _by_batch(_primal_forward, static, q, k, v)[0]
+    return _by_batch(_primal_forward, static, q, k, v)
 
 
 def _mosaic_takes(q, k, v, static: AttentionStatic) -> bool:
@@ -369,8 +369,8 @@ def _mosaic_takes(q, k, v, static: AttentionStatic) -> bool:
 def _primal_forward(q, k, v, static: AttentionStatic):
     """The output alone (no logsumexp for a backward): by Mosaic GPU where it applies."""
     if _mosaic_takes(q, k, v, static):
-        return (mosaic_attention(q, k, v, scale=static.scale, is_causal=static.causal),)
-    return _forward(q, k, v, static)
+        return mosaic_attention(q, k, v, scale=static.scale, is_causal=static.causal)
+    return _forward(q, k, v, static)[0]
 
 
 def _by_batch(kernels, static: AttentionStatic, *args: jax.Array):

@@ -34,13 +34,18 @@ def _affine_kernel(x_ref, scale_ref, shift_ref, y_ref, *, block: int):
         store_chunk(y_ref, start, block, n, load_chunk(x_ref, start, block, n) * scale + shift)
 
 
+def channel_axes(x: jax.Array) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The dims batch norm's statistics run over, and the (1, C, 1, ...) shape of a per-channel
+    value."""
+    return (0, *range(2, x.ndim)), (1, -1) + (1,) * (x.ndim - 2)
+
+
 def batch_norm_reference(x, weight, bias, eps: float):
     """Training-mode batch norm over all dims but 1; returns (y, mean, biased var)."""
-    axes = (0, *range(2, x.ndim))
+    axes, shape = channel_axes(x)
     x32 = x.astype(jnp.float32)
     mean = x32.mean(axes)
-    var = ((x32 - jnp.expand_dims(mean, axes)) ** 2).mean(axes)
-    shape = (1, -1) + (1,) * (x.ndim - 2)
+    var = ((x32 - mean.reshape(shape)) ** 2).mean(axes)
     y = (x32 - mean.reshape(shape)) * jax.lax.rsqrt(var.reshape(shape) + eps)
     if weight is not None:
         y = y * weight.reshape(shape)

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from ._dispatch import measured_faster, resolve_impl
-from ._pallas_batch_norm import batch_norm_reference, batch_norm_train_pallas
+from ._pallas_batch_norm import batch_norm_reference, batch_norm_train_pallas, channel_axes
 
 __all__ = ["batch_norm", "batch_norm_reference"]
 
@@ -67,11 +67,6 @@ def batch_norm(x: jax.Array, weight: jax.Array | None = None, bias: jax.Array | 
     return _batch_norm_xla(x, weight, bias, eps)
 
 
-def _channel_axes(x: jax.Array) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """The dims the statistics run over, and the (1, C, 1, ...) shape of a per-channel value."""
-    return (0, *range(2, x.ndim)), (1, -1) + (1,) * (x.ndim - 2)
-
-
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
 def _batch_norm_xla(x, weight, bias, eps):
     return batch_norm_reference(x, weight, bias, eps)
@@ -89,7 +84,7 @@ def _batch_norm_xla_bwd(eps, residuals, cotangents):
     ``2 gv (x - mean) / n``."""
     x, mean, rstd, weight, bias = residuals
     gy, g_mean, g_var = cotangents
-    axes, shape = _channel_axes(x)
+    axes, shape = channel_axes(x)
     n = x.size // x.shape[1]
     rstd_c = rstd.reshape(shape)
     xhat = (x.astype(jnp.float32) - mean.reshape(shape)) * rstd_c

@@ -36,7 +36,7 @@ from .._backward import note_write
 from .._device import device as _device
 from .._device import to_device
 from .._dtypes import to_dtype
-from .._jit import structure_changed, structure_version
+from .._jit import keeps_base_jit_state, structure_changed, structure_version
 from .parameter import Parameter, as_array
 
 __all__ = ["Module", "RemovableHandle", "StateDictError"]
@@ -522,10 +522,7 @@ class Module:
         call: the count of structure changes, which moves whenever they might have changed
         (``_Registry``, ``Parameter.requires_grad``, ``training``). None for a subclass with its
         own ``_jit_slots``/``_jit_static``."""
-        cls = type(self)
-        if cls._jit_slots is not Module._jit_slots or cls._jit_static is not Module._jit_static:
-            return None
-        return structure_version()
+        return structure_version() if keeps_base_jit_state(self, Module) else None
 
     def _jit_members(self) -> tuple[list[Module], list[Parameter]]:
         """``list(self.modules())`` and ``list(self.parameters())`` without building their

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._backward import backward
-from .._jit import structure_version
+from .._jit import keeps_base_jit_state, structure_version
 from ._rule import LeafInit, LeafUpdate, apply_leaf, decay_option, zero_weight_decay
 
 _TORCH_FLAGS = {"foreach": None, "capturable": False, "differentiable": False, "fused": None}
@@ -180,8 +180,8 @@ class Optimizer:
 
     def _opts(self, group: Mapping[str, Any]) -> tuple[tuple[str, Hashable], ...]:
         """The group's static options: its flags, and whether its weight decay is non-zero."""
-        hp = {k: group[k] for k in self.hyperparams if k == "weight_decay"}
-        return tuple((k, group[k]) for k in self.flags) + tuple(decay_option(hp).items())
+        decay = decay_option(group) if "weight_decay" in self.hyperparams else {}
+        return tuple((k, group[k]) for k in self.flags) + tuple(decay.items())
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One update of every trainable parameter that has a gradient.
@@ -232,9 +232,7 @@ class Optimizer:
         compared by identity, and their sizes: a key added in place is a new slot), and
         ``requires_grad`` (through ``structure_version``). None for a
         subclass with its own ``_jit_slots``/``_jit_static``."""
-        cls = type(self)
-        if cls._jit_slots is not Optimizer._jit_slots or (
-                cls._jit_static is not Optimizer._jit_static):
+        if not keeps_base_jit_state(self, Optimizer):
             return None
         groups = self.param_groups
         return (structure_version(), tuple(map(id, groups)),
