@@ -30,7 +30,11 @@ CASES = [  # q shape, k/v shape, causal, dtype: grouped heads, L != S, several t
 ]
 
 
-@pytest.mark.parametrize("config", [MosaicAttentionConfig(), MosaicAttentionConfig(64, 64, 2)])
+CONFIGS = [MosaicAttentionConfig(), MosaicAttentionConfig(64, 64, 2, "pingpong"),
+           MosaicAttentionConfig(schedule="overlap"), MosaicAttentionConfig(64, 64, 2, "overlap")]
+
+
+@pytest.mark.parametrize("config", CONFIGS)
 @pytest.mark.parametrize("q_shape, kv_shape, causal, dtype", CASES[:2] + CASES[3:])
 def test_lowers_to_mosaic_gpu(q_shape, kv_shape, causal, dtype, config):
     """The kernel passes the Mosaic GPU lowering (TMA boxes, layouts, barriers) on the CPU."""
@@ -56,6 +60,14 @@ def test_refuses_what_it_does_not_take(q_shape, kv_shape, dtype, causal, match):
         mosaic_attention(q, kv, kv, scale=0.1, is_causal=causal)
 
 
+def test_refuses_an_unknown_schedule():
+    config = MosaicAttentionConfig(schedule="turns")
+    assert not mosaic_attention_can((1, 2, 128, 64), (1, 2, 128, 64), jnp.bfloat16, True, config)
+    q = jnp.zeros((1, 2, 128, 64), jnp.bfloat16)
+    with pytest.raises(ValueError, match=r"schedule must be one of .* got 'turns'"):
+        mosaic_attention(q, q, q, scale=0.1, is_causal=True, config=config)
+
+
 def test_attention_pallas_hands_it_only_what_it_takes(monkeypatch):
     monkeypatch.setattr(_pallas_attention, "on_hopper", lambda: True)
     q = jnp.zeros((1, 2, 256, 64), jnp.bfloat16)
@@ -71,7 +83,7 @@ def test_attention_pallas_hands_it_only_what_it_takes(monkeypatch):
 
 @pytest.mark.gpu
 @hopper
-@pytest.mark.parametrize("config", [MosaicAttentionConfig(), MosaicAttentionConfig(64, 64, 2)])
+@pytest.mark.parametrize("config", CONFIGS)
 @pytest.mark.parametrize("q_shape, kv_shape, causal, dtype", CASES)
 def test_matches_reference(rng, q_shape, kv_shape, causal, dtype, config):
     q, k, v = (normal(rng, s, dtype) for s in (q_shape, kv_shape, kv_shape))

@@ -2,11 +2,17 @@
 
 One CTA takes ``2 * block_q`` query rows of one (batch, head): two compute warpgroups own
 ``block_q`` rows each, a third warpgroup only issues TMA copies of the key and value blocks into a
-ring of ``stages`` shared-memory slots. Each compute warpgroup overlaps its own work: the scores
-of key block ``j + 1`` (``Q K^T``, asynchronous wgmma) and the product of block ``j``'s
-probabilities with its values (``P V``) run on the tensor cores while the warpgroup computes the
-online softmax of block ``j + 1`` in registers. Causal CTAs start with the longest rows (the grid
-runs query tiles last to first), so that the short ones fill the tail.
+ring of ``stages`` shared-memory slots. The compute warpgroups keep the tensor cores busy while
+they compute the online softmax in registers, in one of two schedules:
+
+- ``"overlap"``: each warpgroup overlaps its own work: the scores of key block ``j + 1``
+  (``Q K^T``, asynchronous wgmma) and the product of block ``j``'s probabilities with its values
+  (``P V``) run while it computes the softmax of block ``j + 1``.
+- ``"pingpong"``: the two warpgroups take turns: one's products run while the other computes its
+  softmax (FlashAttention-3's warpgroup ping-pong).
+
+Causal CTAs start with the longest rows (the grid runs query tiles last to first), so that the
+short ones fill the tail.
 
 Inputs: q (B, H, L, D), k and v (B, Hk, S, D) with Hk dividing H, bfloat16 or float16, D 64 or
 128, ``L`` a multiple of ``2 * block_q`` and ``S`` of ``block_kv``; causal only with L == S (what
@@ -15,9 +21,12 @@ for calls that are not differentiated and takes gradients from its Triton kernel
 only: Pallas' Mosaic GPU interpreter (jax 0.10-0.11) has no stores into wgmma accumulators, so on
 the CPU the tests check the lowering, and the numbers on a GPU.
 
-On an H200 (``benchmarks/kernels.py``; causal B4 S4096 H16 D128 bf16) it runs the forward at
-450-490 TFLOP/s against the Triton kernel's 354-360 and cuDNN's 508-540; without the causal mask at
-580-650 against cuDNN's 575-640.
+On an H200 (causal B4 S4096 H16 D128 bf16, one run on one machine): pingpong 516-524 TFLOP/s,
+overlap 465-488, cuDNN 490-506; without the mask overlap 581-590, pingpong 551-555, cuDNN
+584-586 (the Triton kernel: 354-360 causal). ptxas reports the overlap schedule's wgmmas
+serialized: the probabilities it carries to the next step come back as float32 and are
+converted between the two products (a variant that uses them in the step that computes them
+ran short of registers instead: 433-440 causal).
 """
 
 from __future__ import annotations
@@ -36,16 +45,21 @@ __all__ = ["MosaicAttentionConfig", "mosaic_attention", "mosaic_attention_can"]
 
 _LOG2E = math.log2(math.e)
 _SWIZZLE_BYTES = 128
+_SCHEDULES = (None, "pingpong", "overlap")
 
 
 @dataclasses.dataclass(frozen=True)
 class MosaicAttentionConfig:
     """Tiles of the kernel: ``block_q`` query rows per compute warpgroup (two per CTA),
-    ``block_kv`` keys per step, ``stages`` key/value slots in flight."""
+    ``block_kv`` keys per step, ``stages`` key/value slots in flight; ``schedule`` how the
+    compute warpgroups share the tensor cores: ``"pingpong"`` (in turns) or ``"overlap"`` (each
+    overlaps its own products with its softmax); None takes the one measured faster, pingpong
+    for causal attention and overlap without the mask."""
 
     block_q: int = 64
     block_kv: int = 128
     stages: int = 3
+    schedule: str | None = None
 
 
 def mosaic_attention_can(q_shape, k_shape, dtype, is_causal: bool,
@@ -55,6 +69,8 @@ def mosaic_attention_can(q_shape, k_shape, dtype, is_causal: bool,
 
 
 def _refusal(q_shape, k_shape, dtype, is_causal, config) -> str | None:
+    if config.schedule not in _SCHEDULES:
+        return f"schedule must be one of {_SCHEDULES}, got {config.schedule!r}"
     if len(q_shape) != 4 or len(k_shape) != 4:
         return f"q and k must be (B, H, L, D) and (B, Hk, S, D), got {q_shape} and {k_shape}"
     b, h, q_len, d = q_shape
@@ -74,7 +90,7 @@ def _refusal(q_shape, k_shape, dtype, is_causal, config) -> str | None:
 
 
 def _kernel(q_ref, k_ref, v_ref, o_ref, q_smem, k_smem, v_smem, k_ready, v_ready, q_ready,
-            k_free, v_free, *, config, scale, causal, heads_per_kv):
+            k_free, v_free, turns, *, config, scale, causal, heads_per_kv):
     block_q, block_kv, stages = config.block_q, config.block_kv, config.stages
     batch, head = lax.axis_index("batch"), lax.axis_index("heads")
     tile = lax.axis_size("q_tile") - 1 - lax.axis_index("q_tile")  # longest causal rows first
@@ -111,20 +127,37 @@ def _kernel(q_ref, k_ref, v_ref, o_ref, q_smem, k_smem, v_smem, k_ready, v_ready
             p = jnp.exp2(s * c - lax.broadcast_in_dim(m_new, s.shape, [0]))
             return m_new, p.astype(q_ref.dtype), alpha, total * alpha + p.sum(axis=1)
 
+        def rescaled(o, alpha):
+            return o * lax.broadcast_in_dim(alpha, o.shape, [0])
+
+        def zeros(shape):
+            return plgpu.layout_cast(jnp.zeros(shape, jnp.float32), plgpu.Layout.WGMMA)
+
         def scores(acc_s, step):
-            acc_s[...] = plgpu.layout_cast(jnp.zeros(acc_s.shape, jnp.float32),
-                                           plgpu.Layout.WGMMA)
+            acc_s[...] = zeros(acc_s.shape)
             plgpu.barrier_wait(k_ready.at[slot(step)])
             plgpu.wgmma(acc_s, my_q, k_smem.at[slot(step)].T)
 
-        def run(acc_s, acc_o):
+        def steps(body, first, carry):
+            """``body`` over key blocks ``first..kv_steps``; causal blocks wholly at or below
+            the diagonal skip the mask."""
+            if not causal:
+                return lax.fori_loop(first, kv_steps, functools.partial(body, mask=False), carry)
+            unmasked = jnp.maximum(q0 // block_kv, first)
+            carry = lax.fori_loop(first, unmasked, functools.partial(body, mask=False), carry)
+            return lax.fori_loop(unmasked, kv_steps, functools.partial(body, mask=True), carry)
+
+        m0 = plgpu.layout_cast(jnp.full((block_q,), -jnp.inf, jnp.float32), row_layout)
+        total0 = plgpu.layout_cast(jnp.zeros((block_q,), jnp.float32), row_layout)
+
+        def overlap(acc_s, acc_o):
+            """Each warpgroup overlaps its own work: ``Q K_j^T`` and ``P_{j-1} V_{j-1}`` run
+            on the tensor cores while it computes the softmax of block ``j``."""
             scores(acc_s, 0)
             s = plgpu.wgmma_accumulator_load(acc_s)
             plgpu.barrier_arrive(k_free.at[slot(0)])
             if causal:
                 s = masked(s, 0)
-            m0 = plgpu.layout_cast(jnp.full((block_q,), -jnp.inf, jnp.float32), row_layout)
-            total0 = plgpu.layout_cast(jnp.zeros((block_q,), jnp.float32), row_layout)
             m, p, _, total = softmax_step(s, m0, total0)
 
             def body(step, carry, mask):
@@ -139,28 +172,55 @@ def _kernel(q_ref, k_ref, v_ref, o_ref, q_smem, k_smem, v_smem, k_ready, v_ready
                 m, p, alpha, total = softmax_step(s, m, total)
                 o = plgpu.wgmma_accumulator_load(acc_o)
                 plgpu.barrier_arrive(v_free.at[slot(step - 1)])
-                acc_o[...] = o * lax.broadcast_in_dim(alpha, o.shape, [0])
+                acc_o[...] = rescaled(o, alpha)
                 return m, p, total
 
-            carry = (m, p, total)
-            if causal:  # blocks wholly at or below the diagonal need no mask
-                unmasked = jnp.maximum((q0 + 1) // block_kv, 1)
-                carry = lax.fori_loop(1, unmasked, functools.partial(body, mask=False), carry)
-                carry = lax.fori_loop(unmasked, kv_steps, functools.partial(body, mask=True),
-                                      carry)
-            else:
-                carry = lax.fori_loop(1, kv_steps, functools.partial(body, mask=False), carry)
-            _, p, total = carry
+            _, p, total = steps(body, 1, (m, p, total))
             plgpu.barrier_wait(v_ready.at[slot(kv_steps - 1)])
             plgpu.wgmma(acc_o, p, v_smem.at[slot(kv_steps - 1)])
             o = plgpu.wgmma_accumulator_load(acc_o)
             plgpu.barrier_arrive(v_free.at[slot(kv_steps - 1)])
-            return o * lax.broadcast_in_dim(1.0 / total, o.shape, [0])
+            return o, total
+
+        def pingpong(acc_s, acc_o):
+            """The two warpgroups take turns on the tensor cores: ``turns`` (both arrive) pairs
+            their steps with the second warpgroup one turn behind, so that one's products run
+            while the other computes its softmax."""
+            def turn():
+                plgpu.barrier_arrive(turns)
+                plgpu.barrier_wait(turns)
+
+            pl.when(wg == 1)(turn)
+            acc_o[...] = zeros(acc_o.shape)
+
+            def body(step, carry, mask):
+                m, total = carry
+                scores(acc_s, step)
+                turn()
+                s = plgpu.wgmma_accumulator_load(acc_s)
+                plgpu.barrier_arrive(k_free.at[slot(step)])
+                if mask:
+                    s = masked(s, step)
+                m, p, alpha, total = softmax_step(s, m, total)
+                acc_o[...] = rescaled(acc_o[...], alpha)  # the last P V was waited for
+                plgpu.barrier_arrive(turns)  # softmax done; wait for the other's products
+                plgpu.barrier_wait(v_ready.at[slot(step)])
+                plgpu.barrier_wait(turns)
+                plgpu.wgmma(acc_o, p, v_smem.at[slot(step)])
+                plgpu.wgmma_wait(0)
+                plgpu.barrier_arrive(v_free.at[slot(step)])
+                return m, total
+
+            _, total = steps(body, 0, (m0, total0))
+            pl.when(wg == 0)(turn)  # the turn the other warpgroup took first
+            return acc_o[...], total
 
         head_dim = q_ref.shape[-1]
-        o = pl.run_scoped(run, plgpu.ACC((block_q, block_kv), jnp.float32),
-                          plgpu.ACC((block_q, head_dim), jnp.float32))
-        my_q[...] = o.astype(my_q.dtype)  # the query block is spent: its slot takes the output
+        o, total = pl.run_scoped(pingpong if turns is not None else overlap,
+                                 plgpu.ACC((block_q, block_kv), jnp.float32),
+                                 plgpu.ACC((block_q, head_dim), jnp.float32))
+        # the query block is spent: its slot takes the output
+        my_q[...] = rescaled(o, 1.0 / total).astype(my_q.dtype)
         plgpu.commit_smem()
         plgpu.copy_smem_to_gmem(my_q, o_ref.at[batch, head, pl.ds(q0, block_q)])
         plgpu.wait_smem_to_gmem(0)
@@ -218,6 +278,7 @@ def mosaic_attention(q: jax.Array, k: jax.Array, v: jax.Array, *, scale: float,
     kv_len = k.shape[2]
     bq, bkv, stages = config.block_q, config.block_kv, min(config.stages, kv_len // config.block_kv)
     config = dataclasses.replace(config, stages=stages)
+    pingpong = config.schedule == "pingpong" or (config.schedule is None and is_causal)
     body = functools.partial(_kernel, config=config, scale=float(scale), causal=is_causal,
                              heads_per_kv=h // k.shape[1])
 
@@ -232,14 +293,15 @@ def mosaic_attention(q: jax.Array, k: jax.Array, v: jax.Array, *, scale: float,
             plgpu.Barrier(num_barriers=2),
             plgpu.Barrier(num_arrivals=2, num_barriers=stages),
             plgpu.Barrier(num_arrivals=2, num_barriers=stages),
+            plgpu.Barrier(num_arrivals=2) if pingpong else None,
             collective_axes="wg",
         )
 
     return plgpu.kernel(
         entry,
         out_type=jax.ShapeDtypeStruct(q.shape, q.dtype),
-        grid=(h, b, q_len // (2 * bq)),
-        grid_names=("heads", "batch", "q_tile"),
+        grid=(h, q_len // (2 * bq), b),  # measured faster than batch before query tiles
+        grid_names=("heads", "q_tile", "batch"),
         num_threads=3,
         thread_name="wg",
         compiler_params=plgpu.CompilerParams(approx_math=True),
