@@ -68,6 +68,20 @@ def test_refuses_an_unknown_schedule():
         mosaic_attention(q, q, q, scale=0.1, is_causal=True, config=config)
 
 
+@pytest.mark.parametrize("config", CONFIGS[:2])
+def test_lowers_with_the_logsumexp(config):
+    """``with_lse`` adds the (B, H, L) float32 output; at head dim 128 with two slots (three and
+    the logsumexp's buffer exceed the shared memory)."""
+    q = jax.ShapeDtypeStruct((1, 2, 256, 128), jnp.bfloat16)
+    call = jax.jit(functools.partial(mosaic_attention, scale=0.1, is_causal=True, config=config,
+                                     with_lse=True))
+    traced = call.trace(q, q, q)
+    out, lse = traced.out_info
+    assert (out.shape, out.dtype, lse.shape, lse.dtype) == (q.shape, q.dtype, q.shape[:3],
+                                                            jnp.float32)
+    assert "mosaic_gpu" in traced.lower(lowering_platforms=("cuda",)).as_text()
+
+
 def test_attention_pallas_hands_it_only_what_it_takes(monkeypatch):
     monkeypatch.setattr(_pallas_attention, "on_hopper", lambda: True)
     q = jnp.zeros((1, 2, 256, 64), jnp.bfloat16)
@@ -95,6 +109,27 @@ def test_matches_reference(rng, q_shape, kv_shape, causal, dtype, config):
 
 @pytest.mark.gpu
 @hopper
+@pytest.mark.parametrize("schedule", ["pingpong", "overlap"])
+@pytest.mark.parametrize("q_shape, kv_shape, causal, dtype", CASES)
+def test_logsumexp_matches_reference(rng, q_shape, kv_shape, causal, dtype, schedule):
+    """Base 2, of the scaled scores: what the Triton backward recomputes probabilities from."""
+    q, k, v = (normal(rng, s, dtype) for s in (q_shape, kv_shape, kv_shape))
+    scale = q_shape[-1] ** -0.5
+    config = MosaicAttentionConfig(schedule=schedule)
+    out, lse = mosaic_attention(q, k, v, scale=scale, is_causal=causal, config=config,
+                                with_lse=True)
+    assert rel_err(out, reference(q, k, v, causal, scale)) < TOL[dtype]
+    kf = jnp.repeat(k, q_shape[1] // kv_shape[1], axis=1).astype(jnp.float32)
+    s = jnp.einsum("bhqd,bhkd->bhqk", q.astype(jnp.float32), kf, precision="highest") * scale
+    if causal:
+        s = jnp.where(jnp.tril(jnp.ones(s.shape[-2:], bool)), s, -jnp.inf)
+    expected = jax.nn.logsumexp(s, axis=-1) / jnp.log(2.0)
+    assert lse.shape == q_shape[:3] and lse.dtype == jnp.float32
+    assert float(jnp.max(jnp.abs(lse - expected))) < 2e-3 * float(jnp.max(jnp.abs(expected)))
+
+
+@pytest.mark.gpu
+@hopper
 @pytest.mark.parametrize("q_shape, kv_shape, causal, dtype", CASES[:2])
 def test_attention_pallas_forward_by_mosaic_gradient_by_triton(rng, q_shape, kv_shape, causal,
                                                                dtype):
@@ -103,6 +138,9 @@ def test_attention_pallas_forward_by_mosaic_gradient_by_triton(rng, q_shape, kv_
     static = AttentionStatic(causal, scale, None)
     program = jax.jit(lambda q, k, v: attention_pallas(q, k, v, static)).lower(q, k, v).as_text()
     assert "mosaic_gpu" in program
+    training = jax.jit(lambda q, k, v: jax.vjp(lambda *a: attention_pallas(*a, static), q, k,
+                                               v)[1](jnp.ones(q.shape, q.dtype)))
+    assert "mosaic_gpu" in training.lower(q, k, v).as_text()  # the residuals' forward too
     ref = functools.partial(reference, causal=causal, scale=scale)
     assert rel_err(attention_pallas(q, k, v, static), ref(q, k, v)) < TOL[dtype]
     check_fwd_and_grad_jit(lambda q, k, v: attention_pallas(q, k, v, static), ref, (q, k, v),

@@ -50,8 +50,8 @@ def test_matches_reference(rng, shapes, causal, dtype):
 
 @pytest.mark.parametrize("shapes, causal, dtype", CASES[:2])
 def test_forward_without_gradient_matches_reference(rng, shapes, causal, dtype):
-    """A call that is not differentiated takes the custom_vjp's primal (``_primal_forward``),
-    not its forward rule."""
+    """A call that is not differentiated takes the custom_vjp's primal (``_any_forward``
+    without the logsumexp), not its forward rule."""
     q, k, v = (normal(rng, s, dtype) for s in shapes)
     out = attention_pallas(q, k, v, AttentionStatic(causal, 0.3, SMALL))
     assert out.shape == (*q.shape[:3], v.shape[-1]) and out.dtype == dtype

@@ -16,12 +16,13 @@ short ones fill the tail.
 
 Inputs: q (B, H, L, D), k and v (B, Hk, S, D) with Hk dividing H, bfloat16 or float16, D 64 or
 128, ``L`` a multiple of ``2 * block_q`` and ``S`` of ``block_kv``; causal only with L == S (what
-``mosaic_attention_can`` admits). Forward only: ``_pallas_attention.attention_pallas`` calls it
-for calls that are not differentiated and takes gradients from its Triton kernels. Hopper GPUs
-only: Pallas' Mosaic GPU interpreter (jax 0.10-0.11) has no stores into wgmma accumulators, so on
-the CPU the tests check the lowering, and the numbers on a GPU.
+``mosaic_attention_can`` admits). Forward only: ``_pallas_attention.attention_pallas`` runs it as
+its forward (with the rows' logsumexp when differentiated) and its Triton kernels as the
+backward. Hopper GPUs only: Pallas' Mosaic GPU interpreter (jax 0.10-0.11) has no stores into
+wgmma accumulators, so on the CPU the tests check the lowering, and the numbers on a GPU.
 
-On an H200 (causal B4 S4096 H16 D128 bf16, one run on one machine): pingpong 516-524 TFLOP/s,
+On an H200 (causal B4 S4096 H16 D128 bf16, runs on four machines): pingpong 511-555 TFLOP/s,
+against cuDNN's 444-541 (PyTorch 572-576); on one machine: pingpong 516-524 TFLOP/s,
 overlap 465-488, cuDNN 490-506; without the mask overlap 581-590, pingpong 551-555, cuDNN
 584-586 (the Triton kernel: 354-360 causal). ptxas reports the overlap schedule's wgmmas
 serialized: the probabilities it carries to the next step come back as float32 and are
@@ -89,8 +90,8 @@ def _refusal(q_shape, k_shape, dtype, is_causal, config) -> str | None:
     return None
 
 
-def _kernel(q_ref, k_ref, v_ref, o_ref, q_smem, k_smem, v_smem, k_ready, v_ready, q_ready,
-            k_free, v_free, turns, *, config, scale, causal, heads_per_kv):
+def _kernel(q_ref, k_ref, v_ref, o_ref, lse_ref, q_smem, k_smem, v_smem, lse_smem, k_ready,
+            v_ready, q_ready, k_free, v_free, turns, *, config, scale, causal, heads_per_kv):
     block_q, block_kv, stages = config.block_q, config.block_kv, config.stages
     batch, head = lax.axis_index("batch"), lax.axis_index("heads")
     tile = lax.axis_size("q_tile") - 1 - lax.axis_index("q_tile")  # longest causal rows first
@@ -175,12 +176,12 @@ def _kernel(q_ref, k_ref, v_ref, o_ref, q_smem, k_smem, v_smem, k_ready, v_ready
                 acc_o[...] = rescaled(o, alpha)
                 return m, p, total
 
-            _, p, total = steps(body, 1, (m, p, total))
+            m, p, total = steps(body, 1, (m, p, total))
             plgpu.barrier_wait(v_ready.at[slot(kv_steps - 1)])
             plgpu.wgmma(acc_o, p, v_smem.at[slot(kv_steps - 1)])
             o = plgpu.wgmma_accumulator_load(acc_o)
             plgpu.barrier_arrive(v_free.at[slot(kv_steps - 1)])
-            return o, total
+            return o, m, total
 
         def pingpong(acc_s, acc_o):
             """The two warpgroups take turns on the tensor cores: ``turns`` (both arrive) pairs
@@ -211,18 +212,23 @@ def _kernel(q_ref, k_ref, v_ref, o_ref, q_smem, k_smem, v_smem, k_ready, v_ready
                 plgpu.barrier_arrive(v_free.at[slot(step)])
                 return m, total
 
-            _, total = steps(body, 0, (m0, total0))
+            m, total = steps(body, 0, (m0, total0))
             pl.when(wg == 0)(turn)  # the turn the other warpgroup took first
-            return acc_o[...], total
+            return acc_o[...], m, total
 
         head_dim = q_ref.shape[-1]
-        o, total = pl.run_scoped(pingpong if turns is not None else overlap,
-                                 plgpu.ACC((block_q, block_kv), jnp.float32),
-                                 plgpu.ACC((block_q, head_dim), jnp.float32))
+        o, m, total = pl.run_scoped(pingpong if turns is not None else overlap,
+                                    plgpu.ACC((block_q, block_kv), jnp.float32),
+                                    plgpu.ACC((block_q, head_dim), jnp.float32))
         # the query block is spent: its slot takes the output
         my_q[...] = rescaled(o, 1.0 / total).astype(my_q.dtype)
+        rows = (batch, head, pl.ds(q0, block_q))
+        if lse_ref is not None:
+            lse_smem.at[wg][...] = m + jnp.log(total) * _LOG2E
         plgpu.commit_smem()
-        plgpu.copy_smem_to_gmem(my_q, o_ref.at[batch, head, pl.ds(q0, block_q)])
+        plgpu.copy_smem_to_gmem(my_q, o_ref.at[rows])
+        if lse_ref is not None:
+            plgpu.copy_smem_to_gmem(lse_smem.at[wg], lse_ref.at[rows])
         plgpu.wait_smem_to_gmem(0)
 
     @pl.when(wg == 2)
@@ -252,13 +258,15 @@ def _smem(shape, dtype):
     return plgpu.SMEM(shape, dtype, transforms=(tiling, plgpu.SwizzleTransform(_SWIZZLE_BYTES)))
 
 
-@functools.partial(jax.jit, static_argnames=("scale", "is_causal", "config"))
+@functools.partial(jax.jit, static_argnames=("scale", "is_causal", "config", "with_lse"))
 def mosaic_attention(q: jax.Array, k: jax.Array, v: jax.Array, *, scale: float,
-                     is_causal: bool,
-                     config: MosaicAttentionConfig = MosaicAttentionConfig()) -> jax.Array:
+                     is_causal: bool, config: MosaicAttentionConfig = MosaicAttentionConfig(),
+                     with_lse: bool = False) -> jax.Array | tuple[jax.Array, jax.Array]:
     """Flash attention of (B, H, L, D) ``q`` over (B, Hk, S, D) ``k``/``v``; (B, H, L, D).
 
     Softmax in float32 (``exp2`` in the approximate form), ``scale`` applied to the scores.
+    ``with_lse``: also the rows' logsumexp of the scaled scores in base 2, (B, H, L) float32,
+    what ``_pallas_attention``'s backward takes (at most two key/value slots then).
 
     Raises:
         ValueError: for shapes, dtypes or a causal length mismatch that
@@ -277,17 +285,20 @@ def mosaic_attention(q: jax.Array, k: jax.Array, v: jax.Array, *, scale: float,
     b, h, q_len, d = q.shape
     kv_len = k.shape[2]
     bq, bkv, stages = config.block_q, config.block_kv, min(config.stages, kv_len // config.block_kv)
+    if with_lse:  # at head dim 128, three slots and the logsumexp's buffer exceed the 227 KiB
+        stages = min(stages, 2)
     config = dataclasses.replace(config, stages=stages)
     pingpong = config.schedule == "pingpong" or (config.schedule is None and is_causal)
     body = functools.partial(_kernel, config=config, scale=float(scale), causal=is_causal,
                              heads_per_kv=h // k.shape[1])
 
-    def entry(q_ref, k_ref, v_ref, o_ref):
+    def entry(q_ref, k_ref, v_ref, o_ref, lse_ref=None):
         pl.run_scoped(
-            lambda *scratch: body(q_ref, k_ref, v_ref, o_ref, *scratch),
+            lambda *scratch: body(q_ref, k_ref, v_ref, o_ref, lse_ref, *scratch),
             _smem((2, bq, d), q.dtype),
             _smem((stages, bkv, d), q.dtype),
             _smem((stages, bkv, d), q.dtype),
+            plgpu.SMEM((2, bq), jnp.float32) if with_lse else None,
             plgpu.Barrier(num_barriers=stages),
             plgpu.Barrier(num_barriers=stages),
             plgpu.Barrier(num_barriers=2),
@@ -297,12 +308,14 @@ def mosaic_attention(q: jax.Array, k: jax.Array, v: jax.Array, *, scale: float,
             collective_axes="wg",
         )
 
-    return plgpu.kernel(
+    outputs = plgpu.kernel(
         entry,
-        out_type=jax.ShapeDtypeStruct(q.shape, q.dtype),
+        out_type=(jax.ShapeDtypeStruct(q.shape, q.dtype),
+                  *[jax.ShapeDtypeStruct(q.shape[:3], jnp.float32)] * with_lse),
         grid=(h, q_len // (2 * bq), b),  # measured faster than batch before query tiles
         grid_names=("heads", "q_tile", "batch"),
         num_threads=3,
         thread_name="wg",
         compiler_params=plgpu.CompilerParams(approx_math=True),
     )(q, k, v)
+    return outputs if with_lse else outputs[0]

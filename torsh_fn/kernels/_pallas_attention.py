@@ -340,9 +340,10 @@ def attention_pallas(q: jax.Array, k: jax.Array, v: jax.Array,
                      static: AttentionStatic) -> jax.Array:
     """Flash attention by the Pallas kernels.
 
-    On a Hopper GPU, a call that is not differentiated runs the Mosaic GPU forward
-    (``_mosaic_attention``: TMA and wgmma, faster than the Triton kernel) where it takes the
-    shapes and no tile config is given; the Triton kernels do the rest, and every gradient.
+    On a Hopper GPU the forward (alone, or with the logsumexp that the backward takes) is the
+    Mosaic GPU kernel (``_mosaic_attention``: TMA and wgmma, faster than the Triton kernel)
+    where it takes the shapes and no tile config is given; the Triton kernels do the rest, and
+    every backward.
 
     Args:
         q: (B, H, Sq, D); k: (B, Hk, Sk, D); v: (B, Hk, Sk, Dv), one dtype of
@@ -357,7 +358,7 @@ def attention_pallas(q: jax.Array, k: jax.Array, v: jax.Array,
         >>> attention_pallas(q, kv, kv, AttentionStatic(True, 0.125, None)).shape
         (1, 4, 10, 64)
     """
-    return _by_batch(_primal_forward, static, q, k, v)
+    return _by_batch(functools.partial(_any_forward, with_lse=False), static, q, k, v)
 
 
 def _mosaic_takes(q, k, v, static: AttentionStatic) -> bool:
@@ -366,11 +367,14 @@ def _mosaic_takes(q, k, v, static: AttentionStatic) -> bool:
             and mosaic_attention_can(q.shape, k.shape, q.dtype, static.causal))
 
 
-def _primal_forward(q, k, v, static: AttentionStatic):
-    """The output alone (no logsumexp for a backward): by Mosaic GPU where it applies."""
+def _any_forward(q, k, v, static: AttentionStatic, with_lse: bool):
+    """The output, and with ``with_lse`` its logsumexp for the backward: by Mosaic GPU where it
+    applies, else by the Triton kernel."""
     if _mosaic_takes(q, k, v, static):
-        return mosaic_attention(q, k, v, scale=static.scale, is_causal=static.causal)
-    return _forward(q, k, v, static)[0]
+        return mosaic_attention(q, k, v, scale=static.scale, is_causal=static.causal,
+                                with_lse=with_lse)
+    out, lse = _forward(q, k, v, static)
+    return (out, lse) if with_lse else out
 
 
 def _by_batch(kernels, static: AttentionStatic, *args: jax.Array):
@@ -379,7 +383,7 @@ def _by_batch(kernels, static: AttentionStatic, *args: jax.Array):
 
 
 def _attention_fwd(q, k, v, static):
-    out, lse = _by_batch(_forward, static, q, k, v)
+    out, lse = _by_batch(functools.partial(_any_forward, with_lse=True), static, q, k, v)
     return out, (q, k, v, out, lse)
 
 
