@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import pytest
 
 from tests.kernels.pallas_helpers import TOL, check_fwd_and_grad_jit, normal, rel_err
-from torsh_fn.kernels import _dispatch
+from torsh_fn.kernels import _dispatch, _pallas_attention
 from torsh_fn.kernels._pallas_attention import (
     AttentionConfig,
     AttentionStatic,
@@ -21,11 +21,24 @@ from torsh_fn.kernels.attention import _auto_choice, attention, attention_refere
 SMALL = AttentionConfig(16, 16, 16, 16, 16, 16)
 
 
+def _grouped(q, kv):
+    """(B, Hk, S, D) key/value heads repeated to q's H."""
+    return jnp.repeat(kv, q.shape[1] // kv.shape[1], axis=1)
+
+
 def reference(q, k, v, causal, scale):
     """Grouped heads repeated, then the jax.numpy reference at Precision.HIGHEST."""
-    group = q.shape[1] // k.shape[1]
-    k, v = jnp.repeat(k, group, axis=1), jnp.repeat(v, group, axis=1)
-    return attention_reference(q, k, v, is_causal=causal, scale=scale)
+    return attention_reference(q, _grouped(q, k), _grouped(q, v), is_causal=causal, scale=scale)
+
+
+def reference_lse(q, k, causal, scale):
+    """The rows' logsumexp of the scaled scores in base 2, (B, H, L), in float32 HIGHEST: what
+    the forward saves for the backward."""
+    s = jnp.einsum("bhqd,bhkd->bhqk", q.astype(jnp.float32), _grouped(q, k).astype(jnp.float32),
+                   precision="highest") * scale
+    if causal:
+        s = jnp.where(jnp.tril(jnp.ones(s.shape[-2:], bool)), s, -jnp.inf)
+    return jax.nn.logsumexp(s, axis=-1) / jnp.log(2.0)
 
 
 def check(rng, dtype, shapes, causal, scale, cfg):
@@ -56,6 +69,15 @@ def test_forward_without_gradient_matches_reference(rng, shapes, causal, dtype):
     out = attention_pallas(q, k, v, AttentionStatic(causal, 0.3, SMALL))
     assert out.shape == (*q.shape[:3], v.shape[-1]) and out.dtype == dtype
     assert rel_err(out, reference(q, k, v, causal, 0.3)) < TOL[dtype]
+
+
+@pytest.mark.parametrize("shapes, causal, dtype", CASES[:2])
+def test_forward_saves_the_base2_logsumexp(rng, shapes, causal, dtype):
+    """The residual the backward (and the Mosaic forward's ``with_lse``) agree on."""
+    q, k, v = (normal(rng, s, dtype) for s in shapes)
+    _, lse = _pallas_attention._forward(q, k, v, AttentionStatic(causal, 0.3, SMALL))
+    assert lse.shape == q.shape[:3] and lse.dtype == jnp.float32
+    assert float(jnp.max(jnp.abs(lse - reference_lse(q, k, causal, 0.3)))) < 1e-2
 
 
 @pytest.mark.gpu
