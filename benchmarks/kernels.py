@@ -503,9 +503,9 @@ def _attention_cases(causal: bool, configs=()):
 
     cases = {"XLA (plain)": lambda q, k, v: kernels.attention(q, k, v, is_causal=causal,
                                                                impl="xla"),
-             "Pallas (ours; forward by Mosaic GPU on Hopper)": lambda q, k, v: kernels.attention(
+             "Pallas (ours; Mosaic GPU on Hopper)": lambda q, k, v: kernels.attention(
                  q, k, v, is_causal=causal, impl="pallas"),
-             "Pallas, Triton forward (a tile config given)": lambda q, k, v: attention_pallas(
+             "Pallas, Triton (a tile config given)": lambda q, k, v: attention_pallas(
                  q, k, v, AttentionStatic(causal, q.shape[-1] ** -0.5,
                                           default_config(q.shape[-1]))),
              "cuDNN (jax.nn, BHSD<->BSHD)": cudnn,

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from tests.kernels.pallas_helpers import TOL, check_fwd_and_grad_jit, normal, rel_err
+from tests.kernels.pallas_helpers import TOL, normal, rel_err
 from tests.kernels.test__pallas_attention import reference, reference_lse
 from torsh_fn.kernels import _pallas_attention
 from torsh_fn.kernels._mosaic_attention import (
@@ -17,7 +17,7 @@ from torsh_fn.kernels._mosaic_attention import (
     mosaic_attention,
     mosaic_attention_can,
 )
-from torsh_fn.kernels._pallas_attention import AttentionStatic, attention_pallas
+from torsh_fn.kernels._pallas_attention import AttentionStatic
 from torsh_fn.kernels._pallas_common import on_hopper
 
 hopper = pytest.mark.skipif(not on_hopper(), reason="needs a Hopper GPU (wgmma, TMA)")
@@ -122,22 +122,3 @@ def test_logsumexp_matches_reference(rng, q_shape, kv_shape, causal, dtype, sche
     expected = reference_lse(q, k, causal, scale)
     assert lse.shape == q_shape[:3] and lse.dtype == jnp.float32
     assert float(jnp.max(jnp.abs(lse - expected))) < 2e-3 * float(jnp.max(jnp.abs(expected)))
-
-
-@pytest.mark.gpu
-@hopper
-@pytest.mark.parametrize("q_shape, kv_shape, causal, dtype", CASES[:2])
-def test_attention_pallas_forward_by_mosaic_gradient_by_triton(rng, q_shape, kv_shape, causal,
-                                                               dtype):
-    q, k, v = (normal(rng, s, dtype) for s in (q_shape, kv_shape, kv_shape))
-    scale = q_shape[-1] ** -0.5
-    static = AttentionStatic(causal, scale, None)
-    program = jax.jit(lambda q, k, v: attention_pallas(q, k, v, static)).lower(q, k, v).as_text()
-    assert "mosaic_gpu" in program
-    training = jax.jit(lambda q, k, v: jax.vjp(lambda *a: attention_pallas(*a, static), q, k,
-                                               v)[1](jnp.ones(q.shape, q.dtype)))
-    assert "mosaic_gpu" in training.lower(q, k, v).as_text()  # the residuals' forward too
-    ref = functools.partial(reference, causal=causal, scale=scale)
-    assert rel_err(attention_pallas(q, k, v, static), ref(q, k, v)) < TOL[dtype]
-    check_fwd_and_grad_jit(lambda q, k, v: attention_pallas(q, k, v, static), ref, (q, k, v),
-                           rng, dtype)

@@ -16,10 +16,11 @@ short ones fill the tail.
 
 Inputs: q (B, H, L, D), k and v (B, Hk, S, D) with Hk dividing H, bfloat16 or float16, D 64 or
 128, ``L`` a multiple of ``2 * block_q`` and ``S`` of ``block_kv``; causal only with L == S (what
-``mosaic_attention_can`` admits). Forward only: ``_pallas_attention.attention_pallas`` runs it as
-its forward (with the rows' logsumexp when differentiated) and its Triton kernels as the
-backward. Hopper GPUs only: Pallas' Mosaic GPU interpreter (jax 0.10-0.11) has no stores into
-wgmma accumulators, so on the CPU the tests check the lowering, and the numbers on a GPU.
+``mosaic_attention_can`` admits). ``_pallas_attention.attention_pallas`` runs it as its forward
+(with the rows' logsumexp when differentiated; ``_mosaic_attention_bwd`` or the Triton kernels
+take it from there). Hopper GPUs only: Pallas' Mosaic GPU interpreter (jax 0.10-0.11) has no
+stores into wgmma accumulators, so on the CPU the tests check the lowering, and the numbers on a
+GPU.
 
 On an H200 (causal B4 S4096 H16 D128 bf16, runs on four machines): pingpong 511-555 TFLOP/s,
 against cuDNN's 444-541 (PyTorch 572-576); on one machine: pingpong 516-524 TFLOP/s,
@@ -72,6 +73,14 @@ def mosaic_attention_can(q_shape, k_shape, dtype, is_causal: bool,
 def _refusal(q_shape, k_shape, dtype, is_causal, config) -> str | None:
     if config.schedule not in _SCHEDULES:
         return f"schedule must be one of {_SCHEDULES}, got {config.schedule!r}"
+    return shape_refusal(q_shape, k_shape, dtype, is_causal, 2 * config.block_q, config.block_kv)
+
+
+def shape_refusal(q_shape, k_shape, dtype, is_causal: bool, q_multiple: int,
+                  kv_multiple: int) -> str | None:
+    """Why a Mosaic GPU attention kernel refuses these shapes, None if it takes them: 16-bit,
+    head dim 64 or 128, grouped heads, query and key lengths positive multiples of its tiles,
+    causal only with equal lengths."""
     if len(q_shape) != 4 or len(k_shape) != 4:
         return f"q and k must be (B, H, L, D) and (B, Hk, S, D), got {q_shape} and {k_shape}"
     b, h, q_len, d = q_shape
@@ -82,12 +91,22 @@ def _refusal(q_shape, k_shape, dtype, is_causal, config) -> str | None:
         return f"k {k_shape} does not match q {q_shape} (batch, head dim, heads dividing)"
     if d not in (64, 128):
         return f"head dim must be 64 or 128, got {d}"
-    if q_len == 0 or q_len % (2 * config.block_q) or kv_len % config.block_kv:
-        return (f"query length {q_len} must be a positive multiple of {2 * config.block_q} and "
-                f"key length {kv_len} of {config.block_kv}")
+    if q_len == 0 or q_len % q_multiple or kv_len == 0 or kv_len % kv_multiple:
+        return (f"query length {q_len} must be a positive multiple of {q_multiple} and "
+                f"key length {kv_len} of {kv_multiple}")
     if is_causal and q_len != kv_len:
         return f"causal needs equal query and key lengths, got {q_len} and {kv_len}"
     return None
+
+
+def check_operands(caller: str, q, k, v, refusal: str | None) -> None:
+    """Raises ``caller``'s ValueError for a ``refusal`` of the shapes, or k and v that differ
+    in shape or from q in dtype."""
+    if refusal is not None:
+        raise ValueError(f"{caller}: {refusal}")
+    if k.shape != v.shape or k.dtype != q.dtype or v.dtype != q.dtype:
+        raise ValueError(f"{caller}: k and v must match in shape and q in dtype, got "
+                         f"{k.shape} {k.dtype}, {v.shape} {v.dtype} and q {q.dtype}")
 
 
 def _kernel(q_ref, k_ref, v_ref, o_ref, lse_ref, q_smem, k_smem, v_smem, lse_smem, k_ready,
@@ -253,9 +272,10 @@ def _kernel(q_ref, k_ref, v_ref, o_ref, lse_ref, q_smem, k_smem, v_smem, lse_sme
             plgpu.copy_gmem_to_smem(v_ref.at[rows], v_smem.at[slot], v_ready.at[slot])
 
 
-def _smem(shape, dtype):
-    tiling = plgpu.TilingTransform((8, _SWIZZLE_BYTES // jnp.dtype(dtype).itemsize))
-    return plgpu.SMEM(shape, dtype, transforms=(tiling, plgpu.SwizzleTransform(_SWIZZLE_BYTES)))
+def swizzled_smem(shape, dtype, swizzle: int = _SWIZZLE_BYTES):
+    """Shared memory in tiles of 8 rows by ``swizzle`` bytes, swizzled (what wgmma reads)."""
+    tiling = plgpu.TilingTransform((8, swizzle // jnp.dtype(dtype).itemsize))
+    return plgpu.SMEM(shape, dtype, transforms=(tiling, plgpu.SwizzleTransform(swizzle)))
 
 
 @functools.partial(jax.jit, static_argnames=("scale", "is_causal", "config", "with_lse"))
@@ -277,11 +297,8 @@ def mosaic_attention(q: jax.Array, k: jax.Array, v: jax.Array, *, scale: float,
         >>> mosaic_attention(q, k, v, scale=0.125, is_causal=True).shape
         (1, 2, 128, 64)
     """
-    if (why := _refusal(q.shape, k.shape, q.dtype, is_causal, config)) is not None:
-        raise ValueError(f"mosaic_attention: {why}")
-    if k.shape != v.shape or k.dtype != q.dtype or v.dtype != q.dtype:
-        raise ValueError(f"mosaic_attention: k and v must match in shape and q in dtype, got "
-                         f"{k.shape} {k.dtype}, {v.shape} {v.dtype} and q {q.dtype}")
+    check_operands("mosaic_attention", q, k, v,
+                   _refusal(q.shape, k.shape, q.dtype, is_causal, config))
     b, h, q_len, d = q.shape
     kv_len = k.shape[2]
     bq, bkv, stages = config.block_q, config.block_kv, min(config.stages, kv_len // config.block_kv)
@@ -295,9 +312,9 @@ def mosaic_attention(q: jax.Array, k: jax.Array, v: jax.Array, *, scale: float,
     def entry(q_ref, k_ref, v_ref, o_ref, lse_ref=None):
         pl.run_scoped(
             lambda *scratch: body(q_ref, k_ref, v_ref, o_ref, lse_ref, *scratch),
-            _smem((2, bq, d), q.dtype),
-            _smem((stages, bkv, d), q.dtype),
-            _smem((stages, bkv, d), q.dtype),
+            swizzled_smem((2, bq, d), q.dtype),
+            swizzled_smem((stages, bkv, d), q.dtype),
+            swizzled_smem((stages, bkv, d), q.dtype),
             plgpu.SMEM((2, bq), jnp.float32) if with_lse else None,
             plgpu.Barrier(num_barriers=stages),
             plgpu.Barrier(num_barriers=stages),
@@ -316,6 +333,7 @@ def mosaic_attention(q: jax.Array, k: jax.Array, v: jax.Array, *, scale: float,
         grid_names=("heads", "q_tile", "batch"),
         num_threads=3,
         thread_name="wg",
+        kernel_name="flash_attention_fwd_mosaic",
         compiler_params=plgpu.CompilerParams(approx_math=True),
     )(q, k, v)
     return outputs if with_lse else outputs[0]

@@ -41,6 +41,7 @@ from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
 
 from ._mosaic_attention import mosaic_attention, mosaic_attention_can
+from ._mosaic_attention_bwd import mosaic_attention_bwd, mosaic_attention_bwd_can
 from ._pallas_common import compiler_params, interpret_mode, on_hopper
 from ._pallas_tiles import dot_precision, idiv, irem, tile_size
 from ._row_partition import partition_rows
@@ -340,10 +341,10 @@ def attention_pallas(q: jax.Array, k: jax.Array, v: jax.Array,
                      static: AttentionStatic) -> jax.Array:
     """Flash attention by the Pallas kernels.
 
-    On a Hopper GPU the forward (alone, or with the logsumexp that the backward takes) is the
-    Mosaic GPU kernel (``_mosaic_attention``: TMA and wgmma, faster than the Triton kernel)
-    where it takes the shapes and no tile config is given; the Triton kernels do the rest, and
-    every backward.
+    On a Hopper GPU the forward (alone, or with the logsumexp that the backward takes) and the
+    backward are Mosaic GPU kernels (``_mosaic_attention``, ``_mosaic_attention_bwd``: TMA and
+    wgmma, faster than the Triton kernels) where they take the shapes and no tile config is
+    given; the Triton kernels do the rest.
 
     Args:
         q: (B, H, Sq, D); k: (B, Hk, Sk, D); v: (B, Hk, Sk, Dv), one dtype of
@@ -361,10 +362,12 @@ def attention_pallas(q: jax.Array, k: jax.Array, v: jax.Array,
     return _by_batch(functools.partial(_any_forward, with_lse=False), static, q, k, v)
 
 
-def _mosaic_takes(q, k, v, static: AttentionStatic) -> bool:
+def _mosaic_takes(q, k, v, static: AttentionStatic, can=mosaic_attention_can) -> bool:
+    """Whether a Mosaic GPU kernel runs this call: on Hopper, without a tile config, where
+    ``can`` (the forward's or the backward's admission) takes the shapes."""
     return (static.cfg is None and on_hopper() and k.shape == v.shape
             and q.dtype == k.dtype == v.dtype
-            and mosaic_attention_can(q.shape, k.shape, q.dtype, static.causal))
+            and can(q.shape, k.shape, q.dtype, static.causal))
 
 
 def _any_forward(q, k, v, static: AttentionStatic, with_lse: bool):
@@ -387,8 +390,16 @@ def _attention_fwd(q, k, v, static):
     return out, (q, k, v, out, lse)
 
 
+def _any_backward(q, k, v, out, lse, d_out, static: AttentionStatic):
+    """(dq, dk, dv): by the Mosaic GPU kernel where it applies, else by the Triton kernels."""
+    if _mosaic_takes(q, k, v, static, mosaic_attention_bwd_can):
+        return mosaic_attention_bwd(q, k, v, out, lse, d_out, scale=static.scale,
+                                    is_causal=static.causal)
+    return _backward(q, k, v, out, lse, d_out, static)
+
+
 def _attention_bwd(static, saved, d_out):
-    return _by_batch(_backward, static, *saved, d_out)
+    return _by_batch(_any_backward, static, *saved, d_out)
 
 
 attention_pallas.defvjp(_attention_fwd, _attention_bwd)

@@ -1,0 +1,121 @@
+"""The Mosaic GPU attention backward: its gradients against those of the float32 HIGHEST-precision
+reference on a Hopper GPU; on any machine, its Mosaic GPU lowering (no GPU needed), what it
+refuses, and when ``attention_pallas`` hands it a call."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from tests.kernels import test__mosaic_attention as forward_tests
+from tests.kernels.pallas_helpers import TOL, normal, rel_err
+from tests.kernels.test__pallas_attention import reference, reference_lse
+from torsh_fn.kernels import _pallas_attention
+from torsh_fn.kernels._mosaic_attention_bwd import (
+    MosaicAttentionBwdConfig,
+    mosaic_attention_bwd,
+    mosaic_attention_bwd_can,
+)
+from torsh_fn.kernels._pallas_attention import AttentionStatic
+
+hopper = forward_tests.hopper
+# the forward's cases, one with a query length (192) that only the backward takes
+CASES = [*forward_tests.CASES[:2], ((1, 6, 192, 128), (1, 2, 640, 128), False, jnp.bfloat16),
+         forward_tests.CASES[3]]
+CONFIGS = [MosaicAttentionBwdConfig(), MosaicAttentionBwdConfig(stages=3)]
+
+
+def _inputs(q_shape, kv_shape, dtype):
+    return (jax.ShapeDtypeStruct(q_shape, dtype), jax.ShapeDtypeStruct(kv_shape, dtype),
+            jax.ShapeDtypeStruct(q_shape[:3], jnp.float32))
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+@pytest.mark.parametrize("q_shape, kv_shape, causal, dtype", CASES)
+def test_lowers_to_mosaic_gpu(q_shape, kv_shape, causal, dtype, config):
+    """The kernel passes the Mosaic GPU lowering (TMA boxes, layouts, barriers, the shared
+    memory's size) on the CPU; gradients come back in the inputs' shapes and dtype."""
+    q, kv, lse = _inputs(q_shape, kv_shape, dtype)
+    call = jax.jit(functools.partial(mosaic_attention_bwd, scale=0.1, is_causal=causal,
+                                     config=config))
+    traced = call.trace(q, kv, kv, q, lse, q)
+    assert [(g.shape, g.dtype) for g in traced.out_info] == [(q_shape, dtype),
+                                                           (kv_shape, dtype), (kv_shape, dtype)]
+    assert "mosaic_gpu" in traced.lower(lowering_platforms=("cuda",)).as_text()
+
+
+@pytest.mark.parametrize("q_shape, kv_shape, dtype, causal, match", [
+    ((1, 2, 128, 64), (1, 2, 128, 64), jnp.float32, False, "bfloat16 or float16, got float32"),
+    ((1, 2, 128, 96), (1, 2, 128, 96), jnp.bfloat16, False, "head dim must be 64 or 128"),
+    ((1, 2, 100, 64), (1, 2, 128, 64), jnp.bfloat16, False, "query length 100 must be"),
+    ((1, 2, 128, 64), (1, 2, 192, 64), jnp.bfloat16, False, "key length 192 of 128"),
+    ((1, 2, 128, 64), (1, 2, 256, 64), jnp.bfloat16, True, "causal needs equal"),
+    ((1, 3, 128, 64), (1, 2, 128, 64), jnp.bfloat16, False, "heads dividing"),
+])
+def test_refuses_what_it_does_not_take(q_shape, kv_shape, dtype, causal, match):
+    assert not mosaic_attention_bwd_can(q_shape, kv_shape, dtype, causal)
+    q, kv = jnp.zeros(q_shape, dtype), jnp.zeros(kv_shape, dtype)
+    lse = jnp.zeros(q_shape[:3], jnp.float32)
+    with pytest.raises(ValueError, match=match):
+        mosaic_attention_bwd(q, kv, kv, q, lse, q, scale=0.1, is_causal=causal)
+
+
+def test_attention_pallas_hands_it_only_what_it_takes(monkeypatch):
+    monkeypatch.setattr(_pallas_attention, "on_hopper", lambda: True)
+    q = jnp.zeros((1, 2, 128, 64), jnp.bfloat16)
+    takes = functools.partial(_pallas_attention._mosaic_takes, can=mosaic_attention_bwd_can)
+    assert takes(q, q, q, AttentionStatic(True, 0.1, None))
+    assert not takes(q, q, q, AttentionStatic(True, 0.1, _pallas_attention.default_config(64)))
+    assert not takes(q, q[:, :, :64], q[:, :, :64], AttentionStatic(False, 0.1, None))
+    monkeypatch.setattr(_pallas_attention, "on_hopper", lambda: False)
+    assert not takes(q, q, q, AttentionStatic(True, 0.1, None))
+
+
+def _reference_grads(q, k, v, d_out, causal, scale):
+    as_f32 = [x.astype(jnp.float32) for x in (q, k, v)]
+    _, vjp = jax.vjp(functools.partial(reference, causal=causal, scale=scale), *as_f32)
+    return vjp(d_out.astype(jnp.float32))
+
+
+@pytest.mark.gpu
+@hopper
+@pytest.mark.parametrize("config", CONFIGS)
+@pytest.mark.parametrize("q_shape, kv_shape, causal, dtype", CASES)
+def test_gradients_match_reference(rng, q_shape, kv_shape, causal, dtype, config):
+    """From the reference's output and logsumexp; dK, dV summed over grouped query heads."""
+    q, k, v, d_out = (normal(rng, s, dtype) for s in (q_shape, kv_shape, kv_shape, q_shape))
+    scale = q_shape[-1] ** -0.5
+    out = reference(q, k, v, causal, scale).astype(dtype)
+    lse = reference_lse(q, k, causal, scale)
+    grads = mosaic_attention_bwd(q, k, v, out, lse, d_out, scale=scale, is_causal=causal,
+                                 config=config)
+    for name, g, expected in zip("qkv", grads, _reference_grads(q, k, v, d_out, causal, scale)):
+        assert g.shape == expected.shape and g.dtype == dtype, name
+        assert rel_err(g, expected) < 5 * TOL[dtype], (name, rel_err(g, expected))
+
+
+@pytest.mark.gpu
+@hopper
+@pytest.mark.parametrize("q_shape, kv_shape, causal, dtype", CASES[:3])
+def test_attention_pallas_trains_by_mosaic(rng, q_shape, kv_shape, causal, dtype):
+    """The training program runs the Mosaic backward (after the Mosaic forward, or the Triton
+    one where Mosaic's forward refuses the query length 192), and its output and gradients
+    match the reference's."""
+    q, k, v, d_out = (normal(rng, s, dtype) for s in (q_shape, kv_shape, kv_shape, q_shape))
+    scale = q_shape[-1] ** -0.5
+    static = AttentionStatic(causal, scale, None)
+
+    def training(q, k, v, d_out):
+        out, vjp = jax.vjp(lambda *a: _pallas_attention.attention_pallas(*a, static), q, k, v)
+        return out, vjp(d_out)
+
+    program = jax.jit(training).lower(q, k, v, d_out).as_text()
+    assert "flash_attention_bwd_mosaic" in program and "flash_attention_dkdv" not in program
+    forward = "flash_attention_fwd_mosaic" if q_shape[2] % 128 == 0 else "flash_attention_fwd"
+    assert forward in program
+    out, grads = jax.jit(training)(q, k, v, d_out)
+    assert rel_err(out, reference(q, k, v, causal, scale)) < TOL[dtype]
+    for name, g, expected in zip("qkv", grads, _reference_grads(q, k, v, d_out, causal, scale)):
+        assert rel_err(g, expected) < 5 * TOL[dtype], (name, rel_err(g, expected))
+
