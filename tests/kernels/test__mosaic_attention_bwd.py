@@ -20,9 +20,17 @@ from torsh_fn.kernels._mosaic_attention_bwd import (
 from torsh_fn.kernels._pallas_attention import AttentionStatic
 
 hopper = forward_tests.hopper
-# the forward's cases, one with a query length (192) that only the backward takes
-CASES = [*forward_tests.CASES[:2], ((1, 6, 192, 128), (1, 2, 640, 128), False, jnp.bfloat16),
-         forward_tests.CASES[3]]
+CASES = [  # q shape, k/v shape, causal, dtype: grouped heads, L != S, several tiles, head dims;
+    # the query length 192 only the backward takes (the forward's tiles are 128 queries)
+    ((2, 3, 384, 128), (2, 3, 384, 128), True, jnp.bfloat16),
+    ((1, 4, 256, 64), (1, 2, 256, 64), True, jnp.float16),
+    ((1, 6, 192, 128), (1, 2, 640, 128), False, jnp.bfloat16),
+    ((3, 2, 512, 64), (3, 1, 384, 64), False, jnp.bfloat16),
+]
+LOWERED_ONLY = [  # one query tile; causal with grouped heads at head dim 128
+    ((1, 2, 64, 128), (1, 2, 128, 128), False, jnp.bfloat16),
+    ((1, 4, 256, 128), (1, 2, 256, 128), True, jnp.bfloat16),
+]
 CONFIGS = [MosaicAttentionBwdConfig(), MosaicAttentionBwdConfig(stages=3)]
 
 
@@ -32,7 +40,7 @@ def _inputs(q_shape, kv_shape, dtype):
 
 
 @pytest.mark.parametrize("config", CONFIGS)
-@pytest.mark.parametrize("q_shape, kv_shape, causal, dtype", CASES)
+@pytest.mark.parametrize("q_shape, kv_shape, causal, dtype", CASES + LOWERED_ONLY)
 def test_lowers_to_mosaic_gpu(q_shape, kv_shape, causal, dtype, config):
     """The kernel passes the Mosaic GPU lowering (TMA boxes, layouts, barriers, the shared
     memory's size) on the CPU; gradients come back in the inputs' shapes and dtype."""
@@ -61,15 +69,40 @@ def test_refuses_what_it_does_not_take(q_shape, kv_shape, dtype, causal, match):
         mosaic_attention_bwd(q, kv, kv, q, lse, q, scale=0.1, is_causal=causal)
 
 
-def test_attention_pallas_hands_it_only_what_it_takes(monkeypatch):
-    monkeypatch.setattr(_pallas_attention, "on_hopper", lambda: True)
+def test_refuses_a_config_off_the_wgmma_rows():
+    config = MosaicAttentionBwdConfig(block_q=32)
+    assert not mosaic_attention_bwd_can((1, 2, 128, 64), (1, 2, 128, 64), jnp.bfloat16, False,
+                                        config)
     q = jnp.zeros((1, 2, 128, 64), jnp.bfloat16)
-    takes = functools.partial(_pallas_attention._mosaic_takes, can=mosaic_attention_bwd_can)
-    assert takes(q, q, q, AttentionStatic(True, 0.1, None))
-    assert not takes(q, q, q, AttentionStatic(True, 0.1, _pallas_attention.default_config(64)))
-    assert not takes(q, q[:, :, :64], q[:, :, :64], AttentionStatic(False, 0.1, None))
-    monkeypatch.setattr(_pallas_attention, "on_hopper", lambda: False)
-    assert not takes(q, q, q, AttentionStatic(True, 0.1, None))
+    with pytest.raises(ValueError, match="multiples of 64"):
+        mosaic_attention_bwd(q, q, q, q, q[..., 0].astype(jnp.float32), q, scale=0.1,
+                             is_causal=False, config=config)
+
+
+def _training_program(q_shape, kv_shape, static):
+    """The Hopper program of a differentiated ``attention_pallas`` call, lowered on the CPU."""
+    q, kv = jax.ShapeDtypeStruct(q_shape, jnp.bfloat16), jax.ShapeDtypeStruct(kv_shape,
+                                                                               jnp.bfloat16)
+
+    def training(q, k, v, d_out):
+        out, vjp = jax.vjp(lambda *a: _pallas_attention.attention_pallas(*a, static), q, k, v)
+        return out, vjp(d_out)
+
+    return jax.jit(training).trace(q, kv, kv, q).lower(lowering_platforms=("cuda",)).as_text()
+
+
+@pytest.mark.parametrize("q_len, kv_len, config, mosaic", [
+    (128, 128, None, True),
+    (192, 128, None, True),  # the forward is Triton's (192 is not a multiple of 128)
+    (128, 192, None, False),  # keys not a multiple of 128
+    (128, 128, _pallas_attention.default_config(64), False),  # a tile config: Triton's
+])
+def test_attention_pallas_backward_runs_it_where_it_takes_the_shapes(monkeypatch, q_len, kv_len,
+                                                                      config, mosaic):
+    monkeypatch.setattr(_pallas_attention, "on_hopper", lambda: True)
+    program = _training_program((1, 2, q_len, 64), (1, 2, kv_len, 64),
+                                AttentionStatic(False, 0.1, config))
+    assert ("func.func private @mosaic_attention_bwd" in program) == mosaic
 
 
 def _reference_grads(q, k, v, d_out, causal, scale):
@@ -112,8 +145,7 @@ def test_attention_pallas_trains_by_mosaic(rng, q_shape, kv_shape, causal, dtype
 
     program = jax.jit(training).lower(q, k, v, d_out).as_text()
     assert "flash_attention_bwd_mosaic" in program and "flash_attention_dkdv" not in program
-    forward = "flash_attention_fwd_mosaic" if q_shape[2] % 128 == 0 else "flash_attention_fwd"
-    assert forward in program
+    assert ("flash_attention_fwd_mosaic" in program) == (q_shape[2] % 128 == 0)
     out, grads = jax.jit(training)(q, k, v, d_out)
     assert rel_err(out, reference(q, k, v, causal, scale)) < TOL[dtype]
     for name, g, expected in zip("qkv", grads, _reference_grads(q, k, v, d_out, causal, scale)):

@@ -12,7 +12,8 @@ tile each warpgroup computes, transposed so that its keys are the rows:
 
 then both write dSᵀ to shared memory, and each computes half of the head dim of
 ``dQ = dS K`` over the CTA's keys and adds it to the float32 ``dQ`` in global memory with a TMA
-reduction. The scale of dK and dQ is applied once at the end.
+reduction. The scale of dK and dQ is applied once at the end. The CTAs' reductions into one
+query tile land in any order, so dQ may differ between runs in its last bits (dK and dV do not).
 
 Inputs as ``_mosaic_attention``'s (B, H, L, D) queries and (B, Hk, S, D) keys and values,
 bfloat16 or float16, D 64 or 128, ``L`` a multiple of ``block_q``, ``S`` of ``2 * block_kv``;
@@ -77,6 +78,9 @@ def mosaic_attention_bwd_can(q_shape, k_shape, dtype, is_causal: bool,
 
 
 def _refusal(q_shape, k_shape, dtype, is_causal, config) -> str | None:
+    if config.block_q % 64 or config.block_kv % 64 or config.stages < 1:
+        return (f"config needs block_q and block_kv multiples of 64 (wgmma rows) and stages "
+                f">= 1, got {config}")
     return shape_refusal(q_shape, k_shape, dtype, is_causal, config.block_q, 2 * config.block_kv)
 
 
@@ -90,7 +94,8 @@ def _kernel(q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, dq_ref, dk_ref, dv_
     q_tiles = q_ref.shape[2] // block_q
     first = cta_k0 // block_q if causal else 0  # causal: earlier queries see none of these keys
     per_head = q_tiles - first
-    diagonal = pl.cdiv(2 * block_kv, block_q)  # causal: the query tiles that need the mask
+    # causal: the query tiles from ``first`` that start before the CTA's keys end need the mask
+    masked_tiles = pl.cdiv(cta_k0 + 2 * block_kv - first * block_q, block_q)
     wg = lax.axis_index("wg")
 
     def tile_of(step):
@@ -170,7 +175,7 @@ def _kernel(q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, dq_ref, dk_ref, dv_
                 if not causal:
                     return lax.fori_loop(start, start + per_head,
                                          functools.partial(step, mask=False), ())
-                split = start + jnp.minimum(diagonal, per_head)
+                split = start + jnp.minimum(masked_tiles, per_head)
                 lax.fori_loop(start, split, functools.partial(step, mask=True), ())
                 return lax.fori_loop(split, start + per_head,
                                      functools.partial(step, mask=False), ())
@@ -198,7 +203,7 @@ def _kernel(q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, dq_ref, dk_ref, dv_
         plgpu.set_max_registers(24, action="decrease")
 
         @pl.loop(0, heads_per_kv * per_head)
-        def _load(t):
+        def _issue(t):
             slot = lax.rem(t, stages)
             head, q0 = tile_of(t)
             rows = (batch, head, pl.ds(q0, block_q))
@@ -226,8 +231,13 @@ def mosaic_attention_bwd(q: jax.Array, k: jax.Array, v: jax.Array, out: jax.Arra
             lse: (B, H, L) float32, the rows' logsumexp of the scaled scores in base 2.
         scale: the forward's score scale; is_causal: its top-left causal mask.
 
+    Returns:
+        dq, dk, dv in the shapes of q, k, v and their dtype (dk and dv summed over the query
+        heads that share each key/value head).
+
     Raises:
-        ValueError: for what ``mosaic_attention_bwd_can`` refuses.
+        ValueError: for what ``mosaic_attention_bwd_can`` refuses, or k and v that differ in
+            shape or from q in dtype.
 
     Example (on a Hopper GPU):
         >>> q = k = v = jnp.ones((1, 2, 128, 64), jnp.bfloat16)

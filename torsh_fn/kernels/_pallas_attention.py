@@ -344,7 +344,8 @@ def attention_pallas(q: jax.Array, k: jax.Array, v: jax.Array,
     On a Hopper GPU the forward (alone, or with the logsumexp that the backward takes) and the
     backward are Mosaic GPU kernels (``_mosaic_attention``, ``_mosaic_attention_bwd``: TMA and
     wgmma, faster than the Triton kernels) where they take the shapes and no tile config is
-    given; the Triton kernels do the rest.
+    given; the Triton kernels do the rest. The Mosaic backward adds dQ up in whatever order
+    its CTAs finish: run to run, dQ may differ in its last bits.
 
     Args:
         q: (B, H, Sq, D); k: (B, Hk, Sk, D); v: (B, Hk, Sk, Dv), one dtype of
