@@ -1,7 +1,11 @@
 """Run with 8 simulated CPU devices (the test sets XLA_FLAGS in the subprocess), or on the GPUs
 of a machine (an even number): every row kernel (``impl="pallas"``; interpret mode on the CPU)
 under ``jit`` with row-sharded inputs, against the XLA path; prints, per case, the largest error
-of value and gradient, the gradient's sharding and the compiled program's all-gathers, as JSON.
+of value and gradient, the gradient's sharding (and the XLA path's) and the compiled program's
+all-gathers, as JSON.
+
+Layouts: rows on an Auto mesh (1-D and 2-D), columns on an Auto mesh, and rows on an Explicit
+mesh (``jax.make_mesh``'s default), where the ops without a row rule (``EXPLICIT_ONLY``) run too.
 
 Usage: python _sharded_rows.py  (prints one JSON object on its last line)
 """
@@ -40,6 +44,30 @@ def ops(labels: jax.Array, weight: jax.Array, bias: jax.Array) -> dict:
     }
 
 
+def explicit_only(weight: jax.Array) -> dict:
+    """Ops whose kernels XLA places as a whole (no row rule), run on an Explicit mesh only;
+    "auto" pooling is the CPU's lowering over the window's taps, which reshapes the rows."""
+    def images(x: jax.Array) -> jax.Array:
+        return x.reshape(ROWS, 2, 1, COLS // 2)  # (N, C, H, W)
+
+    def auto(impl: str) -> str:
+        return "auto" if impl == "pallas" else "xla"
+
+    pool = {"kernel_size": (1, 2), "stride": (1, 2), "padding": (0, 0)}
+    return {
+        "matmul": lambda x, impl: jnp.sum(kernels.matmul(x, jnp.outer(weight, weight[:5]),
+                                                         impl=impl) * x[:, :5]),
+        "max_pool": lambda x, impl: jnp.sum(
+            kernels.max_pool(images(x), dilation=(1, 1), impl=impl, **pool) ** 2),
+        "avg_pool_auto": lambda x, impl: jnp.sum(
+            kernels.avg_pool(images(x), impl=auto(impl), **pool) ** 2),
+        "max_pool_auto": lambda x, impl: jnp.sum(
+            kernels.max_pool(images(x), dilation=(1, 1), impl=auto(impl), **pool) ** 2),
+        "batch_norm": lambda x, impl: jnp.sum(
+            kernels.batch_norm(images(x), impl=impl)[0] * images(x)),
+    }
+
+
 def _attention_loss(x: jax.Array, impl: str) -> jax.Array:
     """Causal grouped-query attention over (batch=rows, 2 heads, 11 positions, 1 dim) queries."""
     q = x.reshape(ROWS, 2, COLS // 2, 1)
@@ -51,11 +79,13 @@ def run_case(loss, x: jax.Array, sharding: NamedSharding) -> dict:
     xs = jax.device_put(x, sharding)
     reference = jax.jit(jax.value_and_grad(lambda z: loss(z, "xla")))
     pallas = jax.jit(jax.value_and_grad(lambda z: loss(z, "pallas")))
-    (v_ref, g_ref), (v, g) = reference(xs), pallas(xs)
-    hlo = pallas.lower(xs).compile().as_text()
+    with jax.set_mesh(sharding.mesh):  # an Explicit mesh's scalars need it
+        (v_ref, g_ref), (v, g) = reference(xs), pallas(xs)
+        hlo = pallas.lower(xs).compile().as_text()
     return {"value_err": float(abs(v - v_ref)) / max(1.0, float(abs(v_ref))),
             "grad_err": float(jnp.max(jnp.abs(g - g_ref))),
-            "grad_spec": str(g.sharding.spec), "all_gathers": hlo.count("all-gather(")}
+            "grad_spec": str(g.sharding.spec), "xla_grad_spec": str(g_ref.sharding.spec),
+            "all_gathers": hlo.count("all-gather(")}
 
 
 def main() -> None:
@@ -63,16 +93,20 @@ def main() -> None:
     x = jnp.asarray(rng.standard_normal((ROWS, COLS)), jnp.float32)
     labels = jnp.asarray(rng.integers(0, CLASSES, ROWS), jnp.int32)
     weight, bias = (jnp.asarray(rng.standard_normal(COLS), jnp.float32) for _ in range(2))
-    auto = jax.sharding.AxisType.Auto
+    auto, explicit = jax.sharding.AxisType.Auto, jax.sharding.AxisType.Explicit
     n = jax.device_count()
     data = jax.make_mesh((n,), ("data",), axis_types=(auto,))
     grid = jax.make_mesh((n // 2, 2), ("data", "model"), axis_types=(auto, auto))
+    typed = jax.make_mesh((n,), ("data",), axis_types=(explicit,))
     layouts = {"rows": NamedSharding(data, P("data")),
                "rows_2d": NamedSharding(grid, P("data")),
-               "cols": NamedSharding(grid, P(None, "model"))}
+               "cols": NamedSharding(grid, P(None, "model")),
+               "rows_explicit": NamedSharding(typed, P("data"))}
     results = {f"{name}/{layout}": run_case(loss, x, sharding)
                for name, loss in ops(labels, weight, bias).items()
                for layout, sharding in layouts.items()}
+    results |= {f"{name}/rows_explicit": run_case(loss, x, layouts["rows_explicit"])
+                for name, loss in explicit_only(weight).items()}
     print(json.dumps(results))
 
 

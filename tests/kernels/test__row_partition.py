@@ -1,5 +1,7 @@
 """Row kernels under SPMD sharding (``_row_partition``): on 8 simulated devices each device runs
-the kernel on its own rows, with no all-gather of a row-sharded input, and results equal XLA's."""
+the kernel on its own rows, with no all-gather of a row-sharded input, and results equal XLA's;
+on an Explicit mesh every kernel's results also have the XLA path's types
+(``_explicit_sharding``)."""
 
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from torsh_fn.kernels._row_partition import _einsum_rule, partition_rows
 
 OPS = ["softmax", "log_softmax", "layer_norm", "rms_norm", "add_layer_norm", "var", "bias_act",
        "cross_entropy", "attention"]
+EXPLICIT_ONLY = ["matmul", "max_pool", "avg_pool_auto", "max_pool_auto", "batch_norm"]
 
 
 @pytest.fixture(scope="module")
@@ -21,11 +24,21 @@ def results(tmp_path_factory):
 
 
 @pytest.mark.parametrize("op", OPS)
-@pytest.mark.parametrize("layout", ["rows", "rows_2d"])
+@pytest.mark.parametrize("layout", ["rows", "rows_2d", "rows_explicit"])
 def test_row_sharded_inputs_stay_sharded_without_gathers(results, op, layout):
     case = results[f"{op}/{layout}"]
     assert case["all_gathers"] == 0
-    assert case["grad_spec"] == "P('data',)"
+    assert case["grad_spec"] == case["xla_grad_spec"]
+    assert case["grad_spec"] in ("P('data',)", "P('data', None)")
+    assert case["value_err"] < 1e-5 and case["grad_err"] < 1e-5
+
+
+@pytest.mark.parametrize("op", EXPLICIT_ONLY)
+def test_kernels_without_a_row_rule_type_as_xla_on_an_explicit_mesh(results, op):
+    """On ``jax.make_mesh``'s default (Explicit) axes a Pallas call, or a reshape of the rows,
+    has no sharding rule of its own: each gets the XLA path's result types."""
+    case = results[f"{op}/rows_explicit"]
+    assert case["grad_spec"] == case["xla_grad_spec"] == "P('data', None)"
     assert case["value_err"] < 1e-5 and case["grad_err"] < 1e-5
 
 

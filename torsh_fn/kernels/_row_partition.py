@@ -27,6 +27,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 _ROWS = "r"
+_NO_MESH = jax.sharding.AbstractMesh((), ())
 
 
 def _einsum_rule(in_ndims: Sequence[int], row_inputs: Sequence[bool],
@@ -60,6 +61,18 @@ def _fold(x: jax.Array, batched: bool, size: int) -> jax.Array:
     return x.reshape(size * x.shape[1], *x.shape[2:])
 
 
+def _per_device(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` for one device's rows, traced under no mesh: under the caller's ``set_mesh`` of
+    explicit axes, its arrays would be typed with that mesh, and the sharding annotations that
+    this puts in the per-device program have no implementation there (on the GPU, XLA fails on
+    the custom call "Sharding")."""
+    def on_one_device(*args: jax.Array) -> Any:
+        with jax.sharding.use_abstract_mesh(_NO_MESH):
+            return fn(*args)
+
+    return on_one_device
+
+
 def partition_rows(fn: Callable[..., Any], row_inputs: Sequence[bool]) -> Callable[..., Any]:
     """``fn`` (arrays -> a list of arrays with a leading rows axis), partitioned by rows.
 
@@ -90,7 +103,7 @@ def partition_rows(fn: Callable[..., Any], row_inputs: Sequence[bool]) -> Callab
 
         def partition(mesh, arg_shapes, result_shape):
             arg_specs, out_specs = shardings(mesh, arg_shapes)
-            return mesh, fn, out_specs, arg_specs
+            return mesh, _per_device(fn), out_specs, arg_specs
 
         def infer_sharding_from_operands(mesh, arg_shapes, result_shape):
             return shardings(mesh, arg_shapes)[1]

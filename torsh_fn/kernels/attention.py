@@ -28,6 +28,7 @@ import jax.numpy as jnp
 from . import _dispatch
 from ._cudnn_attention import cudnn_attention
 from ._dispatch import resolve_impl
+from ._explicit_sharding import typed_like
 from ._pallas_attention import (
     MAX_HEAD_DIM,
     AttentionConfig,
@@ -120,13 +121,21 @@ def _kernel_refusal(q, k, v, mask, dropout_p) -> str | None:
 
 
 def _flash(q, k, v, is_causal, scale, config, cudnn: bool):
-    q4, k4, v4, lead = _as_bhsd(q, k, v)
-    if cudnn:
-        out = cudnn_attention(q4, k4, v4, scale=scale, is_causal=is_causal)
-    else:
-        out = attention_pallas(q4, k4, v4, AttentionStatic(is_causal, scale, config))
-    out = out.reshape(*lead, *out.shape[1:])
-    return out[0] if max(q.ndim, k.ndim, v.ndim) == 2 else out  # (L, E) inputs: no heads dim
+    """Attention by the fused kernels: cuDNN's, or ours (Pallas)."""
+    def kernel(q, k, v):
+        q4, k4, v4, lead = _as_bhsd(q, k, v)
+        if cudnn:
+            out = cudnn_attention(q4, k4, v4, scale=scale, is_causal=is_causal)
+        else:
+            out = attention_pallas(q4, k4, v4, AttentionStatic(is_causal, scale, config))
+        out = out.reshape(*lead, *out.shape[1:])
+        return out[0] if max(q.ndim, k.ndim, v.ndim) == 2 else out  # (L, E): no heads dim
+
+    def reference(q, k, v):
+        return attention_reference(q, _repeat_kv(q, k), _repeat_kv(q, v), is_causal=is_causal,
+                                   scale=scale)
+
+    return typed_like(reference, kernel, q, k, v)
 
 
 def _cudnn_can(q, k, v, is_causal) -> bool:

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from ._dispatch import measured_faster, resolve_impl
+from ._explicit_sharding import typed_like
 from ._pallas_batch_norm import batch_norm_reference, batch_norm_train_pallas, channel_axes
 
 __all__ = ["batch_norm", "batch_norm_reference"]
@@ -63,7 +64,8 @@ def batch_norm(x: jax.Array, weight: jax.Array | None = None, bias: jax.Array | 
         if not jnp.issubdtype(x.dtype, jnp.floating) or x.dtype == jnp.float64:
             raise TypeError(f"batch_norm: the Pallas kernel takes float16/bfloat16/float32 "
                             f"input, got {x.dtype}; use impl='xla'")
-        return batch_norm_train_pallas(x, weight, bias, eps)
+        return typed_like(lambda *a: batch_norm_reference(*a, eps),
+                          lambda *a: batch_norm_train_pallas(*a, eps), x, weight, bias)
     return _batch_norm_xla(x, weight, bias, eps)
 
 

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from ._dispatch import measured_faster, resolve_impl
+from ._explicit_sharding import typed_like
 from ._pallas_common import load_chunk, num_warps_for, row_block, row_call, store_chunk
 
 ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "silu")
@@ -202,5 +203,10 @@ def bias_act(
     cfg = BiasActConfig(act, float(dropout_p))
     x2 = x.reshape(-1, n)
     chosen = resolve_impl("bias_act", impl, lambda: measured_faster("bias_act", x.dtype, n))
-    fn = _bias_act_pallas if chosen == "pallas" else bias_act_reference
-    return fn(x2, bias.astype(x.dtype), seed, cfg).reshape(x.shape)
+    args = (x2, bias.astype(x.dtype), seed)
+    reference = functools.partial(bias_act_reference, cfg=cfg)
+    if chosen == "pallas":
+        out = typed_like(reference, functools.partial(_bias_act_pallas, cfg=cfg), *args)
+    else:
+        out = reference(*args)
+    return out.reshape(x.shape)

@@ -16,10 +16,13 @@ and once backward, writing the gradient in the same sweep.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
 from ._dispatch import measured_faster, resolve_impl
+from ._explicit_sharding import typed_like
 from ._pallas_cross_entropy import cross_entropy_pallas
 
 __all__ = ["cross_entropy", "cross_entropy_reference"]
@@ -82,7 +85,8 @@ def cross_entropy(logits: jax.Array, labels: jax.Array, *, ignore_index: int = -
         if logits.dtype == jnp.float64:
             raise TypeError("cross_entropy: the Pallas kernel takes float16/bfloat16/float32 "
                             "logits, got float64; use impl='xla'")
-        return cross_entropy_pallas(logits, labels, ignore_index=ignore_index,
-                                    label_smoothing=label_smoothing)
+        options = {"ignore_index": ignore_index, "label_smoothing": label_smoothing}
+        return typed_like(functools.partial(cross_entropy_reference, **options),
+                          functools.partial(cross_entropy_pallas, **options), logits, labels)
     return cross_entropy_reference(logits, labels, ignore_index=ignore_index,
                                    label_smoothing=label_smoothing)

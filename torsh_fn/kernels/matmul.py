@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from ._dispatch import measured_faster, resolve_impl
+from ._explicit_sharding import typed_like
 from ._pallas_matmul import MatmulConfig, MatmulStatic, matmul_pallas3
 from ._pallas_tiles import SUPPORTED_DTYPES
 from .bias_act import ACTIVATIONS, _act
@@ -133,7 +134,8 @@ def _dispatch(op: str, a, b, bias, act, impl: str, cfg: MatmulConfig | None) -> 
     if refusal is not None:
         raise ValueError(f"{op}: the Pallas kernel does not take {refusal}; use impl='xla' or "
                          f"'auto'")
-    return _pallas(a, b, bias, act, cfg)
+    return typed_like(lambda *arrays: matmul_reference(*arrays, act),
+                      lambda *arrays: _pallas(*arrays, act, cfg), a, b, bias)
 
 
 def matmul(a: jax.Array, b: jax.Array, *, impl: str = "auto",

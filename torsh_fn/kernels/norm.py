@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from ._dispatch import measured_faster, resolve_impl
+from ._explicit_sharding import typed_like
 from ._pallas_norm import add_layer_norm_pallas, layer_norm_pallas, rms_norm_pallas
 
 __all__ = [
@@ -73,7 +74,9 @@ def layer_norm(x: jax.Array, normalized_ndim: int = 1, weight: jax.Array | None 
                ) -> jax.Array:
     """Layer norm (see ``layer_norm_reference``); ``impl`` is "auto", "pallas" or "xla"."""
     if _pallas_chosen("layer_norm", impl, x, normalized_ndim):
-        return layer_norm_pallas(x, weight, bias, eps, normalized_ndim)
+        return typed_like(
+            lambda *a: layer_norm_reference(a[0], normalized_ndim, *a[1:], eps),
+            lambda *a: layer_norm_pallas(*a, eps, normalized_ndim), x, weight, bias)
     return layer_norm_reference(x, normalized_ndim, weight, bias, eps)
 
 
@@ -81,7 +84,8 @@ def rms_norm(x: jax.Array, normalized_ndim: int = 1, weight: jax.Array | None = 
              eps: float = 1e-6, *, impl: str = "auto") -> jax.Array:
     """RMS norm (see ``rms_norm_reference``); ``impl`` is "auto", "pallas" or "xla"."""
     if _pallas_chosen("rms_norm", impl, x, normalized_ndim):
-        return rms_norm_pallas(x, weight, eps, normalized_ndim)
+        return typed_like(lambda x, w: rms_norm_reference(x, normalized_ndim, w, eps),
+                          lambda x, w: rms_norm_pallas(x, w, eps, normalized_ndim), x, weight)
     return rms_norm_reference(x, normalized_ndim, weight, eps)
 
 
@@ -114,5 +118,6 @@ def add_layer_norm(x: jax.Array, residual: jax.Array, weight: jax.Array | None =
     """Residual add + layer norm (see ``add_layer_norm_reference``) in one pass with Pallas."""
     if _pallas_chosen("add_layer_norm", impl, x, 1):
         _check_residual(x, residual)
-        return add_layer_norm_pallas(x, residual, weight, bias, eps)
+        return typed_like(lambda *a: add_layer_norm_reference(*a, eps),
+                          lambda *a: add_layer_norm_pallas(*a, eps), x, residual, weight, bias)
     return add_layer_norm_reference(x, residual, weight, bias, eps)

@@ -27,6 +27,7 @@ import numpy as np
 from jax import lax
 
 from ._dispatch import measured_faster, picks_lowering, resolve_impl
+from ._explicit_sharding import typed_like
 from ._pallas_pool import PoolConfig, pool2d_pallas
 from ._pool_cpu import (
     max_pool_blocks,
@@ -135,9 +136,13 @@ def _pallas_pool(op: str, impl: str, x: jax.Array, kernel_size, stride, padding,
     out = tuple(pool_output_size(n, k, s, p, 1, ceil_mode)
                 for n, k, s, p in zip(hw, kernel_size, stride, padding))
     cfg = PoolConfig(op, tuple(kernel_size), tuple(stride), tuple(padding), hw, out)
-    x4 = x.reshape((-1, *x.shape[-3:]))
-    y = pool2d_pallas(x4, cfg, None if divisor is None else divisor(out), reference)
-    return y.reshape((*x.shape[:-2], *out))
+
+    def kernel(x: jax.Array) -> jax.Array:
+        x4 = x.reshape((-1, *x.shape[-3:]))
+        y = pool2d_pallas(x4, cfg, None if divisor is None else divisor(out), reference)
+        return y.reshape((*x.shape[:-2], *out))
+
+    return typed_like(reference, kernel, x)
 
 
 def _taps_on_cpu(impl: str, x: jax.Array, kernel_size, stride) -> bool:
@@ -162,8 +167,9 @@ def max_pool(x: jax.Array, kernel_size: Sequence[int], stride: Sequence[int],
         nd = len(kernel_size)
         pads = _pads(x.shape[-nd:], kernel_size, stride, padding, dilation, ceil_mode)
         if windows_are_blocks(kernel_size, stride, pads, dilation):
-            return max_pool_blocks(x, kernel_size)
-        return max_pool_taps(x, kernel_size, stride, pads, dilation)
+            return typed_like(reference, lambda z: max_pool_blocks(z, kernel_size), x)
+        return typed_like(reference,
+                          lambda z: max_pool_taps(z, kernel_size, stride, pads, dilation), x)
     return reference(x) if y is None else y
 
 
@@ -186,11 +192,15 @@ def avg_pool(x: jax.Array, kernel_size: Sequence[int], stride: Sequence[int],
                      reference)
     if y is None and _taps_on_cpu(impl, x, kernel_size, stride):
         pads = _pads(x.shape[-nd:], kernel_size, stride, padding, (1,) * nd, ceil_mode)
-        z = x.astype(jnp.promote_types(x.dtype, jnp.float32))
-        if windows_are_blocks(kernel_size, stride, pads, (1,) * nd):
-            sums = sum_pool_blocks(z, kernel_size)
-        else:
-            sums = sum_pool_taps(z, kernel_size, stride, pads)
-        out = tuple(sums.shape[-nd:])
-        return (sums / jnp.asarray(divisor(out), z.dtype)).astype(x.dtype)
+
+        def by_taps(x: jax.Array) -> jax.Array:
+            z = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+            if windows_are_blocks(kernel_size, stride, pads, (1,) * nd):
+                sums = sum_pool_blocks(z, kernel_size)
+            else:
+                sums = sum_pool_taps(z, kernel_size, stride, pads)
+            out = tuple(sums.shape[-nd:])
+            return (sums / jnp.asarray(divisor(out), z.dtype)).astype(x.dtype)
+
+        return typed_like(reference, by_taps, x)
     return reference(x) if y is None else y

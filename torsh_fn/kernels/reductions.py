@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from ._dispatch import measured_faster, resolve_impl
+from ._explicit_sharding import typed_like
 from ._pallas_rows_reduce import reduce_last_dim_pallas
 
 __all__ = ["amax", "amin", "mean", "reduce_reference", "sum", "var"]
@@ -54,8 +55,13 @@ def _reduce(op: str, x: jax.Array, dim: int, correction: float, keepdim: bool,
     if not jnp.issubdtype(x.dtype, jnp.floating) or x.dtype == jnp.float64:
         raise TypeError(f"{op}: the Pallas kernel takes float16/bfloat16/float32 input, got "
                         f"{x.dtype}; use impl='xla'")
-    out = reduce_last_dim_pallas(jnp.moveaxis(x, dim, -1), op, correction=correction)
-    return jnp.expand_dims(out, dim) if keepdim else out
+    def pallas(x: jax.Array) -> jax.Array:
+        out = reduce_last_dim_pallas(jnp.moveaxis(x, dim, -1), op, correction=correction)
+        return jnp.expand_dims(out, dim) if keepdim else out
+
+    return typed_like(
+        lambda x: reduce_reference(x, op, dim, correction=correction, keepdim=keepdim),
+        pallas, x)
 
 
 def sum(x: jax.Array, dim: int = -1, *, keepdim: bool = False, impl: str = "auto") -> jax.Array:

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from ._dispatch import measured_faster, resolve_impl
+from ._explicit_sharding import typed_like
 from ._pallas_softmax import softmax_pallas
 
 __all__ = ["log_softmax", "softmax", "softmax_reference"]
@@ -40,7 +41,8 @@ def _dispatch(op: str, x: jax.Array, dim: int, log: bool, impl: str) -> jax.Arra
         raise ValueError(f"{op}: expected an array with at least one dim, got a scalar")
     n = x.shape[dim]
     if resolve_impl(op, impl, lambda: measured_faster(op, x.dtype, n)) == "pallas":
-        return softmax_pallas(x, dim, log=log)
+        return typed_like(lambda x: softmax_reference(x, dim, log=log),
+                          lambda x: softmax_pallas(x, dim, log=log), x)
     return softmax_reference(x, dim, log=log)
 
 
