@@ -278,16 +278,22 @@ def mosaic_attention_bwd(q: jax.Array, k: jax.Array, v: jax.Array, out: jax.Arra
             collective_axes="wg",
         )
 
-    dq_sum = jax.new_ref(jnp.zeros(q.shape, jnp.float32))
-    # plgpu.kernel's batching wrapper does not take Refs; pl.kernel on the same mesh does
-    dk, dv = pl.kernel(
+    kernel = pl.kernel(  # plgpu.kernel's batching wrapper does not take Refs; pl.kernel does
         entry,
-        out_type=(jax.ShapeDtypeStruct(k.shape, k.dtype),) * 2,
+        out_type=(),
         mesh=plgpu.Mesh(grid=(k.shape[1], kv_len // (2 * bkv), b),
                         grid_names=("heads", "kv_tile", "batch"), num_threads=3,
                         thread_name="wg"),
         compiler_params=plgpu.CompilerParams(approx_math=True),
         name="flash_attention_bwd_mosaic",
-    )(q, k, v, d_out.astype(q.dtype), lse, delta, dq_sum)
-    dq = (jax.freeze(dq_sum) * scale).astype(q.dtype)
-    return dq, dk, dv
+    )
+
+    def on_refs(refs):
+        kernel(q, k, v, d_out.astype(q.dtype), lse, delta, *refs)
+
+    # run_state gives the kernel dQ's zeroed float32 sum and dK, dV to write (uninitialised,
+    # lax.empty) as Refs, and returns them as values: a pure call, which custom_partitioning
+    # can lower (a jax.new_ref here could not be lowered under partition_rows)
+    dq_sum, dk, dv = pl.run_state(on_refs)(
+        (jnp.zeros(q.shape, jnp.float32), lax.empty(k.shape, k.dtype), lax.empty(v.shape, v.dtype)))
+    return (dq_sum * scale).astype(q.dtype), dk, dv
