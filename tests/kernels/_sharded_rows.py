@@ -45,8 +45,11 @@ def ops(labels: jax.Array, weight: jax.Array, bias: jax.Array) -> dict:
 
 
 def explicit_only(weight: jax.Array) -> dict:
-    """Ops whose kernels XLA places as a whole (no row rule), run on an Explicit mesh only;
-    "auto" pooling is the CPU's lowering over the window's taps, which reshapes the rows."""
+    """Ops whose kernels XLA places as a whole (no row rule: their inputs may be gathered), run
+    on an Explicit mesh only. The "auto" ones are the CPU's lowerings of pooling (over the
+    window's taps) and convolution (patches times a matrix, for these 3 outputs per image),
+    which reshape the rows; on a GPU, "auto" picks XLA's pooling and a channels-last
+    convolution instead."""
     def images(x: jax.Array) -> jax.Array:
         return x.reshape(ROWS, 2, 1, COLS // 2)  # (N, C, H, W)
 
@@ -65,6 +68,9 @@ def explicit_only(weight: jax.Array) -> dict:
             kernels.max_pool(images(x), dilation=(1, 1), impl=auto(impl), **pool) ** 2),
         "batch_norm": lambda x, impl: jnp.sum(
             kernels.batch_norm(images(x), impl=impl)[0] * images(x)),
+        "conv_auto": lambda x, impl: jnp.sum(kernels.conv(
+            images(x), weight[:18].reshape(3, 2, 1, 3), (1, 3), [(0, 0)] * 2, (1, 1),
+            impl=auto(impl)) ** 2),
     }
 
 

@@ -8,10 +8,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from tests.kernels import test__mosaic_attention as forward_tests
 from tests.kernels.pallas_helpers import TOL, normal, rel_err
 from tests.kernels.test__pallas_attention import reference, reference_lse
+from torsh_fn import kernels
 from torsh_fn.kernels import _pallas_attention
 from torsh_fn.kernels._mosaic_attention_bwd import (
     MosaicAttentionBwdConfig,
@@ -153,7 +156,6 @@ def test_attention_pallas_trains_by_mosaic(rng, q_shape, kv_shape, causal, dtype
         assert rel_err(g, expected) < 5 * TOL[dtype], (name, rel_err(g, expected))
 
 
-
 @pytest.mark.gpu
 @hopper
 def test_key_and_value_gradients_are_the_same_every_run(rng):
@@ -179,11 +181,6 @@ def test_batch_sharded_training_runs_it_on_every_device(rng, monkeypatch, axis_t
     """Under ``jit`` with the batch sharded over the GPUs (Auto axes, or ``jax.make_mesh``'s
     default Explicit ones), each device runs the Mosaic backward on its own rows (no
     all-gather), the gradients stay sharded, and they match the reference."""
-    from jax.sharding import NamedSharding
-    from jax.sharding import PartitionSpec as P
-
-    from torsh_fn import kernels
-
     traced_batches = []
 
     def spy(q, *args, **kwargs):

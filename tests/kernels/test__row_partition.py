@@ -15,7 +15,8 @@ from torsh_fn.kernels._row_partition import _einsum_rule, partition_rows
 
 OPS = ["softmax", "log_softmax", "layer_norm", "rms_norm", "add_layer_norm", "var", "bias_act",
        "cross_entropy", "attention"]
-EXPLICIT_ONLY = ["matmul", "max_pool", "avg_pool_auto", "max_pool_auto", "batch_norm"]
+EXPLICIT_ONLY = ["matmul", "max_pool", "avg_pool_auto", "max_pool_auto", "batch_norm",
+                 "conv_auto"]
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ do under an Auto mesh. Its outputs get the shardings that the ``jax.numpy`` refe
 have, so a program types the same whichever implementation runs. Without explicit axes it is a
 plain call.
 
-Example:
-    >>> typed_like(jnp.exp, lambda x: 1.0 + x + x * x / 2, jnp.zeros(3))
+Example (``exp`` by way of ``exp2``, for the types of ``jnp.exp``'s result):
+    >>> typed_like(jnp.exp, lambda x: jnp.exp2(x * 1.4426950408889634), jnp.zeros(3))
     Array([1., 1., 1.], dtype=float32)
 """
 
@@ -37,8 +37,8 @@ def typed_like(reference: Callable[..., Any], kernel: Callable[..., Any], *args:
     on explicit mesh axes.
 
     Args:
-        reference: the op's ``jax.numpy`` path: only traced (``jax.eval_shape``), for its
-            output types.
+        reference: the op's ``jax.numpy`` path: only traced (``jax.eval_shape``, once per
+            call: free under ``jit``, a little overhead per eager call), for its output types.
         kernel: the implementation that runs; same outputs as ``reference``, up to rounding.
         *args: arrays or None (pytrees of them); anything static goes in the two callables.
     """

@@ -25,6 +25,7 @@ from jax import lax
 
 from ._conv_lowering import conv_channels_last, conv_patches, prefers_patches
 from ._dispatch import picks_lowering, resolve_impl
+from ._explicit_sharding import typed_like
 from ._windows import Pairs
 
 __all__ = ["conv", "conv_reference", "conv_transpose", "conv_transpose_reference"]
@@ -96,7 +97,10 @@ def conv(x: jax.Array, weight: jax.Array, stride: Sequence[int], padding: Pairs,
             lowering = conv_patches
         elif backend == "gpu" and x.ndim == 4:
             lowering = conv_channels_last
-    return lowering(x, weight, stride, padding, dilation, groups)
+    if lowering is conv_reference:
+        return conv_reference(x, weight, stride, padding, dilation, groups)
+    return typed_like(lambda x, w: conv_reference(x, w, stride, padding, dilation, groups),
+                      lambda x, w: lowering(x, w, stride, padding, dilation, groups), x, weight)
 
 
 def conv_transpose(x: jax.Array, weight: jax.Array, stride: Sequence[int],

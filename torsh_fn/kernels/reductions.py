@@ -55,6 +55,7 @@ def _reduce(op: str, x: jax.Array, dim: int, correction: float, keepdim: bool,
     if not jnp.issubdtype(x.dtype, jnp.floating) or x.dtype == jnp.float64:
         raise TypeError(f"{op}: the Pallas kernel takes float16/bfloat16/float32 input, got "
                         f"{x.dtype}; use impl='xla'")
+
     def pallas(x: jax.Array) -> jax.Array:
         out = reduce_last_dim_pallas(jnp.moveaxis(x, dim, -1), op, correction=correction)
         return jnp.expand_dims(out, dim) if keepdim else out
