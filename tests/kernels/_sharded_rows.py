@@ -4,8 +4,9 @@ under ``jit`` with row-sharded inputs, against the XLA path; prints, per case, t
 of value and gradient, the gradient's sharding (and the XLA path's) and the compiled program's
 all-gathers, as JSON.
 
-Layouts: rows on an Auto mesh (1-D and 2-D), columns on an Auto mesh, and rows on an Explicit
-mesh (``jax.make_mesh``'s default), where the ops without a row rule (``EXPLICIT_ONLY``) run too.
+Layouts: rows on an Auto mesh (1-D and 2-D), columns on an Auto mesh, rows on an Explicit mesh
+(``jax.make_mesh``'s default), and rows on a 2-D mesh of an Explicit "data" axis and an Auto
+"model" axis; on the last two, the ops without a row rule (``explicit_only``) run too.
 
 Usage: python _sharded_rows.py  (prints one JSON object on its last line)
 """
@@ -104,15 +105,18 @@ def main() -> None:
     data = jax.make_mesh((n,), ("data",), axis_types=(auto,))
     grid = jax.make_mesh((n // 2, 2), ("data", "model"), axis_types=(auto, auto))
     typed = jax.make_mesh((n,), ("data",), axis_types=(explicit,))
+    mixed = jax.make_mesh((n // 2, 2), ("data", "model"), axis_types=(explicit, auto))
     layouts = {"rows": NamedSharding(data, P("data")),
                "rows_2d": NamedSharding(grid, P("data")),
                "cols": NamedSharding(grid, P(None, "model")),
-               "rows_explicit": NamedSharding(typed, P("data"))}
+               "rows_explicit": NamedSharding(typed, P("data")),
+               "rows_mixed": NamedSharding(mixed, P("data"))}
     results = {f"{name}/{layout}": run_case(loss, x, sharding)
                for name, loss in ops(labels, weight, bias).items()
                for layout, sharding in layouts.items()}
-    results |= {f"{name}/rows_explicit": run_case(loss, x, layouts["rows_explicit"])
-                for name, loss in explicit_only(weight).items()}
+    results |= {f"{name}/{layout}": run_case(loss, x, layouts[layout])
+                for name, loss in explicit_only(weight).items()
+                for layout in ("rows_explicit", "rows_mixed")}
     print(json.dumps(results))
 
 

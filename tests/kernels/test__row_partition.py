@@ -25,7 +25,7 @@ def results(tmp_path_factory):
 
 
 @pytest.mark.parametrize("op", OPS)
-@pytest.mark.parametrize("layout", ["rows", "rows_2d", "rows_explicit"])
+@pytest.mark.parametrize("layout", ["rows", "rows_2d", "rows_explicit", "rows_mixed"])
 def test_row_sharded_inputs_stay_sharded_without_gathers(results, op, layout):
     case = results[f"{op}/{layout}"]
     assert case["all_gathers"] == 0
@@ -35,10 +35,11 @@ def test_row_sharded_inputs_stay_sharded_without_gathers(results, op, layout):
 
 
 @pytest.mark.parametrize("op", EXPLICIT_ONLY)
-def test_kernels_without_a_row_rule_type_as_xla_on_an_explicit_mesh(results, op):
+@pytest.mark.parametrize("layout", ["rows_explicit", "rows_mixed"])
+def test_kernels_without_a_row_rule_type_as_xla_on_an_explicit_mesh(results, op, layout):
     """On ``jax.make_mesh``'s default (Explicit) axes a Pallas call, or a reshape of the rows,
     has no sharding rule of its own: each gets the XLA path's result types."""
-    case = results[f"{op}/rows_explicit"]
+    case = results[f"{op}/{layout}"]
     assert case["grad_spec"] == case["xla_grad_spec"] == "P('data', None)"
     assert case["value_err"] < 1e-5 and case["grad_err"] < 1e-5
 

@@ -37,12 +37,16 @@ def typed_like(reference: Callable[..., Any], kernel: Callable[..., Any], *args:
     on explicit mesh axes.
 
     Args:
-        reference: the op's ``jax.numpy`` path: only traced (``jax.eval_shape``, once per
-            call: free under ``jit``, a little overhead per eager call), for its output types.
+        reference: the op's ``jax.numpy`` path: only traced (once per call: free under
+            ``jit``, a little overhead per eager call), for its output types. Its jaxpr's
+            output types, not ``jax.eval_shape``'s: on a mesh of explicit and Auto axes
+            together, ``eval_shape`` reports no sharding.
         kernel: the implementation that runs; same outputs as ``reference``, up to rounding.
         *args: arrays or None (pytrees of them); anything static goes in the two callables.
     """
     if not has_explicit_axes(*args):
         return kernel(*args)
-    shardings = jax.tree.map(lambda out: out.sharding, jax.eval_shape(reference, *args))
+    jaxpr, outs = jax.make_jaxpr(reference, return_shape=True)(*args)
+    shardings = jax.tree.unflatten(jax.tree.structure(outs),
+                                   [aval.sharding for aval in jaxpr.out_avals])
     return jax.sharding.auto_axes(kernel, out_sharding=shardings)(*args)
