@@ -43,11 +43,13 @@ def step(model, opt, x, y):
     return loss
 
 
-def train(wrap: str | None, opt_name: str) -> dict:
-    """Train seed_cnn (dropout and BatchNorm in train mode); return its state and diagnostics."""
+def train(wrap: str | None, opt_name: str, mesh=None) -> dict:
+    """Train seed_cnn (dropout and BatchNorm in train mode); return its state and diagnostics.
+    ``mesh``: the wrapper's (None: the default mesh)."""
     torsh_fn.manual_seed(0)
     model = models.get("seed_cnn")
-    net = {None: lambda m: m, "ddp": dist.DDP, "fsdp": dist.FSDP}[wrap](model)
+    wrappers = {"ddp": dist.DDP, "fsdp": dist.FSDP}
+    net = model if wrap is None else wrappers[wrap](model, mesh=mesh)
     opt = make_opt(opt_name, net.parameters())
     torsh_fn.manual_seed(1)
     losses = []
@@ -58,7 +60,8 @@ def train(wrap: str | None, opt_name: str) -> dict:
     opt_state = [v for s in opt.state.values() for v in s.values() if isinstance(v, jax.Array)]
     return {"state": state, "losses": losses, "keys": sorted(net.state_dict()),
             "params": {n: p.data for n, p in model.named_parameters()},
-            "opt_state": opt_state}
+            "opt_state": opt_state,
+            "mesh_axis_types": [] if wrap is None else [t.name for t in net.mesh.axis_types]}
 
 
 def shard_shapes(arrays: dict) -> dict:
@@ -253,10 +256,27 @@ def unsynced_batchnorm_results() -> dict:
             "synced": synced, "whole": whole, "axes": sorted(axes)}
 
 
+def explicit_mesh_results() -> dict:
+    """DDP and FSDP (SGD) given a mesh of ``jax.make_mesh``'s default Explicit axes, against
+    single-device training."""
+    mesh = jax.make_mesh((8, 1), ("data", "model"))
+    single = train(None, "sgd")
+    out = {"given_axis_types": [t.name for t in mesh.axis_types]}
+    for wrap in ("ddp", "fsdp"):
+        run = train(wrap, "sgd", mesh)
+        out[wrap] = {"close": close(run["state"], single["state"]),
+                     "max_diff": max_diff(run["state"], single["state"]),
+                     "losses": run["losses"], "single_losses": single["losses"],
+                     "mesh_axis_types": run["mesh_axis_types"]}
+    dist.set_default_mesh(None)
+    return out
+
+
 SECTIONS = {"training": training_results, "functional": functional_results,
             "placement": placement_results, "collectives": collective_results,
             "late_optimizer": late_optimizer_results,
-            "unsynced_batchnorm": unsynced_batchnorm_results}
+            "unsynced_batchnorm": unsynced_batchnorm_results,
+            "explicit_mesh": explicit_mesh_results}
 
 
 def main() -> None:

@@ -1,5 +1,5 @@
-"""One 8-device subprocess serves the placement, functional-face, collective, late-optimizer
-and per-replica BatchNorm tests."""
+"""One 8-device subprocess serves the placement, functional-face, collective, late-optimizer,
+per-replica BatchNorm and explicit-axes mesh tests."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from ._subprocess import run_once
 def eight(tmp_path_factory):
     """Results of ``_eight_devices.py`` sections other than training (8 CPU devices)."""
     results = run_once(tmp_path_factory, "_eight_devices.py", "functional", "placement",
-                       "collectives", "late_optimizer", "unsynced_batchnorm")
+                       "collectives", "late_optimizer", "unsynced_batchnorm",
+                       "explicit_mesh")
     assert results["devices"] == 8
     return results

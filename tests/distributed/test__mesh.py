@@ -49,3 +49,22 @@ def test_default_mesh_is_cached_and_settable():
     with pytest.raises(TypeError, match=r"set_default_mesh: mesh: expected a "
                                         r"jax\.sharding\.Mesh, got int"):
         dist.set_default_mesh(3)
+
+
+def test_a_mesh_of_explicit_axes_is_used_with_its_axes_auto():
+    """``jax.make_mesh``'s default Explicit axes would type every placed array's sharding; the
+    helpers keep the devices and names and leave shardings to XLA (8 devices: test__parallel)."""
+    from torsh_fn.distributed._mesh import resolve_mesh
+
+    given = jax.make_mesh((1, 1), ("data", "model"),
+                          axis_types=(jax.sharding.AxisType.Explicit,) * 2)
+    auto = [jax.sharding.AxisType.Auto] * 2
+    for mesh in (resolve_mesh("test", given), dist.replicate(jax.numpy.ones(3), given)
+                 .sharding.mesh):
+        assert list(mesh.axis_types) == auto
+        assert mesh.axis_names == given.axis_names and (mesh.devices == given.devices).all()
+    dist.set_default_mesh(given)
+    try:
+        assert list(dist.get_default_mesh().axis_types) == auto
+    finally:
+        dist.set_default_mesh(None)

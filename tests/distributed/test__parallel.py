@@ -159,3 +159,14 @@ def test_ddp_and_fsdp_steps_compile_once():
     for wrap, r in results.items():
         assert r["traces"] == 1 and r["programs"] == 1, (wrap, r)
         assert r["losses"][2] < r["losses"][0], (wrap, r)  # it trains
+
+
+@pytest.mark.parametrize("wrap", ["ddp", "fsdp"])
+def test_a_mesh_of_explicit_axes_trains_as_single_device(eight, wrap):
+    """A mesh from ``jax.make_mesh`` (Explicit axes by default) is used with its axes Auto."""
+    r = eight["explicit_mesh"]
+    assert r["given_axis_types"] == ["Explicit", "Explicit"]
+    run = r[wrap]
+    assert run["mesh_axis_types"] == ["Auto", "Auto"]
+    assert run["close"], f"max |difference| {run['max_diff']}"
+    np.testing.assert_allclose(run["losses"], run["single_losses"], rtol=1e-5)

@@ -6,6 +6,11 @@
 :class:`FullyShardedDataParallel` wrap, or :func:`set_default_mesh`'s, or else ``make_mesh()``
 (every device on ``"data"``), built once and cached.
 
+Placement leaves the shardings of what is computed to XLA's partitioner, so a mesh given here
+is used with every axis Auto: ``jax.make_mesh``'s default Explicit axes would instead type every
+array's sharding and ask each op for an output sharding it cannot infer (a convolution of a
+batch split over ``"data"`` by a weight split FSDP-style).
+
 Example:
     >>> mesh = make_mesh()              # 8 GPUs -> Mesh('data': 8, 'model': 1)
     >>> mesh = make_mesh(data=4, model=2)
@@ -72,14 +77,22 @@ def make_mesh(data: int | None = None, model: int = 1, *,
     return Mesh(np.asarray(devs, dtype=object).reshape(data, model), AXES)
 
 
+def _with_auto_axes(mesh: Mesh) -> Mesh:
+    """``mesh``'s devices and axis names, every axis Auto (see the module docstring)."""
+    auto = jax.sharding.AxisType.Auto
+    if all(t == auto for t in mesh.axis_types):
+        return mesh
+    return Mesh(mesh.devices, mesh.axis_names, axis_types=(auto,) * len(mesh.axis_names))
+
+
 def set_default_mesh(mesh: Mesh | None) -> None:
-    """Make ``mesh`` the one that ``mesh=None`` means (``None`` forgets it)."""
+    """Make ``mesh`` (its axes Auto) the one that ``mesh=None`` means (``None`` forgets it)."""
     if mesh is not None and not isinstance(mesh, Mesh):
         raise TypeError(f"set_default_mesh: mesh: expected a jax.sharding.Mesh, "
                         f"got {type(mesh).__name__}")
     _default.clear()
     if mesh is not None:
-        _default.append(mesh)
+        _default.append(_with_auto_axes(mesh))
 
 
 def get_default_mesh() -> Mesh:
@@ -90,10 +103,11 @@ def get_default_mesh() -> Mesh:
 
 
 def resolve_mesh(owner: str, mesh: Mesh | None) -> Mesh:
-    """``mesh``, or the default mesh for ``None``; TypeError naming ``owner`` otherwise."""
+    """``mesh`` with its axes Auto, or the default mesh for ``None``; TypeError naming
+    ``owner`` otherwise."""
     if mesh is None:
         return get_default_mesh()
     if not isinstance(mesh, Mesh):
         raise TypeError(f"{owner}: mesh: expected a jax.sharding.Mesh or None, "
                         f"got {type(mesh).__name__}")
-    return mesh
+    return _with_auto_axes(mesh)
