@@ -31,7 +31,9 @@ CASES = [  # q shape, k/v shape, causal, dtype: grouped heads, L != S, several t
 
 
 CONFIGS = [MosaicAttentionConfig(), MosaicAttentionConfig(64, 64, 2, "pingpong"),
-           MosaicAttentionConfig(schedule="overlap"), MosaicAttentionConfig(64, 64, 2, "overlap")]
+           MosaicAttentionConfig(schedule="overlap"), MosaicAttentionConfig(64, 64, 2, "overlap"),
+           MosaicAttentionConfig(stages=3, schedule="pingpong"),
+           MosaicAttentionConfig(64, 64, 1, "pingpong")]
 
 
 @pytest.mark.parametrize("config", CONFIGS)
@@ -60,11 +62,14 @@ def test_refuses_what_it_does_not_take(q_shape, kv_shape, dtype, causal, match):
         mosaic_attention(q, kv, kv, scale=0.1, is_causal=causal)
 
 
-def test_refuses_an_unknown_schedule():
-    config = MosaicAttentionConfig(schedule="turns")
+@pytest.mark.parametrize("config, match", [
+    (MosaicAttentionConfig(schedule="turns"), r"schedule must be one of .* got 'turns'"),
+    (MosaicAttentionConfig(stages=0), "stages must be None or at least 1, got 0"),
+])
+def test_refuses_an_unknown_schedule_or_no_slots(config, match):
     assert not mosaic_attention_can((1, 2, 128, 64), (1, 2, 128, 64), jnp.bfloat16, True, config)
     q = jnp.zeros((1, 2, 128, 64), jnp.bfloat16)
-    with pytest.raises(ValueError, match=r"schedule must be one of .* got 'turns'"):
+    with pytest.raises(ValueError, match=match):
         mosaic_attention(q, q, q, scale=0.1, is_causal=True, config=config)
 
 

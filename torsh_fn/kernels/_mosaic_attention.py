@@ -9,7 +9,9 @@ they compute the online softmax in registers, in one of two schedules:
   (``Q K^T``, asynchronous wgmma) and the product of block ``j``'s probabilities with its values
   (``P V``) run while it computes the softmax of block ``j + 1``.
 - ``"pingpong"``: the two warpgroups take turns: one's products run while the other computes its
-  softmax (FlashAttention-3's warpgroup ping-pong).
+  softmax (FlashAttention-3's warpgroup ping-pong). A turn queues ``P V`` of block ``j`` and
+  ``Q K^T`` of block ``j + 1`` together, so the tensor cores never wait for the warpgroup to
+  see the first done before it issues the second.
 
 Causal CTAs start with the longest rows (the grid runs query tiles last to first), so that the
 short ones fill the tail.
@@ -22,10 +24,12 @@ take it from there). Hopper GPUs only: Pallas' Mosaic GPU interpreter (jax 0.10-
 stores into wgmma accumulators, so on the CPU the tests check the lowering, and the numbers on a
 GPU.
 
-On an H200 (causal B4 S4096 H16 D128 bf16, runs on four machines): pingpong 511-555 TFLOP/s,
-against cuDNN's 444-541 (PyTorch 572-576); on one machine: pingpong 516-524 TFLOP/s,
-overlap 465-488, cuDNN 490-506; without the mask overlap 581-590, pingpong 551-555, cuDNN
-584-586 (the Triton kernel: 354-360 causal). ptxas reports the overlap schedule's wgmmas
+On an H200 (causal B4 S4096 H16 D128 bf16, ``benchmarks/kernels.py --only attention``):
+pingpong 572 TFLOP/s, cuDNN 523, PyTorch 566. Speed against PyTorch's in the same round
+(median of 12-15 interleaved rounds): pingpong with two slots 1.046x, with three 0.972x,
+overlap 0.860x, cuDNN 0.934x; in another run 1.024x and 0.984x, while pingpong without the
+queued turn (waiting for ``P V`` before issuing ``Q K^T``) gave 0.991x and 0.985x. Without the
+mask: overlap 0.975-0.991x, pingpong 0.889-0.927x. ptxas reports the overlap schedule's wgmmas
 serialized: the probabilities it carries to the next step come back as float32 and are
 converted between the two products (a variant that uses them in the step that computes them
 ran short of registers instead: 433-440 causal).
@@ -55,12 +59,13 @@ class MosaicAttentionConfig:
     """Tiles of the kernel: ``block_q`` query rows per compute warpgroup (two per CTA),
     ``block_kv`` keys per step, ``stages`` key/value slots in flight; ``schedule`` how the
     compute warpgroups share the tensor cores: ``"pingpong"`` (in turns) or ``"overlap"`` (each
-    overlaps its own products with its softmax); None takes the one measured faster, pingpong
-    for causal attention and overlap without the mask."""
+    overlaps its own products with its softmax). None takes what was measured faster: pingpong
+    for causal attention and overlap without the mask; two slots for pingpong, three for
+    overlap."""
 
     block_q: int = 64
     block_kv: int = 128
-    stages: int = 3
+    stages: int | None = None
     schedule: str | None = None
 
 
@@ -73,6 +78,8 @@ def mosaic_attention_can(q_shape, k_shape, dtype, is_causal: bool,
 def _refusal(q_shape, k_shape, dtype, is_causal, config) -> str | None:
     if config.schedule not in _SCHEDULES:
         return f"schedule must be one of {_SCHEDULES}, got {config.schedule!r}"
+    if config.stages is not None and config.stages < 1:
+        return f"stages must be None or at least 1, got {config.stages}"
     return shape_refusal(q_shape, k_shape, dtype, is_causal, 2 * config.block_q, config.block_kv)
 
 
@@ -158,14 +165,15 @@ def _kernel(q_ref, k_ref, v_ref, o_ref, lse_ref, q_smem, k_smem, v_smem, lse_sme
             plgpu.barrier_wait(k_ready.at[slot(step)])
             plgpu.wgmma(acc_s, my_q, k_smem.at[slot(step)].T)
 
-        def steps(body, first, carry):
-            """``body`` over key blocks ``first..kv_steps``; causal blocks wholly at or below
-            the diagonal skip the mask."""
+        def steps(body, first, carry, end=None):
+            """``body`` over key blocks ``first..end`` (``kv_steps`` by default); causal blocks
+            wholly at or below the diagonal skip the mask."""
+            end = kv_steps if end is None else end
             if not causal:
-                return lax.fori_loop(first, kv_steps, functools.partial(body, mask=False), carry)
-            unmasked = jnp.maximum(q0 // block_kv, first)
+                return lax.fori_loop(first, end, functools.partial(body, mask=False), carry)
+            unmasked = jnp.minimum(jnp.maximum(q0 // block_kv, first), end)
             carry = lax.fori_loop(first, unmasked, functools.partial(body, mask=False), carry)
-            return lax.fori_loop(unmasked, kv_steps, functools.partial(body, mask=True), carry)
+            return lax.fori_loop(unmasked, end, functools.partial(body, mask=True), carry)
 
         m0 = plgpu.layout_cast(jnp.full((block_q,), -jnp.inf, jnp.float32), row_layout)
         total0 = plgpu.layout_cast(jnp.zeros((block_q,), jnp.float32), row_layout)
@@ -205,33 +213,47 @@ def _kernel(q_ref, k_ref, v_ref, o_ref, lse_ref, q_smem, k_smem, v_smem, lse_sme
         def pingpong(acc_s, acc_o):
             """The two warpgroups take turns on the tensor cores: ``turns`` (both arrive) pairs
             their steps with the second warpgroup one turn behind, so that one's products run
-            while the other computes its softmax."""
+            while the other computes its softmax. A warpgroup's turn queues its ``P V`` and
+            the next block's ``Q K^T`` together; it waits for both when its next turn
+            begins."""
             def turn():
                 plgpu.barrier_arrive(turns)
                 plgpu.barrier_wait(turns)
 
             pl.when(wg == 1)(turn)
             acc_o[...] = zeros(acc_o.shape)
+            scores(acc_s, 0)
 
-            def body(step, carry, mask):
+            def body(step, carry, mask, issue_next=True):
                 m, total = carry
-                scores(acc_s, step)
                 turn()
-                s = plgpu.wgmma_accumulator_load(acc_s)
+                s = plgpu.wgmma_accumulator_load(acc_s)  # and the last P V before it
                 plgpu.barrier_arrive(k_free.at[slot(step)])
+
+                @pl.when(step > 0)
+                def _():
+                    plgpu.barrier_arrive(v_free.at[slot(step - 1)])
                 if mask:
                     s = masked(s, step)
                 m, p, alpha, total = softmax_step(s, m, total)
-                acc_o[...] = rescaled(acc_o[...], alpha)  # the last P V was waited for
+                acc_o[...] = rescaled(acc_o[...], alpha)
+                if issue_next:
+                    acc_s[...] = zeros(acc_s.shape)
                 plgpu.barrier_arrive(turns)  # softmax done; wait for the other's products
                 plgpu.barrier_wait(v_ready.at[slot(step)])
+                if issue_next:
+                    plgpu.barrier_wait(k_ready.at[slot(step + 1)])
                 plgpu.barrier_wait(turns)
                 plgpu.wgmma(acc_o, p, v_smem.at[slot(step)])
-                plgpu.wgmma_wait(0)
-                plgpu.barrier_arrive(v_free.at[slot(step)])
+                if issue_next:
+                    plgpu.wgmma(acc_s, my_q, k_smem.at[slot(step + 1)].T)
                 return m, total
 
-            m, total = steps(body, 0, (m0, total0))
+            last = kv_steps - 1
+            m, total = steps(body, 0, (m0, total0), end=last)
+            m, total = body(last, (m, total), mask=causal, issue_next=False)
+            plgpu.wgmma_wait(0)
+            plgpu.barrier_arrive(v_free.at[slot(last)])
             pl.when(wg == 0)(turn)  # the turn the other warpgroup took first
             return acc_o[...], m, total
 
@@ -301,11 +323,12 @@ def mosaic_attention(q: jax.Array, k: jax.Array, v: jax.Array, *, scale: float,
                    _refusal(q.shape, k.shape, q.dtype, is_causal, config))
     b, h, q_len, d = q.shape
     kv_len = k.shape[2]
-    bq, bkv, stages = config.block_q, config.block_kv, min(config.stages, kv_len // config.block_kv)
+    pingpong = config.schedule == "pingpong" or (config.schedule is None and is_causal)
+    bq, bkv = config.block_q, config.block_kv
+    stages = min(config.stages or (2 if pingpong else 3), kv_len // bkv)
     if with_lse:  # at head dim 128, three slots and the logsumexp's buffer exceed the 227 KiB
         stages = min(stages, 2)
     config = dataclasses.replace(config, stages=stages)
-    pingpong = config.schedule == "pingpong" or (config.schedule is None and is_causal)
     body = functools.partial(_kernel, config=config, scale=float(scale), causal=is_causal,
                              heads_per_kv=h // k.shape[1])
 
