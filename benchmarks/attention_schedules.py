@@ -1,0 +1,89 @@
+"""The Mosaic GPU attention forward's schedules and slot counts against cuDNN and PyTorch, in
+interleaved rounds: how ``MosaicAttentionConfig``'s defaults were chosen.
+
+    PYTHONPATH=$PWD python3 benchmarks/attention_schedules.py [--rounds 15]
+
+On an H200 one implementation's rounds of a few milliseconds spread by 10-20% (PyTorch's causal
+forward: 457-574 TFLOP/s in one run), more than the schedules differ, and
+``benchmarks/kernels.py`` times each implementation in its own block of rounds. Here every
+round times every implementation once (back-to-back calls for about 20 ms, ``conv.time_calls``),
+one after the other, and each is reported as PyTorch's time over its own in that round (above
+1: faster than PyTorch), the median over the rounds, beside its median TFLOP/s and their range.
+Shape: B4 S4096 H16 D128 bf16, causal and not (the issue's); errors are against the float32
+reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from benchmarks.conv import time_calls
+from torsh_fn.kernels._cudnn_attention import cudnn_attention
+from torsh_fn.kernels._mosaic_attention import MosaicAttentionConfig, mosaic_attention
+from torsh_fn.kernels.attention import attention_reference
+
+B, H, S, D = 4, 16, 4096, 128
+CONFIGS = {"pingpong, 2 slots": MosaicAttentionConfig(stages=2, schedule="pingpong"),
+           "pingpong, 3 slots": MosaicAttentionConfig(stages=3, schedule="pingpong"),
+           "overlap, 2 slots": MosaicAttentionConfig(stages=2, schedule="overlap"),
+           "overlap, 3 slots": MosaicAttentionConfig(stages=3, schedule="overlap")}
+
+
+def cases(q, k, v, causal: bool) -> dict[str, tuple[Callable[[], float], float]]:
+    """name -> (a round's timer, relative error against the float32 reference)."""
+    expected = jax.jit(lambda q, k, v: attention_reference(
+        q.astype(jnp.float32), k.astype(jnp.float32), v.astype(jnp.float32),
+        is_causal=causal))(q, k, v)
+    fns = {name: jax.jit(lambda q, k, v, config=config: mosaic_attention(
+        q, k, v, scale=D ** -0.5, is_causal=causal, config=config))
+        for name, config in CONFIGS.items()}
+    fns["cuDNN (BHSD, as auto calls it)"] = jax.jit(
+        lambda q, k, v: cudnn_attention(q, k, v, scale=D ** -0.5, is_causal=causal))
+    out = {}
+    for name, fn in fns.items():
+        got = fn(q, k, v).astype(jnp.float32)
+        err = float(jnp.max(jnp.abs(got - expected)) / jnp.max(jnp.abs(expected)))
+        out[name] = (time_calls(lambda fn=fn: fn(q, k, v), jax.block_until_ready), err)
+    tq, tk, tv = (torch.from_numpy(np.asarray(x.astype(jnp.float32))).to("cuda", torch.bfloat16)
+                  for x in (q, k, v))
+    out["PyTorch SDPA"] = (time_calls(lambda: F.scaled_dot_product_attention(tq, tk, tv,
+                                                                              is_causal=causal),
+                                      lambda _: torch.cuda.synchronize()), float("nan"))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=15)
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    q, k, v = (jnp.asarray(rng.standard_normal((B, H, S, D)), jnp.bfloat16) for _ in range(3))
+    print(f"{jax.devices()[0].device_kind}; jax {jax.__version__}; torch {torch.__version__}; "
+          f"{args.rounds} rounds of about 20 ms per implementation")
+    for causal in (True, False):
+        flops = 4.0 * B * H * S * S * D / (2 if causal else 1)
+        timed = cases(q, k, v, causal)
+        times = {name: [] for name in timed}
+        for _ in range(args.rounds):
+            for name, (one_round, _) in timed.items():
+                times[name].append(one_round())
+        print(f"\n{'causal ' if causal else ''}attention B{B} S{S} H{H} D{D} bf16\n")
+        print("| impl | speed vs PyTorch (median of rounds) | TFLOP/s median | range | rel err |")
+        print("| --- | --- | --- | --- | --- |")
+        for name, (_, err) in timed.items():
+            ms = times[name]
+            ratio = statistics.median(t / m for t, m in zip(times["PyTorch SDPA"], ms))
+            print(f"| {name} | {ratio:.3f}x | {flops / statistics.median(ms) / 1e9:.0f} | "
+                  f"{flops / max(ms) / 1e9:.0f}-{flops / min(ms) / 1e9:.0f} | {err:.1e} |")
+
+
+if __name__ == "__main__":
+    main()
