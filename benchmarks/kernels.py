@@ -766,20 +766,29 @@ def _public_cases(dtype):
     def heads(s):  # attention's size key is the key length; B H D fixed at 4 16 128
         return tuple(jnp.asarray(rng.standard_normal((4, 16, s, 128)), dtype) for _ in range(3))
 
-    def attention(impl):
+    def attention(impl, causal):
         if impl == "cudnn":  # as attention(impl="auto") calls it
             return lambda q, k, v: cudnn_attention(q, k, v, scale=q.shape[-1] ** -0.5,
-                                                   is_causal=True)
-        return lambda q, k, v: kernels.attention(q, k, v, is_causal=True, impl=impl)
+                                                   is_causal=causal)
+        return lambda q, k, v: kernels.attention(q, k, v, is_causal=causal, impl=impl)
 
     row_keys, plane_keys = (512, 4096, 32768), (49, 196, 784, 3136, 12544)
-    attention_cases = {} if dtype != jnp.bfloat16 else {  # bf16 only: cuDNN's and the peers'
-        # "all": a training step needs dq, dk and dv (with dq alone the Pallas dk/dv kernel is
-        # dead code, while cuDNN's backward is one call that computes all three)
-        "attention_causal": ((1024, 4096), heads, attention, "all"),
-        # cuDNN's entry: its "pallas" column is cuDNN (the table's [key, kernel ms, xla ms])
-        "cudnn_attention_causal": ((1024, 4096), heads, lambda impl: attention(
-            "cudnn" if impl == "pallas" else impl), "all")}
+    attention_cases = {}
+    if dtype == jnp.bfloat16:  # bf16 only: cuDNN's and the peers'
+        for causal in (True, False):
+            for kernel in ("pallas", "cudnn"):
+                # cuDNN's entries: their "pallas" column is cuDNN (the table's [key, kernel ms,
+                # xla ms]); the "_fwd" entries time the forward alone, the others a training
+                # step alone ("step"), which needs dq, dk and dv (with dq alone the Pallas dk/dv
+                # kernel is dead code, while cuDNN's backward is one call that computes all
+                # three): attention(impl="auto") chooses by each apart
+                def fn(impl, kernel=kernel, causal=causal):
+                    return attention(kernel if impl == "pallas" else impl, causal)
+
+                op = ("cudnn_" if kernel == "cudnn" else "") + "attention" + (
+                    "_causal" if causal else "")
+                attention_cases[op] = ((256, 1024, 4096), heads, fn, "step")
+                attention_cases[op + "_fwd"] = ((256, 1024, 4096), heads, fn, False)
     return {
         **attention_cases,
         "matmul": ((1024, 4096, 8192), square, lambda impl: functools.partial(
@@ -813,15 +822,20 @@ def _public_cases(dtype):
 
 def _fwd_and_train_times(fn_a: Callable, fn_b: Callable, args, grad: bool | str) -> list:
     """[(a_ms, b_ms)] forward, and forward+backward with a random cotangent if ``grad``: the
-    gradient of the first argument, or of every argument for ``grad="all"``."""
-    pairs = [(time_jax(fn_a, *args, iters=20, reps=5), time_jax(fn_b, *args, iters=20, reps=5))]
+    gradient of the first argument, or of every argument for ``grad="all"``; ``grad="step"``:
+    only the forward+backward of every argument (a training step, whose forward alone the op's
+    ``_fwd`` entry times)."""
+    pairs = []
+    if grad != "step":
+        pairs.append((time_jax(fn_a, *args, iters=20, reps=5),
+                      time_jax(fn_b, *args, iters=20, reps=5)))
     if grad:  # a random cotangent: ones would let XLA simplify the gradient away
         shape = jax.eval_shape(fn_a, *args)
         cot = jnp.asarray(np.random.default_rng().standard_normal(shape.shape), shape.dtype)
 
         def fb(f):
             def run(cotangent, x, *rest):
-                if grad == "all":
+                if grad in ("all", "step"):
                     return jax.vjp(f, x, *rest)[1](cotangent)
                 return jax.vjp(lambda v: f(v, *rest), x)[1](cotangent)[0]
 
@@ -884,7 +898,9 @@ def sweep(path: str, ops: list[str] | None = None) -> None:
     ``impl="auto"`` reads (keyed by JAX's ``device_kind``; other GPUs' entries are kept).
 
     Each entry keeps the worse of the forward and forward+backward comparisons, so "auto" picks
-    Pallas only where it is faster both for inference and for training. Without ``ops`` this
+    Pallas only where it is faster both for inference and for training; attention's entries
+    time the forward (``_fwd``) and the training step apart, and its "auto" chooses for each
+    (``attention.inference_or_training``). Without ``ops`` this
     GPU's entry is replaced whole; with ``ops``, only those ops of it. The file is rewritten after
     every op and dtype, so an interrupted sweep keeps what it measured.
     """
@@ -1049,7 +1065,8 @@ def main(argv=None) -> None:
         bench_matmul(256 if args.quick else 8192, report, mm_tiles)
     if "attention" in sections:
         shape = (1, 64, 2, 64) if args.quick else (4, 4096, 16, 128)
-        bench_attention(*shape, report, attn_tiles)
+        for causal in (True, False):
+            bench_attention(*shape, report, attn_tiles, causal=causal)
     if "auto" in sections:
         check_auto(report)
     if args.out:

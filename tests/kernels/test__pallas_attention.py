@@ -10,13 +10,13 @@ import jax.numpy as jnp
 import pytest
 
 from tests.kernels.pallas_helpers import TOL, check_fwd_and_grad_jit, normal, rel_err
-from torsh_fn.kernels import _dispatch, _pallas_attention
+from torsh_fn.kernels import _pallas_attention
 from torsh_fn.kernels._pallas_attention import (
     AttentionConfig,
     AttentionStatic,
     attention_pallas,
 )
-from torsh_fn.kernels.attention import _auto_choice, attention, attention_reference
+from torsh_fn.kernels.attention import attention, attention_reference
 
 SMALL = AttentionConfig(16, 16, 16, 16, 16, 16)
 
@@ -106,23 +106,6 @@ def test_public_op_refuses_what_the_kernel_does_not_cover():
         attention(q, q, q, dropout_p=0.5, key=jax.random.PRNGKey(0), impl="pallas")
     with pytest.raises(ValueError, match="does not take key/value heads that do not divide"):
         attention(q, q[:, :1].repeat(3, 1), q[:, :1].repeat(3, 1), impl="pallas")
-
-
-@pytest.mark.parametrize("q_shape, kv_shape, causal, dtype, picks", [
-    ((4, 16, 4096, 128), (4, 16, 4096, 128), True, jnp.bfloat16, "cudnn"),  # measured fastest
-    ((4, 16, 4096, 256), (4, 16, 4096, 256), True, jnp.bfloat16, "pallas"),  # beyond cuDNN's D
-    ((4, 16, 3000, 64), (4, 16, 5000, 64), True, jnp.bfloat16, "pallas"),  # cuDNN: L == S only
-    ((4, 16, 4095, 128), (4, 16, 4095, 128), True, jnp.bfloat16, "pallas"),  # cuDNN: even only
-    ((4, 16, 128, 128), (4, 16, 128, 128), True, jnp.bfloat16, "xla"),  # not measured near
-    ((4, 16, 4096, 128), (4, 16, 4096, 128), False, jnp.bfloat16, "xla"),
-    ((4, 16, 4096, 128), (4, 16, 4096, 128), True, jnp.float32, "xla"),
-])
-def test_auto_follows_the_table_on_a_gpu(monkeypatch, q_shape, kv_shape, causal, dtype, picks):
-    h200 = _dispatch._tables()["devices"]["NVIDIA H200"]  # where these entries were measured
-    monkeypatch.setattr(_dispatch, "_table", lambda: h200)
-    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
-    q, kv = jax.ShapeDtypeStruct(q_shape, dtype), jax.ShapeDtypeStruct(kv_shape, dtype)
-    assert _auto_choice(q, kv, kv, causal) == picks
 
 
 def test_auto_is_xla_on_the_cpu(rng):

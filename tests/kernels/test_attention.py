@@ -1,6 +1,8 @@
 """kernels.attention: the reference against torch, what the Pallas kernel refuses, and heads that
 broadcast or group as in PyTorch."""
 
+import importlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,7 +10,16 @@ import pytest
 import torch.nn.functional as TF
 
 from tests.oracle import check_vs_torch
-from torsh_fn.kernels.attention import attention, attention_reference
+from torsh_fn.kernels import _dispatch
+from torsh_fn.kernels.attention import (
+    _auto_choice,
+    attention,
+    attention_reference,
+    inference_or_training,
+)
+
+attention_module = importlib.import_module("torsh_fn.kernels.attention")  # the package
+# re-exports attention()
 
 
 def test_attention_reference_matches_torch(rng):
@@ -34,3 +45,98 @@ def test_auto_broadcasts_or_groups_heads_as_torch(rng, q_heads, kv_heads):
     check_vs_torch(lambda q, k, v: attention(q, k, v),
                    lambda q, k, v: TF.scaled_dot_product_attention(q, k, v, enable_gqa=gqa),
                    q, k, v, rng=rng, rtol=1e-4, atol=1e-5)
+
+
+def test_inference_or_training_runs_each_where_it_was_chosen(rng):
+    """Undifferentiated calls (jit, vmap) run ``infer``; ``grad`` runs ``train``'s forward and
+    its backward; values and gradients are the reference's."""
+    calls = []
+
+    def spy(name):
+        def run(q, k, v):
+            calls.append(name)
+            return attention_reference(q, k, v, is_causal=True)
+        return run
+
+    both = inference_or_training(spy("infer"), spy("train"))
+    q, k, v = (jnp.asarray(rng.standard_normal((2, 3, 7, 5)), jnp.float32) for _ in range(3))
+    expected = attention_reference(q, k, v, is_causal=True)
+    np.testing.assert_allclose(jax.jit(both)(q, k, v), expected, rtol=1e-6)
+    assert jax.vmap(both)(q, k, v).shape == expected.shape and calls == ["infer", "infer"]
+    calls.clear()
+    loss = lambda f: lambda q, k, v: jnp.sum(f(q, k, v) * v)
+    value, grads = jax.jit(jax.value_and_grad(loss(both), argnums=(0, 1, 2)))(q, k, v)
+    want_value, want_grads = jax.value_and_grad(
+        loss(lambda q, k, v: attention_reference(q, k, v, is_causal=True)),
+        argnums=(0, 1, 2))(q, k, v)
+    assert calls == ["train"]
+    np.testing.assert_allclose(value, want_value, rtol=1e-6)
+    for got, want in zip(grads, want_grads):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("q_shape, kv_shape, causal, dtype, training, picks", [
+    ((4, 16, 4096, 128), (4, 16, 4096, 128), True, jnp.bfloat16, True, "cudnn"),
+    ((4, 16, 4096, 128), (4, 16, 4096, 128), True, jnp.bfloat16, False, "pallas"),
+    ((4, 16, 4096, 128), (4, 16, 4096, 128), False, jnp.bfloat16, True, "cudnn"),
+    ((4, 16, 4096, 128), (4, 16, 4096, 128), False, jnp.bfloat16, False, "pallas"),
+    ((4, 16, 1024, 128), (4, 16, 1024, 128), True, jnp.bfloat16, True, "pallas"),
+    ((4, 16, 4096, 256), (4, 16, 4096, 256), True, jnp.bfloat16, True, "pallas"),  # cuDNN: D
+    ((4, 16, 3000, 64), (4, 16, 5000, 64), True, jnp.bfloat16, True, "pallas"),  # L == S only
+    ((4, 16, 4095, 128), (4, 16, 4095, 128), True, jnp.bfloat16, True, "pallas"),  # even only
+    ((4, 16, 64, 128), (4, 16, 64, 128), True, jnp.bfloat16, False, "xla"),  # none measured near
+    ((4, 16, 4096, 128), (4, 16, 4096, 128), True, jnp.float32, False, "xla"),
+])
+def test_auto_follows_the_h200_table(monkeypatch, q_shape, kv_shape, causal, dtype, training,
+                                     picks):
+    """The shipped H200 entries (B4 H16 D128 bf16 at 256, 1024 and 4096 keys): the Pallas
+    forward alone is the fastest there; in training cuDNN's at 4096 keys."""
+    h200 = _dispatch._tables()["devices"]["NVIDIA H200"]
+    monkeypatch.setattr(_dispatch, "_table", lambda: h200)
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    q, kv = jax.ShapeDtypeStruct(q_shape, dtype), jax.ShapeDtypeStruct(kv_shape, dtype)
+    assert _auto_choice(q, kv, kv, causal, training) == picks
+
+
+@pytest.fixture
+def split_table(monkeypatch):
+    """A GPU whose table has the Pallas forward fastest alone and cuDNN fastest in training,
+    for causal attention, and nothing for attention without the mask."""
+    ops = {"attention_causal_fwd": {"bfloat16": [[4096, 1.0, 20.0]]},
+           "cudnn_attention_causal_fwd": {"bfloat16": [[4096, 1.2, 20.0]]},
+           "attention_causal": {"bfloat16": [[4096, 4.0, 40.0]]},
+           "cudnn_attention_causal": {"bfloat16": [[4096, 3.0, 40.0]]}}
+    monkeypatch.setattr(_dispatch, "_tables", lambda: {"margin": 0.15, "devices": {
+        jax.devices()[0].device_kind: {"ops": ops}}})
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    flashes = []
+
+    def flash(q, k, v, is_causal, scale, config, cudnn):  # the reference, noting the kernel
+        flashes.append("cudnn" if cudnn else "pallas")
+        return attention_reference(q, k, v, is_causal=is_causal, scale=scale)
+
+    monkeypatch.setattr(attention_module, "_flash", flash)
+    return flashes
+
+
+def test_auto_chooses_the_forward_and_the_training_step_apart(rng, split_table):
+    q = jnp.asarray(rng.standard_normal((1, 2, 4096, 8)), jnp.bfloat16)
+    assert _auto_choice(q, q, q, True, training=False) == "pallas"
+    assert _auto_choice(q, q, q, True, training=True) == "cudnn"
+    assert _auto_choice(q, q, q, False, training=False) == "xla"  # not measured
+    out = jax.jit(lambda q: attention(q, q, q, is_causal=True))(q)
+    assert split_table == ["pallas"]
+    def loss(f):
+        return lambda q: jnp.sum(f(q, q, q, is_causal=True).astype(jnp.float32) * q)
+
+    grad = jax.jit(jax.grad(loss(attention)))(q)
+    assert split_table == ["pallas", "cudnn"]
+    expected, expected_grad = (jax.jit(f)(q) for f in (
+        lambda q: attention_reference(q, q, q, is_causal=True),
+        jax.grad(loss(attention_reference))))
+    for got, want in ((out, expected), (grad, expected_grad)):  # bf16: fusions may round apart
+        np.testing.assert_allclose(got.astype(np.float32), want.astype(np.float32), rtol=2e-2,
+                                   atol=2e-2)
+    split_table.clear()
+    attention(q, q, q, is_causal=True, impl="pallas")  # an explicit impl is taken as it is
+    assert split_table == ["pallas"]

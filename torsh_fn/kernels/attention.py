@@ -15,12 +15,17 @@ Implementations (``impl``): "xla" is the ``jax.numpy`` reference below (it build
 up to 256); "auto" is "xla" off the GPU, and on a GPU the Pallas kernel or cuDNN's fused
 attention (``_cudnn_attention``, on the (B, H, S, D) inputs as they are) only where the dispatch
 table measured it faster than XLA for that dtype and key length; a mask or dropout always takes
-the reference.
+the reference. "auto" chooses twice: by the forward's times for a call that is not
+differentiated, by a training step's (forward and backward) for one that is; where the two
+differ, ``inference_or_training`` runs each where it was measured faster (on an H200, causal
+B4 S4096 H16 D128 bf16: the Pallas forward alone, cuDNN's forward and backward in training).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -146,11 +151,12 @@ def _cudnn_can(q, k, v, is_causal) -> bool:
             and q.shape[-2] % 2 == 0 and k.shape[-2] % 2 == 0)
 
 
-def _auto_choice(q, k, v, is_causal) -> str:
+def _auto_choice(q, k, v, is_causal, training: bool) -> str:
     """"pallas", "cudnn" or "xla" for ``impl="auto"``: the fastest measured (on a GPU, within a
     factor of two of the measured key length: nothing is extrapolated further), XLA unless
-    another was measured faster by the table's margin."""
-    op = "attention_causal" if is_causal else "attention"
+    another was measured faster by the table's margin. ``training``: by the times of a
+    forward and backward; else of the forward alone (the table's ``_fwd`` entries)."""
+    op = ("attention_causal" if is_causal else "attention") + ("" if training else "_fwd")
     best, best_ms = "xla", None
     for name, table_op in (("pallas", op), ("cudnn", "cudnn_" + op)):
         if name == "cudnn" and not _cudnn_can(q, k, v, is_causal):
@@ -159,6 +165,31 @@ def _auto_choice(q, k, v, is_causal) -> str:
         if _dispatch.beats_xla(measured) and (best_ms is None or measured[0] < best_ms):
             best, best_ms = name, measured[0]
     return best
+
+
+def inference_or_training(infer: Callable[..., Any], train: Callable[..., Any]
+                          ) -> Callable[..., Any]:
+    """A function of arrays that runs ``infer`` when it is not differentiated, and ``train``'s
+    forward and backward when it is (``jax.custom_vjp``): two implementations of one op, each
+    where it was measured faster. Forward-mode differentiation (``jvp``) is refused.
+
+    Example:
+        >>> f = inference_or_training(jnp.sin, lambda x: jnp.sin(x) + 0 * x)
+        >>> f(0.0), jax.grad(f)(0.0)
+        (Array(0., dtype=float32, weak_type=True), Array(1., dtype=float32, weak_type=True))
+    """
+    @jax.custom_vjp
+    def run(*args):
+        return infer(*args)
+
+    def forward(*args):
+        return jax.vjp(train, *args)  # the pullback is a pytree of train's residuals
+
+    def backward(pullback, cotangent):
+        return pullback(cotangent)
+
+    run.defvjp(forward, backward)
+    return run
 
 
 def attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None = None, *,
@@ -187,14 +218,23 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None =
     """
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
     refusal = _kernel_refusal(q, k, v, mask, dropout_p)
-    auto = (_auto_choice(q, k, v, is_causal) if refusal is None and _dispatch.picks_lowering(impl)
-            else "xla")
-    if resolve_impl("attention", impl, lambda: auto == "pallas") == "pallas":
-        if refusal is not None:
+
+    def run(choice: str) -> Callable[..., jax.Array]:
+        if choice == "xla":
+            return lambda q, k, v: attention_reference(
+                q, _repeat_kv(q, k), _repeat_kv(q, v), mask, is_causal=is_causal, scale=scale,
+                dropout_p=dropout_p, key=key)
+        return lambda q, k, v: _flash(q, k, v, is_causal, scale, config, choice == "cudnn")
+
+    if not _dispatch.picks_lowering(impl):  # "pallas", "xla", or set_default_impl's choice
+        choice = resolve_impl("attention", impl, lambda: False)
+        if choice == "pallas" and refusal is not None:
             raise ValueError(f"attention: the Pallas kernel does not take {refusal}; use "
                              f"impl='xla' or 'auto'")
-        return _flash(q, k, v, is_causal, scale, config, cudnn=False)
-    if auto == "cudnn":
-        return _flash(q, k, v, is_causal, scale, None, cudnn=True)
-    return attention_reference(q, _repeat_kv(q, k), _repeat_kv(q, v), mask, is_causal=is_causal,
-                               scale=scale, dropout_p=dropout_p, key=key)
+        return run(choice)(q, k, v)
+    if refusal is not None:
+        return run("xla")(q, k, v)
+    train, infer = (_auto_choice(q, k, v, is_causal, training) for training in (True, False))
+    if train == infer or train == "xla":  # XLA keeps forward-mode differentiation
+        return run(train)(q, k, v)
+    return inference_or_training(run(infer), run(train))(q, k, v)
