@@ -2,7 +2,7 @@
 of a machine (an even number): every row kernel (``impl="pallas"``; interpret mode on the CPU)
 under ``jit`` with row-sharded inputs, against the XLA path; prints, per case, the largest error
 of value and gradient, the gradient's sharding (and the XLA path's) and the compiled program's
-all-gathers, as JSON.
+all-gathers (synchronous, as on the CPU, or started asynchronously, as on a GPU), as JSON.
 
 Layouts: rows on an Auto mesh (1-D and 2-D), columns on an Auto mesh, rows on an Explicit mesh
 (``jax.make_mesh``'s default), and rows on a 2-D mesh of an Explicit "data" axis and an Auto
@@ -92,7 +92,7 @@ def run_case(loss, x: jax.Array, sharding: NamedSharding) -> dict:
     return {"value_err": float(abs(v - v_ref)) / max(1.0, float(abs(v_ref))),
             "grad_err": float(jnp.max(jnp.abs(g - g_ref))),
             "grad_spec": str(g.sharding.spec), "xla_grad_spec": str(g_ref.sharding.spec),
-            "all_gathers": hlo.count("all-gather(")}
+            "all_gathers": hlo.count("all-gather(") + hlo.count("all-gather-start(")}
 
 
 def main() -> None:
