@@ -918,7 +918,8 @@ def sweep(path: str, ops: list[str] | None = None) -> None:
     others = sorted(set(per_device_tables(tables)["devices"]) - {kind})
     print(f"sweeping {', '.join(ops) if ops else 'every op'} on {kind!r} into {path} (other GPUs "
           f"kept: {', '.join(others) or 'none'})", flush=True)
-    entry = {"jax": jax.__version__, "date": str(datetime.date.today()), "ops": {}}
+    entry = {"jax": jax.__version__, "date": str(datetime.date.today()),
+             "compute_capability": _dispatch.compute_capability(), "ops": {}}
     for dtype, by_op in cases.items():
         for op, (keys, make, fn, grad) in by_op.items():
             if ops and op not in ops:
@@ -959,12 +960,17 @@ def dispatch_table_note() -> str:
     except (OSError, ValueError) as err:
         return f"dispatch table {path}: unreadable ({type(err).__name__}): auto has no measurements"
     entry = tables["devices"].get(kind)
+    capability = _dispatch.compute_capability()
+    stand_ins = [other for other, e in sorted(tables["devices"].items()) if other != kind
+                 and capability is not None and e.get("compute_capability") == capability]
+    proxies = (f"; for ops it lacks, {', '.join(stand_ins)} (compute capability {capability})"
+               if stand_ins else "")
     if entry is None:
         return (f"dispatch table {path}: no entry for {kind!r} (entries: "
-                f"{', '.join(tables['devices']) or 'none'}): auto has no measurements here")
+                f"{', '.join(tables['devices']) or 'none'}){proxies or ': auto is XLA here'}")
     return (f"dispatch table {path}: entry for {kind!r} (swept {entry.get('date', '?')}, jax "
             f"{entry.get('jax', '?')}, {len(entry.get('ops', {}))} ops; margin "
-            f"{tables['margin']})")
+            f"{tables['margin']}){proxies}")
 
 
 def check_auto(report: list[str]) -> None:

@@ -86,6 +86,47 @@ def test_measured_ms_gives_the_nearest_entry_and_can_refuse_to_extrapolate(fake_
     assert _dispatch.measured_ms("softmax", jnp.float32, 600) == (1.0, 2.0)
     assert _dispatch.measured_ms("softmax", jnp.float32, 600, within=2.0) == (1.0, 2.0)
     assert _dispatch.measured_ms("softmax", jnp.float32, 4000, within=2.0) is None
+    # above the largest measured size (32768) with above_largest; below the smallest, never
+    assert _dispatch.measured_ms("softmax", jnp.float32, 1 << 20, within=2.0) is None
+    assert _dispatch.measured_ms("softmax", jnp.float32, 1 << 20, within=2.0,
+                                 above_largest=True) == (2.0, 2.1)
+    assert _dispatch.measured_ms("softmax", jnp.float32, 64, within=2.0,
+                                 above_largest=True) is None
     assert _dispatch.measured_ms("softmax", jnp.float32, 0) is None
     assert _dispatch.beats_xla((1.0, 2.0)) and not _dispatch.beats_xla((1.0, 1.1))
     assert not _dispatch.beats_xla(None)
+
+
+@pytest.mark.parametrize("capability, softmax, attention", [
+    ("9.0", (1.0, 2.0), (0.5, 9.0)),  # its own softmax; the 9.0 model's attention stands in
+    ("8.0", (1.0, 2.0), (7.0, 9.0)),  # the 8.0 model's, not the 9.0 one's
+    (None, (1.0, 2.0), None),  # no compute capability known
+])
+def test_a_model_of_the_same_compute_capability_stands_in_for_unmeasured_ops(
+        fake_gpu_table, monkeypatch, capability, softmax, attention):
+    fake_gpu_table["devices"]["Sibling GPU"] = {"compute_capability": "9.0", "ops": {
+        "softmax": {"float32": [[512, 3.0, 1.0]]},
+        "attention_causal": {"bfloat16": [[4096, 0.5, 9.0]]}}}
+    fake_gpu_table["devices"]["Older GPU"] = {"compute_capability": "8.0", "ops": {
+        "attention_causal": {"bfloat16": [[4096, 7.0, 9.0]]}}}
+    fake_gpu_table["devices"][jax.devices()[0].device_kind]["compute_capability"] = capability
+    monkeypatch.setattr(_dispatch, "compute_capability", lambda: capability)
+    assert _dispatch.measured_ms("softmax", jnp.float32, 512) == softmax
+    assert _dispatch.measured_ms("attention_causal", jnp.bfloat16, 4096) == attention
+    assert _dispatch.measured_ms("attention_causal", jnp.float32, 4096) is None  # no dtype
+
+
+def test_the_shipped_hopper_entries_stand_in_for_an_unswept_hopper(monkeypatch):
+    """An H100 (its entry has no attention) borrows the H200's attention entries, and keeps its
+    own for the ops it has."""
+    tables = _dispatch._tables()
+    h100 = tables["devices"]["NVIDIA H100 80GB HBM3"]
+    monkeypatch.setattr(_dispatch, "_table", lambda: h100)
+    monkeypatch.setattr(_dispatch, "compute_capability", lambda: "9.0")
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    h200_attention = tables["devices"]["NVIDIA H200"]["ops"]["attention_causal_fwd"]["bfloat16"]
+    assert "attention_causal_fwd" not in h100["ops"]
+    assert _dispatch.measured_ms("attention_causal_fwd", jnp.bfloat16, 4096) == tuple(
+        next(e for e in h200_attention if e[0] == 4096)[1:])
+    own = h100["ops"]["softmax"]["float32"][0]
+    assert _dispatch.measured_ms("softmax", jnp.float32, own[0]) == tuple(own[1:])

@@ -14,7 +14,10 @@ The measurements behind ``"auto"`` live in ``dispatch_table.json`` beside this f
 for each op and dtype, a list of ``[n, pallas_ms, xla_ms]`` where ``n`` is the op's size key (the
 row length, or the pooled plane's size). A call uses Pallas only on a GPU whose model was
 measured, and only if the entry nearest its size key (on a log scale) shows Pallas faster by more
-than the file's margin; on any other GPU "auto" is XLA.
+than the file's margin. Where this GPU model has no entry for an op, the entries of a model of
+the same compute capability stand in: a proxy, not a measurement (the H200's attention entries
+on an H100, both 9.0, where the same kernels run, until an H100 is swept). On any other GPU
+"auto" is XLA.
 """
 
 from __future__ import annotations
@@ -90,18 +93,45 @@ def _table() -> dict:
     return _tables()["devices"].get(kind, {"ops": {}})
 
 
-def measured_ms(op: str, dtype: object, size_key: int,
-                within: float | None = None) -> tuple[float, float] | None:
+def compute_capability() -> str | None:
+    """The default device's CUDA compute capability ("9.0"); None off CUDA GPUs."""
+    capability = getattr(jax.devices()[0], "compute_capability", None)
+    return None if capability is None else str(capability)
+
+
+def _entries(op: str, dtype: object) -> list:
+    """The ``[size key, kernel ms, xla ms]`` entries for ``op`` and ``dtype``: this GPU model's,
+    or where it has none, those of another model of the same compute capability (the first by
+    name that has them; the sweep records each model's)."""
+    name = jax.numpy.dtype(dtype).name
+    own = _table()["ops"].get(op, {}).get(name)
+    if own:
+        return own
+    capability, kind = compute_capability(), jax.devices()[0].device_kind
+    for other, entry in sorted(_tables()["devices"].items()):
+        if other != kind and capability is not None and (
+                entry.get("compute_capability") == capability):
+            borrowed = entry["ops"].get(op, {}).get(name)
+            if borrowed:
+                return borrowed
+    return []
+
+
+def measured_ms(op: str, dtype: object, size_key: int, within: float | None = None,
+                above_largest: bool = False) -> tuple[float, float] | None:
     """``(kernel_ms, xla_ms)`` of the dispatch table's entry for ``op`` at this dtype nearest
     ``size_key`` (on a log scale), on a GPU; None off the GPU, where nothing was measured, or
-    (with ``within``) where the nearest entry is more than that factor away."""
+    (with ``within``) where the nearest entry is more than that factor away, except, with
+    ``above_largest``, above the largest measured size (for ops whose lead over XLA grows with
+    the size)."""
     if jax.default_backend() != "gpu" or size_key <= 0:
         return None
-    entries = _table()["ops"].get(op, {}).get(jax.numpy.dtype(dtype).name, [])
+    entries = _entries(op, dtype)
     if not entries:
         return None
     key, kernel_ms, xla_ms = min(entries, key=lambda e: abs(math.log(e[0] / size_key)))
-    if within is not None and abs(math.log(key / size_key)) > math.log(within):
+    far = within is not None and abs(math.log(key / size_key)) > math.log(within)
+    if far and not (above_largest and size_key > max(e[0] for e in entries)):
         return None
     return kernel_ms, xla_ms
 
