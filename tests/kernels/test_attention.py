@@ -61,7 +61,7 @@ def test_inference_or_training_runs_each_where_it_was_chosen(rng):
     both = inference_or_training(spy("infer"), spy("train"))
     q, k, v = (jnp.asarray(rng.standard_normal((2, 3, 7, 5)), jnp.float32) for _ in range(3))
     expected = attention_reference(q, k, v, is_causal=True)
-    np.testing.assert_allclose(jax.jit(both)(q, k, v), expected, rtol=1e-6)
+    np.testing.assert_allclose(jax.jit(both)(q, k, v), expected, rtol=1e-5, atol=1e-6)
     assert jax.vmap(both)(q, k, v).shape == expected.shape and calls == ["infer", "infer"]
     calls.clear()
     loss = lambda f: lambda q, k, v: jnp.sum(f(q, k, v) * v)
@@ -70,7 +70,7 @@ def test_inference_or_training_runs_each_where_it_was_chosen(rng):
         loss(lambda q, k, v: attention_reference(q, k, v, is_causal=True)),
         argnums=(0, 1, 2))(q, k, v)
     assert calls == ["train"]
-    np.testing.assert_allclose(value, want_value, rtol=1e-6)
+    np.testing.assert_allclose(value, want_value, rtol=1e-5)
     for got, want in zip(grads, want_grads):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
