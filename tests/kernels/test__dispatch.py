@@ -121,7 +121,7 @@ def test_the_shipped_hopper_entries_stand_in_for_an_unswept_hopper(monkeypatch):
     own for the ops it has."""
     tables = _dispatch._tables()
     h100 = tables["devices"]["NVIDIA H100 80GB HBM3"]
-    monkeypatch.setattr(_dispatch, "_table", lambda: h100)
+    monkeypatch.setattr(_dispatch, "_device_kind", lambda: "NVIDIA H100 80GB HBM3")
     monkeypatch.setattr(_dispatch, "compute_capability", lambda: "9.0")
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     h200_attention = tables["devices"]["NVIDIA H200"]["ops"]["attention_causal_fwd"]["bfloat16"]

@@ -87,10 +87,13 @@ def _tables() -> dict:
     return json.loads(_TABLE_PATH.read_text())
 
 
+def _device_kind() -> str:
+    return jax.devices()[0].device_kind
+
+
 def _table() -> dict:
     """This GPU model's measurements (``{"ops": ...}``), empty where it was never measured."""
-    kind = jax.devices()[0].device_kind
-    return _tables()["devices"].get(kind, {"ops": {}})
+    return _tables()["devices"].get(_device_kind(), {"ops": {}})
 
 
 def compute_capability() -> str | None:
@@ -107,7 +110,7 @@ def _entries(op: str, dtype: object) -> list:
     own = _table()["ops"].get(op, {}).get(name)
     if own:
         return own
-    capability, kind = compute_capability(), jax.devices()[0].device_kind
+    capability, kind = compute_capability(), _device_kind()
     for other, entry in sorted(_tables()["devices"].items()):
         if other != kind and capability is not None and (
                 entry.get("compute_capability") == capability):
