@@ -900,9 +900,10 @@ def sweep(path: str, ops: list[str] | None = None) -> None:
     Each entry keeps the worse of the forward and forward+backward comparisons, so "auto" picks
     Pallas only where it is faster both for inference and for training; attention's entries
     time the forward (``_fwd``) and the training step apart, and its "auto" chooses for each
-    (``attention.inference_or_training``). Without ``ops`` this
-    GPU's entry is replaced whole; with ``ops``, only those ops of it. The file is rewritten after
-    every op and dtype, so an interrupted sweep keeps what it measured.
+    (``attention.inference_or_training``). The entry records this GPU's compute capability, for
+    models of the same one that have no entry of their own. Without ``ops`` this GPU's entry is
+    replaced whole; with ``ops``, only those ops of it. The file is rewritten after every op and
+    dtype, so an interrupted sweep keeps what it measured.
     """
     kind = jax.devices()[0].device_kind
     cases = {dtype: _public_cases(dtype) for dtype in (jnp.bfloat16, jnp.float32)}

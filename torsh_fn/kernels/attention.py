@@ -18,7 +18,9 @@ table measured it faster than XLA for that dtype and key length; a mask or dropo
 the reference. "auto" chooses twice: by the forward's times for a call that is not
 differentiated, by a training step's (forward and backward) for one that is; where the two
 differ, ``inference_or_training`` runs each where it was measured faster (on an H200, causal
-B4 S4096 H16 D128 bf16: the Pallas forward alone, cuDNN's forward and backward in training).
+B4 S4096 H16 D128 bf16: the Pallas forward alone, cuDNN's forward and backward in training),
+unless training's choice is XLA, which then runs throughout (forward-mode differentiation, which
+the kernels' ``custom_vjp`` refuses, keeps working).
 """
 
 from __future__ import annotations
