@@ -86,6 +86,8 @@ def test_inference_or_training_runs_each_where_it_was_chosen(rng):
     ((4, 16, 4095, 128), (4, 16, 4095, 128), True, jnp.bfloat16, True, "pallas"),  # even only
     ((4, 16, 64, 128), (4, 16, 64, 128), True, jnp.bfloat16, False, "xla"),  # none measured near
     ((1, 8, 32768, 128), (1, 8, 32768, 128), True, jnp.bfloat16, False, "pallas"),  # longest's
+    ((4, 16, 1, 128), (4, 16, 4096, 128), False, jnp.bfloat16, False, "xla"),  # one query
+    ((4, 16, 512, 128), (4, 16, 4096, 128), False, jnp.bfloat16, False, "pallas"),
     ((4, 16, 4096, 128), (4, 16, 4096, 128), True, jnp.float32, False, "xla"),
 ])
 def test_auto_follows_the_h200_table(monkeypatch, q_shape, kv_shape, causal, dtype, training,

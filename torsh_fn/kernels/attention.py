@@ -155,7 +155,9 @@ def _cudnn_can(q, k, v, is_causal) -> bool:
 
 def _auto_choice(q, k, v, is_causal, training: bool) -> str:
     """"pallas", "cudnn" or "xla" for ``impl="auto"``: the fastest measured (on a GPU), XLA
-    unless another was measured faster by the table's margin. Key lengths take the nearest
+    unless another was measured faster by the table's margin. The table was measured with as
+    many queries as keys; a call is looked up by the shorter of its two lengths (one query over
+    many keys, as in decoding, is not the work that was measured). Lengths take the nearest
     measured one within a factor of two, and any length above the longest measured takes the
     longest's: the kernels' lead over XLA, whose score matrix grows as the square of the
     length, grows with it (H200, causal training: 4x at 256 keys, 11x at 1024, 20x at 4096).
@@ -166,8 +168,8 @@ def _auto_choice(q, k, v, is_causal, training: bool) -> str:
     for name, table_op in (("pallas", op), ("cudnn", "cudnn_" + op)):
         if name == "cudnn" and not _cudnn_can(q, k, v, is_causal):
             continue
-        measured = _dispatch.measured_ms(table_op, q.dtype, k.shape[-2], within=2.0,
-                                         above_largest=True)
+        measured = _dispatch.measured_ms(table_op, q.dtype, min(q.shape[-2], k.shape[-2]),
+                                         within=2.0, above_largest=True)
         if _dispatch.beats_xla(measured) and (best_ms is None or measured[0] < best_ms):
             best, best_ms = name, measured[0]
     return best
