@@ -1,5 +1,5 @@
-"""kernels.attention: the reference against torch, what the Pallas kernel refuses, and heads that
-broadcast or group as in PyTorch."""
+"""kernels.attention: the reference against torch, what the Pallas kernel refuses, heads that
+broadcast or group as in PyTorch, and what "auto" runs (for inference and training apart)."""
 
 import importlib
 
@@ -129,6 +129,7 @@ def test_auto_chooses_the_forward_and_the_training_step_apart(rng, split_table):
     assert _auto_choice(q, q, q, False, training=False) == "xla"  # not measured
     out = jax.jit(lambda q: attention(q, q, q, is_causal=True))(q)
     assert split_table == ["pallas"]
+
     def loss(f):
         return lambda q: jnp.sum(f(q, q, q, is_causal=True).astype(jnp.float32) * q)
 
