@@ -18,11 +18,13 @@ import json
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from torsh_fn import kernels
 from torsh_fn.kernels import reductions
+from torsh_fn.kernels.attention import inference_or_training
 
 ROWS, COLS, CLASSES = 24, 22, 13
 
@@ -42,6 +44,7 @@ def ops(labels: jax.Array, weight: jax.Array, bias: jax.Array) -> dict:
         "cross_entropy": lambda x, impl: jnp.sum(
             kernels.cross_entropy(x[:, :CLASSES], labels, impl=impl, label_smoothing=0.1)),
         "attention": lambda x, impl: _attention_loss(x, impl),
+        "attention_split": lambda x, impl: _attention_split_loss(x, impl),
     }
 
 
@@ -80,6 +83,21 @@ def _attention_loss(x: jax.Array, impl: str) -> jax.Array:
     q = x.reshape(ROWS, 2, COLS // 2, 1)
     kv = q[:, :1] * 0.5
     return jnp.sum(kernels.attention(q, kv, kv, is_causal=True, impl=impl) * q)
+
+
+def _attention_split_loss(x: jax.Array, impl: str) -> jax.Array:
+    """``_attention_loss`` through "auto"'s wrapper for two implementations
+    (``inference_or_training``): the Pallas kernel where nothing is differentiated (the second
+    term, of stopped inputs), XLA's attention in the differentiated first term."""
+    q = x.reshape(ROWS, 2, COLS // 2, 1)
+    kv = q[:, :1] * 0.5
+
+    def run(choice):
+        return lambda q, k, v: kernels.attention(q, k, v, is_causal=True, impl=choice)
+
+    both = inference_or_training(run("pallas"), run("xla")) if impl == "pallas" else run("xla")
+    stopped = [lax.stop_gradient(a) for a in (q, kv, kv)]
+    return jnp.sum(both(q, kv, kv) * q) + jnp.sum(both(*stopped) * stopped[0])
 
 
 def run_case(loss, x: jax.Array, sharding: NamedSharding) -> dict:
