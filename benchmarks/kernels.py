@@ -961,11 +961,9 @@ def dispatch_table_note() -> str:
     except (OSError, ValueError) as err:
         return f"dispatch table {path}: unreadable ({type(err).__name__}): auto has no measurements"
     entry = tables["devices"].get(kind)
-    capability = _dispatch.compute_capability()
-    stand_ins = [other for other, e in sorted(tables["devices"].items()) if other != kind
-                 and capability is not None and e.get("compute_capability") == capability]
-    proxies = (f"; for ops it lacks, {', '.join(stand_ins)} (compute capability {capability})"
-               if stand_ins else "")
+    stand_ins = _dispatch.stand_ins(tables)
+    proxies = (f"; for ops it lacks, {', '.join(stand_ins)} (compute capability "
+               f"{_dispatch.compute_capability()})" if stand_ins else "")
     if entry is None:
         return (f"dispatch table {path}: no entry for {kind!r} (entries: "
                 f"{', '.join(tables['devices']) or 'none'}){proxies or ': auto is XLA here'}")

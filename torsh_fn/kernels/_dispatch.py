@@ -102,21 +102,25 @@ def compute_capability() -> str | None:
     return None if capability is None else str(capability)
 
 
+def stand_ins(tables: dict | None = None) -> list[str]:
+    """The other GPU models of ``tables`` (the shipped file by default) with this device's
+    compute capability, by name (the sweep records each model's): whose entries stand in for
+    the ops this model has none of."""
+    tables = _tables() if tables is None else tables
+    capability, kind = compute_capability(), _device_kind()
+    return [other for other, entry in sorted(tables["devices"].items())
+            if other != kind and capability is not None
+            and entry.get("compute_capability") == capability]
+
+
 def _entries(op: str, dtype: object) -> list:
     """The ``[size key, kernel ms, xla ms]`` entries for ``op`` and ``dtype``: this GPU model's,
-    or where it has none, those of another model of the same compute capability (the first by
-    name that has them; the sweep records each model's)."""
+    or where it has none, those of the first of its ``stand_ins`` that has them."""
     name = jax.numpy.dtype(dtype).name
-    own = _table()["ops"].get(op, {}).get(name)
-    if own:
-        return own
-    capability, kind = compute_capability(), _device_kind()
-    for other, entry in sorted(_tables()["devices"].items()):
-        if other != kind and capability is not None and (
-                entry.get("compute_capability") == capability):
-            borrowed = entry["ops"].get(op, {}).get(name)
-            if borrowed:
-                return borrowed
+    for table in (_table(), *(_tables()["devices"][other] for other in stand_ins())):
+        entries = table["ops"].get(op, {}).get(name)
+        if entries:
+            return entries
     return []
 
 

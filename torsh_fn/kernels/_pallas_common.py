@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
 
+from ._dispatch import compute_capability
 from ._row_partition import partition_rows
 
 MAX_ROW_BLOCK = 8192  # the widest row chunk a program holds in registers at once
@@ -33,8 +34,8 @@ def on_gpu() -> bool:
 def on_hopper() -> bool:
     """Whether the default device is a Hopper GPU (compute capability 9.x: wgmma, TMA), where
     the Mosaic GPU kernels run."""
-    capability = getattr(jax.devices()[0], "compute_capability", None) if on_gpu() else None
-    return capability is not None and str(capability).startswith("9.")
+    capability = compute_capability() if on_gpu() else None
+    return capability is not None and capability.startswith("9.")
 
 
 def interpret_mode() -> bool:
