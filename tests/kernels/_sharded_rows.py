@@ -51,7 +51,8 @@ def ops(labels: jax.Array, weight: jax.Array, bias: jax.Array) -> dict:
 def explicit_only(weight: jax.Array) -> dict:
     """Ops whose kernels XLA places as a whole (no row rule: their inputs may be gathered), run
     on an Explicit mesh only. The "auto" ones are the CPU's lowerings of pooling (over the
-    window's taps) and convolution (patches times a matrix, for these 3 outputs per image),
+    window's taps) and convolution (patches times a matrix, for these 3 outputs per image; with
+    a bias and GELU after it in ``conv_bias_act``),
     which reshape the rows; on a GPU, "auto" picks XLA's pooling and a channels-last
     convolution instead."""
     def images(x: jax.Array) -> jax.Array:
@@ -75,6 +76,9 @@ def explicit_only(weight: jax.Array) -> dict:
         "conv_auto": lambda x, impl: jnp.sum(kernels.conv(
             images(x), weight[:18].reshape(3, 2, 1, 3), (1, 3), [(0, 0)] * 2, (1, 1),
             impl=auto(impl)) ** 2),
+        "conv_bias_act_auto": lambda x, impl: jnp.sum(kernels.conv_bias_act(
+            images(x), weight[:18].reshape(3, 2, 1, 3), weight[:3], (1, 3), [(0, 0)] * 2,
+            (1, 1), act="gelu", impl=auto(impl)) ** 2),
     }
 
 

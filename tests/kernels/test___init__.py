@@ -10,7 +10,7 @@ import sys
 from torsh_fn import kernels
 
 OPS = ["add_layer_norm", "attention", "avg_pool", "batch_norm", "bias_act", "conv",
-       "conv_transpose", "cross_entropy", "layer_norm", "log_softmax", "matmul",
+       "conv_bias_act", "conv_transpose", "cross_entropy", "layer_norm", "log_softmax", "matmul",
        "matmul_bias_act", "max_pool", "rms_norm", "softmax"]
 
 

@@ -1,8 +1,10 @@
 """``_conv_lowering``: the convolution lowerings that ``conv(impl="auto")`` picks (patches times a
 matrix on the CPU, channels-last on a GPU) against torch and the lax reference, values and
-gradients, and the CPU rule."""
+gradients, with ``conv_bias_act``'s epilogue too (and that it adds no pass where the lowering
+ends in a transpose), and the CPU rule."""
 
 import importlib
+import re
 
 import jax
 import jax.numpy as jnp
@@ -12,7 +14,7 @@ import torch.nn.functional as TF
 
 from tests.oracle import assert_close, check_vs_torch
 from torsh_fn.kernels._conv_lowering import conv_channels_last, conv_patches, prefers_patches
-from torsh_fn.kernels.conv import conv, conv_reference
+from torsh_fn.kernels.conv import _bias_act, conv, conv_reference
 
 TOL = {"rtol": 1e-4, "atol": 1e-4}
 conv_module = importlib.import_module("torsh_fn.kernels.conv")  # the package re-exports conv()
@@ -69,6 +71,60 @@ def test_conv_patches_both_product_layouts_match_torch(per_image_above, case, rn
     and over the whole batch below it: both layouts on every ungrouped case."""
     monkeypatch.setattr(lowering_module, "PER_IMAGE_POSITIONS", per_image_above)
     _check_lowering_vs_torch(conv_patches, case, rng)
+
+
+LAYOUTS = pytest.mark.parametrize(
+    "lowering, per_image_above",
+    [(conv_patches, 0), (conv_patches, 10**9), (conv_channels_last, 0)],
+    ids=["patches-per-image", "patches-batch-wide", "channels-last"])
+
+
+@LAYOUTS
+@pytest.mark.parametrize("case", [CONV_CASES[1], CONV_CASES[3], CONV_CASES[6]])
+def test_conv_lowering_applies_the_epilogue(lowering, case, per_image_above, rng, monkeypatch):
+    """``conv_bias_act``'s bias and GELU, applied in each lowering's own layout (channels last;
+    the patches' per-image (N, C, positions) or batch-wide (C, N, ...) products), match torch's
+    convolution with a bias followed by GELU, in values and gradients."""
+    monkeypatch.setattr(lowering_module, "PER_IMAGE_POSITIONS", per_image_above)
+    x_shape, w_shape, stride, padding, dilation, groups = case
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = rng.standard_normal(w_shape).astype(np.float32)
+    b = rng.standard_normal(w_shape[0]).astype(np.float32)
+    check_vs_torch(
+        lambda x, w, b: lowering(x, w, stride, padding, dilation, groups, _bias_act(b, "gelu")),
+        lambda x, w, b: TF.gelu(_torch_conv(x, w, stride, padding, dilation, groups)
+                                + b.reshape(-1, *[1] * (x.ndim - 2))),
+        x, w, b, rng=rng, variant=jax.jit, **TOL)
+
+
+def _passes(fn, *args) -> int:
+    """Fusions and other ops that write an array, in the CPU program XLA compiles for ``fn``."""
+    text = jax.jit(fn).lower(*args).compile().as_text()
+    entry = text[text.index("ENTRY"):]
+    ops = re.findall(r"= \S+ ([\w-]+)\(", entry[:entry.index("\n}")])
+    return sum(op not in ("parameter", "constant", "bitcast", "tuple", "get-tuple-element")
+               for op in ops)
+
+
+@pytest.mark.parametrize("lowering, per_image_above",
+                         [(conv_patches, 10**9), (conv_channels_last, 0)],
+                         ids=["patches-batch-wide", "channels-last"])
+def test_epilogue_adds_no_pass_where_the_lowering_ends_in_a_transpose(lowering, per_image_above,
+                                                                     monkeypatch):
+    """The bias and activation join the transpose back to NCHW: the compiled CPU program has as
+    many passes as the convolution alone. (On a GPU XLA may give GELU's erf a pass of its own;
+    ``benchmarks/conv.py --only epilogue`` times that.)"""
+    if jax.default_backend() != "cpu":
+        pytest.skip("a property of XLA's CPU fusion")
+    monkeypatch.setattr(lowering_module, "PER_IMAGE_POSITIONS", per_image_above)
+    x, w, b = jnp.ones((4, 8, 10, 9)), jnp.ones((16, 8, 3, 3)), jnp.ones(16)
+    args = ((1, 1), [(1, 1), (1, 1)], (1, 1), 1)
+    plain = _passes(lambda x, w: lowering(x, w, *args), x, w)
+    for act in ("relu", "gelu"):
+        def fused(x, w, b, act=act):
+            return lowering(x, w, *args, _bias_act(b, act))
+
+        assert _passes(fused, x, w, b) == plain
 
 
 @pytest.mark.parametrize("lowering", LOWERINGS, ids=lambda f: f.__name__)

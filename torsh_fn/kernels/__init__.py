@@ -17,6 +17,7 @@ from .attention import attention as attention
 from .batch_norm import batch_norm as batch_norm
 from .bias_act import bias_act as bias_act
 from .conv import conv as conv
+from .conv import conv_bias_act as conv_bias_act
 from .conv import conv_transpose as conv_transpose
 from .cross_entropy import cross_entropy as cross_entropy
 from .matmul import matmul as matmul

@@ -17,6 +17,11 @@ slices' transposes (pads) summed back into the input.
 layout between two transposes, which XLA folds into its neighbours on a GPU, where NHWC is the
 fast layout for cuDNN.
 
+Both take an ``epilogue`` (``conv_bias_act``'s bias and activation): it is applied to the
+product in the layout it comes out in, before the transpose to (N, C_out, *spatial), so that XLA
+can fuse it into that transpose instead of adding a pass over the result. (The per-image patch
+product needs no transpose: after it the epilogue is one elementwise pass.)
+
 ``prefers_patches`` is the rule ``conv`` uses on the CPU; ``benchmarks/conv.py`` measures it.
 """
 
@@ -24,7 +29,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -33,7 +38,15 @@ from jax import lax
 
 from ._windows import Pairs, out_size, tap_slices
 
-__all__ = ["conv_channels_last", "conv_patches", "prefers_patches"]
+__all__ = ["Epilogue", "conv_channels_last", "conv_patches", "prefers_patches"]
+
+# (result, its channel axis) -> result: what runs on a convolution's output before it is stored
+Epilogue = Callable[[jax.Array, int], jax.Array]
+
+
+def _no_epilogue(y: jax.Array, channel_axis: int) -> jax.Array:
+    return y
+
 
 # Above this many output positions per image, ungrouped patches are multiplied image by image
 # (the output lands in NCHW order); below, as one product over the whole batch (channel-major,
@@ -49,12 +62,14 @@ def _live_taps(length: int, kernel: int, stride: int, lo: int, dilation: int,
 
 
 def conv_patches(x: jax.Array, weight: jax.Array, stride: Sequence[int], padding: Pairs,
-                 dilation: Sequence[int], groups: int = 1) -> jax.Array:
+                 dilation: Sequence[int], groups: int = 1,
+                 epilogue: Epilogue = _no_epilogue) -> jax.Array:
     """Cross-correlation of ``x`` (N, C_in, *s) with ``weight`` (C_out, C_in/groups, *k).
 
     Same arguments and result as ``conv_reference``; computed as matrix products of the weight
     with the input's patch matrix: one per image where images have more than
     ``PER_IMAGE_POSITIONS`` output positions (ungrouped), else one over the batch per group.
+    ``epilogue`` runs on the products' result (see the module's docstring).
 
     Example:
         >>> conv_patches(jnp.ones((1, 1, 5)), jnp.ones((1, 1, 3)), (1,), [(0, 0)], (1,))
@@ -79,7 +94,7 @@ def conv_patches(x: jax.Array, weight: jax.Array, stride: Sequence[int], padding
         patches = jnp.stack(cols, axis=2).reshape(n, c_group * n_taps, positions)
         w = jnp.broadcast_to(w.reshape(1, c_out, c_group * n_taps), (n, c_out, c_group * n_taps))
         y = lax.dot_general(w, patches, (((2,), (1,)), ((0,), (0,))))
-        return y.reshape(n, c_out, *out)
+        return epilogue(y, 1).reshape(n, c_out, *out)
     # [groups, C_in/groups, N, *s], padded; one strided slice per live tap: [.., N, *out]
     xt = jnp.moveaxis(x, 1, 0).reshape(groups, c_group, n, *spatial)
     xt = jnp.pad(xt, [(0, 0)] * 3 + [tuple(p) for p in padding])
@@ -88,7 +103,7 @@ def conv_patches(x: jax.Array, weight: jax.Array, stride: Sequence[int], padding
     patches = jnp.stack(cols, axis=2).reshape(groups, c_group * n_taps, -1)
     w = w.reshape(groups, c_out // groups, c_group * n_taps)
     y = lax.dot_general(w, patches, (((2,), (1,)), ((0,), (0,))))
-    return jnp.moveaxis(y.reshape(c_out, n, *out), 0, 1)
+    return jnp.moveaxis(epilogue(y.reshape(c_out, n, *out), 0), 0, 1)
 
 
 def prefers_patches(x_shape: Sequence[int], w_shape: Sequence[int], stride: Sequence[int],
@@ -115,11 +130,13 @@ def prefers_patches(x_shape: Sequence[int], w_shape: Sequence[int], stride: Sequ
 
 
 def conv_channels_last(x: jax.Array, weight: jax.Array, stride: Sequence[int], padding: Pairs,
-                       dilation: Sequence[int], groups: int = 1) -> jax.Array:
+                       dilation: Sequence[int], groups: int = 1,
+                       epilogue: Epilogue = _no_epilogue) -> jax.Array:
     """``conv_reference``'s convolution, run by XLA in channels-last layout.
 
     ``x`` (N, C_in, *s) and ``weight`` (C_out, C_in/groups, *k) are transposed to (N, *s, C_in)
-    and (*k, C_in/groups, C_out); the result (N, *s', C_out) is transposed back to (N, C_out, *s').
+    and (*k, C_in/groups, C_out); the result (N, *s', C_out) goes through ``epilogue`` and is
+    transposed back to (N, C_out, *s').
 
     Example:
         >>> conv_channels_last(jnp.ones((1, 1, 5)), jnp.ones((1, 1, 3)), (1,), [(0, 0)], (1,))
@@ -134,4 +151,4 @@ def conv_channels_last(x: jax.Array, weight: jax.Array, stride: Sequence[int], p
         jnp.moveaxis(x, 1, -1), jnp.moveaxis(weight.astype(x.dtype), (0, 1), (-1, -2)),
         tuple(stride), list(padding), rhs_dilation=tuple(dilation), dimension_numbers=numbers,
         feature_group_count=groups)
-    return jnp.moveaxis(y, -1, 1)
+    return jnp.moveaxis(epilogue(y, -1), -1, 1)
