@@ -14,6 +14,10 @@ among the JAX ways and then among PyTorch's (each round the mean of enough back-
 take about 20 ms, after warm-up, ``block_until_ready`` at the end); ``min`` is the fastest round,
 to read the noise by. Ratios: XLA's NCHW time and PyTorch's over auto's (above 1: auto faster).
 
+Shapes named ``epilogue`` time a convolution with a bias and an activation:
+``conv_bias_act`` for auto and XLA, the bias and activation written after the convolution for
+the NHWC ways, ``conv2d(x, w, b)`` then the activation for PyTorch (``--only epilogue``).
+
 Shapes: the CNN of issue 10 (1->32 and 32->64 channels, 3x3, batch 128 at 28x28 and 14x14, its
 two 2x2 max pools), the zoo's seed_cnn at its native 8x8 (batch 64), ResNet-18's convolutions and
 stem max pool at 32x32 (batch 64), and on a GPU the 3x3 N64 C256 56x56 bfloat16 convolution, alone
@@ -38,7 +42,7 @@ import torch.nn.functional as TF
 
 from torsh_fn._xla_options import cpu_compiler_options
 from torsh_fn.kernels import _conv_lowering
-from torsh_fn.kernels.conv import conv
+from torsh_fn.kernels.conv import conv, conv_bias_act
 from torsh_fn.kernels.pooling import avg_pool, max_pool
 
 ON_GPU = jax.default_backend() == "gpu"
@@ -63,6 +67,7 @@ class Conv:
     pad: int = 1
     dtype: str = "float32"
     depth: int = 1  # a stack of this many such convolutions (one weight), ReLU between
+    act: str | None = None  # with a bias and this activation after the (single) convolution
 
 
 @dataclass(frozen=True)
@@ -89,8 +94,16 @@ CPU_SHAPES = [
     Conv("r18.layer4.down", 64, 256, 2, 512, 3, 2), Conv("r18.layer4", 64, 512, 1, 512, 3),
     Pool("avg2x2", "avg", 128, 32, 28, 2, 2),
 ]
+CPU_SHAPES += [Conv("cnn.conv2.epilogue.relu", 128, 32, 14, 64, 3, act="relu"),
+               Conv("r18.layer1.epilogue.gelu", 64, 64, 8, 64, 3, act="gelu")]
 GPU_SHAPES = [Conv("gpu.3x3.c256", 64, 256, 56, 256, 3, dtype="bfloat16"),
-              Conv("gpu.3x3.c256.x4", 64, 256, 56, 256, 3, dtype="bfloat16", depth=4)]
+              Conv("gpu.3x3.c256.x4", 64, 256, 56, 256, 3, dtype="bfloat16", depth=4),
+              Conv("gpu.3x3.c256.epilogue.relu", 64, 256, 56, 256, 3, dtype="bfloat16",
+                   act="relu"),
+              Conv("gpu.3x3.c256.epilogue.gelu", 64, 256, 56, 256, 3, dtype="bfloat16",
+                   act="gelu")]
+JAX_ACTS = {"relu": jax.nn.relu, "gelu": lambda z: jax.nn.gelu(z, approximate=False)}
+TORCH_ACTS = {"relu": TF.relu, "gelu": TF.gelu}
 
 
 def stacked(conv_fn: Callable, depth: int) -> Callable:
@@ -120,13 +133,21 @@ def time_calls(fn: Callable[[], object], sync: Callable[[object], object]) -> Ca
     return one_round
 
 
-def _jax_cases(shape, x, w, cot) -> dict[str, tuple[Callable, Callable]]:
+def _jax_cases(shape, x, w, b, cot) -> dict[str, tuple[Callable, Callable]]:
     """name -> (forward, forward + backward), jitted, over fixed arrays."""
     if isinstance(shape, Conv):
         geometry = ((shape.stride,) * 2, [(shape.pad, shape.pad)] * 2, (1, 1))
-        fns = {"auto": lambda x, w: conv(x, w, *geometry),
-               "xla": lambda x, w: conv(x, w, *geometry, impl="xla"),
-               "xla nhwc": lambda x, w: _conv_lowering.conv_channels_last(x, w, *geometry)}
+        if shape.act:
+            act = JAX_ACTS[shape.act]
+            fns = {"auto": lambda x, w: conv_bias_act(x, w, b, *geometry, act=shape.act),
+                   "xla": lambda x, w: conv_bias_act(x, w, b, *geometry, act=shape.act,
+                                                     impl="xla"),
+                   "xla nhwc": lambda x, w: act(_conv_lowering.conv_channels_last(
+                       x, w, *geometry) + b[:, None, None])}
+        else:
+            fns = {"auto": lambda x, w: conv(x, w, *geometry),
+                   "xla": lambda x, w: conv(x, w, *geometry, impl="xla"),
+                   "xla nhwc": lambda x, w: _conv_lowering.conv_channels_last(x, w, *geometry)}
         fns = {name: stacked(fn, shape.depth) for name, fn in fns.items()}
         args = (x, w)
     else:
@@ -150,8 +171,9 @@ def _jax_cases(shape, x, w, cot) -> dict[str, tuple[Callable, Callable]]:
 
         def native(x, w):
             strides, padding, dilation = geometry
-            return jax.lax.conv_general_dilated(x, w, strides, padding, rhs_dilation=dilation,
-                                                dimension_numbers=("NHWC", "HWIO", "NHWC"))
+            y = jax.lax.conv_general_dilated(x, w, strides, padding, rhs_dilation=dilation,
+                                             dimension_numbers=("NHWC", "HWIO", "NHWC"))
+            return JAX_ACTS[shape.act](y + b) if shape.act else y
 
         native = stacked(native, shape.depth)
 
@@ -164,7 +186,7 @@ def _jax_cases(shape, x, w, cot) -> dict[str, tuple[Callable, Callable]]:
     return cases
 
 
-def _torch_cases(shape, x, w, cot) -> dict[str, tuple[Callable, Callable]]:
+def _torch_cases(shape, x, w, b, cot) -> dict[str, tuple[Callable, Callable]]:
     layouts = {"torch": torch.contiguous_format}
     if TORCH_DEVICE == "cuda":
         layouts["torch cl"] = torch.channels_last
@@ -174,6 +196,9 @@ def _torch_cases(shape, x, w, cot) -> dict[str, tuple[Callable, Callable]]:
         tw = None if w is None else w.to(memory_format=layout).requires_grad_(True)
         if isinstance(shape, Conv):
             def op(tx=tx, tw=tw):
+                if shape.act:
+                    return TORCH_ACTS[shape.act](TF.conv2d(tx, tw, b, stride=shape.stride,
+                                                           padding=shape.pad))
                 out = tx
                 for i in range(shape.depth):
                     out = TF.conv2d(out if i == 0 else TF.relu(out), tw, stride=shape.stride,
@@ -218,11 +243,12 @@ def measure(shape, reps: int) -> dict[str, dict[str, tuple[float, float]]]:
         out = (shape.size + 2 * shape.pad - shape.k) // shape.stride + 1
         y_shape = (shape.n, shape.c, out, out)
     x_np, cot_np = rng.standard_normal(x_shape), rng.standard_normal(y_shape)
+    b_np = rng.standard_normal(y_shape[1])
     jdt, tdt = jnp.dtype(dtype), getattr(torch, dtype)
-    x, cot = jnp.asarray(x_np, jdt), jnp.asarray(cot_np, jdt)
+    x, cot, b = jnp.asarray(x_np, jdt), jnp.asarray(cot_np, jdt), jnp.asarray(b_np, jdt)
     w = None if w_np is None else jnp.asarray(w_np, jdt)
     timers = {}
-    for name, (fwd, bwd) in _jax_cases(shape, x, w, cot).items():
+    for name, (fwd, bwd) in _jax_cases(shape, x, w, b, cot).items():
         timers[name] = (time_calls(fwd, jax.block_until_ready),
                         time_calls(bwd, jax.block_until_ready))
 
@@ -230,7 +256,8 @@ def measure(shape, reps: int) -> dict[str, dict[str, tuple[float, float]]]:
         return torch.tensor(a, dtype=tdt, device=TORCH_DEVICE)
 
     tw = None if w_np is None else to_torch(w_np)
-    for name, (fwd, bwd) in _torch_cases(shape, to_torch(x_np), tw, to_torch(cot_np)).items():
+    torch_cases = _torch_cases(shape, to_torch(x_np), tw, to_torch(b_np), to_torch(cot_np))
+    for name, (fwd, bwd) in torch_cases.items():
         timers[name] = (time_calls(fwd, _torch_sync), time_calls(bwd, _torch_sync))
     samples = {name: ([], []) for name in timers}
     for framework in ("jax", "torch"):  # apart: XLA's idle threads spin and slow PyTorch down
@@ -247,8 +274,10 @@ def measure(shape, reps: int) -> dict[str, dict[str, tuple[float, float]]]:
 def describe(shape) -> str:
     if isinstance(shape, Conv):
         stack = f"{shape.depth} x " if shape.depth > 1 else ""
+        epilogue = f" + bias + {shape.act}" if shape.act else ""
         return (f"{stack}conv {shape.c_in}->{shape.c_out} k{shape.k} s{shape.stride} "
-                f"p{shape.pad}, {shape.n}x{shape.c_in}x{shape.size}x{shape.size} {shape.dtype}")
+                f"p{shape.pad}{epilogue}, {shape.n}x{shape.c_in}x{shape.size}x{shape.size} "
+                f"{shape.dtype}")
     return (f"{shape.kind}_pool k{shape.k} s{shape.stride} p{shape.pad}, "
             f"{shape.n}x{shape.c}x{shape.size}x{shape.size} float32")
 
