@@ -63,6 +63,13 @@ def _erf(x: jax.Array) -> jax.Array:
     return jnp.sign(x) * (1.0 - poly * jnp.exp(-x * x))
 
 
+def check_act(op: str, act: str | None) -> None:
+    """Raises ``op``'s ValueError for an ``act`` that is neither one of ``ACTIVATIONS`` nor None
+    (the fused epilogues of ``matmul_bias_act`` and ``conv_bias_act``)."""
+    if act is not None and act not in ACTIVATIONS:
+        raise ValueError(f"{op}: act must be one of {ACTIVATIONS} or None, got {act!r}")
+
+
 def _act(z: jax.Array, act: str) -> jax.Array:
     if act == "relu":
         return jnp.maximum(z, 0.0)

@@ -31,7 +31,7 @@ from ._conv_lowering import Epilogue, conv_channels_last, conv_patches, prefers_
 from ._dispatch import picks_lowering, resolve_impl
 from ._explicit_sharding import typed_like
 from ._windows import Pairs
-from .bias_act import ACTIVATIONS, _act
+from .bias_act import _act, check_act
 
 __all__ = ["conv", "conv_bias_act", "conv_bias_act_reference", "conv_reference",
            "conv_transpose", "conv_transpose_reference"]
@@ -150,8 +150,7 @@ def conv_bias_act(x: jax.Array, weight: jax.Array, bias: jax.Array | None,
         (2, 4, 8, 8)
     """
     resolve_impl("conv_bias_act", impl, None)
-    if act is not None and act not in ACTIVATIONS:
-        raise ValueError(f"conv_bias_act: act must be one of {ACTIVATIONS} or None, got {act!r}")
+    check_act("conv_bias_act", act)
     if bias is not None and bias.shape != (weight.shape[0],):
         raise ValueError(f"conv_bias_act: bias must have shape ({weight.shape[0]},) to match "
                          f"weight {weight.shape}, got {bias.shape}")
@@ -171,8 +170,9 @@ def _convolve(x, weight, bias, stride, padding, dilation, groups, impl, act):
             lowering = conv_channels_last
 
     def reference(x, w, b):
-        y = conv_reference(x, w, stride, padding, dilation, groups)
-        return _bias_act(b, act)(y, 1) if fused else y
+        if fused:
+            return conv_bias_act_reference(x, w, b, stride, padding, dilation, groups, act)
+        return conv_reference(x, w, stride, padding, dilation, groups)
 
     def lowered(x, w, b):
         epilogue = (_bias_act(b, act),) if fused else ()

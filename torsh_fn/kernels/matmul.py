@@ -28,7 +28,7 @@ from ._dispatch import measured_faster, resolve_impl
 from ._explicit_sharding import typed_like
 from ._pallas_matmul import MatmulConfig, MatmulStatic, matmul_pallas3
 from ._pallas_tiles import SUPPORTED_DTYPES
-from .bias_act import ACTIVATIONS, _act
+from .bias_act import _act, check_act
 
 __all__ = ["matmul", "matmul_bias_act", "matmul_reference"]
 
@@ -69,8 +69,7 @@ def _check(op: str, a: jax.Array, b: jax.Array, bias: jax.Array | None, act: str
     if k_a != k_b:
         raise ValueError(f"{op}: a's last dim must equal b's contracted dim (-2, or 0 for a "
                          f"vector), got a {a.shape} and b {b.shape}")
-    if act is not None and act not in ACTIVATIONS:
-        raise ValueError(f"{op}: act must be one of {ACTIVATIONS} or None, got {act!r}")
+    check_act(op, act)
     n = 1 if b.ndim == 1 else b.shape[-1]
     if bias is not None and bias.shape != (n,) and not (b.ndim == 1 and bias.shape == ()):
         raise ValueError(f"{op}: bias must have shape ({n},) to match b's last dim, got "
