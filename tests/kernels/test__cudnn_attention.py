@@ -3,13 +3,19 @@ forward and gradient (GPU only: cuDNN has no CPU path), and the layout seam on a
 Odd lengths are not cuDNN's (its backward refuses them); ``attention._cudnn_can`` keeps them
 from it, tested in ``test__pallas_attention``."""
 
+import jax
 import jax.numpy as jnp
 import pytest
 
-from tests.kernels.pallas_helpers import check_fwd_and_grad_jit, normal
-from tests.kernels.test__pallas_attention import reference
+from tests.kernels.pallas_helpers import TOL, check_fwd_and_grad_jit, normal, rel_err
+from tests.kernels.test__pallas_attention import reference, reference_lse
 from torsh_fn.kernels import _cudnn_attention
-from torsh_fn.kernels._cudnn_attention import cudnn_attention, takes_bhsd
+from torsh_fn.kernels._cudnn_attention import (
+    cudnn_attention,
+    cudnn_attention_bwd,
+    has_backward,
+    takes_bhsd,
+)
 
 
 def test_the_supported_jax_versions_take_bhsd_as_it_is():
@@ -35,6 +41,39 @@ def test_the_fallback_transposes_to_the_public_function(monkeypatch):
         _cudnn_attention.takes_bhsd.cache_clear()
     assert seen == dict(shape=(2, 5, 3, 4), scale=0.5, causal=True, impl="cudnn")
     assert jnp.array_equal(out, q * 2)
+
+
+def test_the_backward_alone_binds_on_the_supported_jax_versions():
+    """The private backward's signature is the one ``cudnn_attention_bwd`` calls (else
+    ``has_backward`` is False and ``attention`` never chooses it), and gives the operands'
+    shapes and dtypes (checked by JAX's abstract evaluation: it needs no GPU)."""
+    assert has_backward()
+    q = jax.ShapeDtypeStruct((2, 4, 256, 64), jnp.bfloat16)
+    kv = jax.ShapeDtypeStruct((2, 2, 256, 64), jnp.bfloat16)
+    lse = jax.ShapeDtypeStruct((2, 4, 256), jnp.float32)
+    grads = jax.eval_shape(lambda q, k, v, out, lse, d_out: cudnn_attention_bwd(
+        q, k, v, out, lse, d_out, scale=0.125, is_causal=True), q, kv, kv, q, lse, q)
+    assert [(g.shape, g.dtype) for g in grads] == [(x.shape, x.dtype) for x in (q, kv, kv)]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("q_shape, kv_shape, causal", [
+    ((2, 8, 1000, 128), (2, 8, 1000, 128), True),
+    ((2, 8, 334, 64), (2, 2, 334, 64), True),  # grouped heads
+    ((1, 4, 200, 64), (1, 4, 518, 64), False),
+])
+def test_backward_alone_matches_reference(rng, q_shape, kv_shape, causal):
+    """From the float32 reference's output and base-2 logsumexp: the convention of the
+    statistics that cuDNN is handed (its own are natural logs)."""
+    q, k, v, d_out = (normal(rng, s, jnp.bfloat16) for s in (q_shape, kv_shape, kv_shape,
+                                                              q_shape))
+    scale = q_shape[-1] ** -0.5
+    out, vjp = jax.vjp(lambda q, k, v: reference(q, k, v, causal, scale), q, k, v)
+    grads = cudnn_attention_bwd(q, k, v, out, reference_lse(q, k, causal, scale), d_out,
+                                scale=scale, is_causal=causal)
+    for got, want in zip(grads, vjp(d_out), strict=True):
+        assert got.shape == want.shape and got.dtype == want.dtype
+        assert rel_err(got, want) < 5 * TOL[jnp.bfloat16]
 
 
 @pytest.mark.gpu

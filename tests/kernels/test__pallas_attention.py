@@ -41,9 +41,9 @@ def reference_lse(q, k, causal, scale):
     return jax.nn.logsumexp(s, axis=-1) / jnp.log(2.0)
 
 
-def check(rng, dtype, shapes, causal, scale, cfg):
+def check(rng, dtype, shapes, causal, scale, cfg, cudnn_backward=False):
     q, k, v = (normal(rng, s, dtype) for s in shapes)
-    static = AttentionStatic(causal, scale, cfg)
+    static = AttentionStatic(causal, scale, cfg, cudnn_backward)
     check_fwd_and_grad_jit(lambda q, k, v: attention_pallas(q, k, v, static),
                            lambda q, k, v: reference(q, k, v, causal, scale),
                            (q, k, v), rng, dtype)
@@ -78,6 +78,36 @@ def test_forward_saves_the_base2_logsumexp(rng, shapes, causal, dtype):
     _, lse = _pallas_attention._forward(q, k, v, AttentionStatic(causal, 0.3, SMALL))
     assert lse.shape == q.shape[:3] and lse.dtype == jnp.float32
     assert float(jnp.max(jnp.abs(lse - reference_lse(q, k, causal, 0.3)))) < 1e-2
+
+
+def test_cudnn_backward_takes_the_forward_residuals(rng, monkeypatch):
+    """``cudnn_backward=True`` hands the forward's output and base-2 logsumexp to cuDNN's
+    backward (here a stand-in that computes them by the Triton kernels, which take the same
+    residuals: cuDNN needs a GPU) and returns its gradients."""
+    calls = []
+
+    def cudnn_attention_bwd(q, k, v, out, lse, d_out, *, scale, is_causal):
+        calls.append((lse.shape, lse.dtype, scale, is_causal))  # traced: no values
+        return _pallas_attention._backward(q, k, v, out, lse, d_out,
+                                           AttentionStatic(is_causal, scale, SMALL))
+
+    monkeypatch.setattr(_pallas_attention, "cudnn_attention_bwd", cudnn_attention_bwd)
+    shapes = ((1, 4, 37, 24), (1, 2, 37, 24), (1, 2, 37, 24))
+    q, k, v = (normal(rng, s, jnp.float32) for s in shapes)
+    static = AttentionStatic(True, 0.3, SMALL, cudnn_backward=True)
+    check_fwd_and_grad_jit(lambda q, k, v: attention_pallas(q, k, v, static),
+                           lambda q, k, v: reference(q, k, v, True, 0.3), (q, k, v), rng,
+                           jnp.float32)
+    assert calls and set(calls) == {(q.shape[:3], jnp.dtype(jnp.float32), 0.3, True)}
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("shapes", [
+    ((2, 8, 1024, 128), (2, 8, 1024, 128), (2, 8, 1024, 128)),  # the Mosaic forward
+    ((2, 8, 334, 64), (2, 2, 334, 64), (2, 2, 334, 64)),  # grouped heads, the Triton forward
+])
+def test_compiled_forward_with_cudnn_backward_matches_reference(rng, shapes):
+    check(rng, jnp.bfloat16, shapes, True, shapes[0][-1] ** -0.5, None, cudnn_backward=True)
 
 
 @pytest.mark.gpu

@@ -8,9 +8,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch.nn.functional as TF
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
+from tests.kernels.pallas_helpers import TOL, rel_err
 from tests.oracle import check_vs_torch
-from torsh_fn.kernels import _dispatch
+from torsh_fn.kernels import _dispatch, _pallas_attention
+from torsh_fn.kernels._cudnn_attention import cudnn_attention_bwd
 from torsh_fn.kernels.attention import (
     _auto_choice,
     attention,
@@ -101,25 +105,31 @@ def test_auto_follows_the_h200_table(monkeypatch, q_shape, kv_shape, causal, dty
     assert _auto_choice(q, kv, kv, causal, training) == picks
 
 
-@pytest.fixture
-def split_table(monkeypatch):
-    """A GPU whose table has the Pallas forward fastest alone and cuDNN fastest in training,
-    for causal attention, and nothing for attention without the mask."""
-    ops = {"attention_causal_fwd": {"bfloat16": [[4096, 1.0, 20.0]]},
-           "cudnn_attention_causal_fwd": {"bfloat16": [[4096, 1.2, 20.0]]},
-           "attention_causal": {"bfloat16": [[4096, 4.0, 40.0]]},
-           "cudnn_attention_causal": {"bfloat16": [[4096, 3.0, 40.0]]}}
+def _fake_gpu(monkeypatch, ops):
+    """This machine as a GPU whose dispatch table holds ``ops``; returns the list of kernels
+    that ``attention`` then runs (each computed by the reference)."""
     monkeypatch.setattr(_dispatch, "_tables", lambda: {"margin": 0.15, "devices": {
         jax.devices()[0].device_kind: {"ops": ops}}})
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     flashes = []
 
-    def flash(q, k, v, is_causal, scale, config, cudnn):  # the reference, noting the kernel
-        flashes.append("cudnn" if cudnn else "pallas")
+    def flash(q, k, v, is_causal, scale, config, kernels):
+        flashes.append(kernels)
         return attention_reference(q, k, v, is_causal=is_causal, scale=scale)
 
     monkeypatch.setattr(attention_module, "_flash", flash)
     return flashes
+
+
+@pytest.fixture
+def split_table(monkeypatch):
+    """A GPU whose table has the Pallas forward fastest alone and cuDNN fastest in training,
+    for causal attention, and nothing for attention without the mask."""
+    return _fake_gpu(monkeypatch, {
+        "attention_causal_fwd": {"bfloat16": [[4096, 1.0, 20.0]]},
+        "cudnn_attention_causal_fwd": {"bfloat16": [[4096, 1.2, 20.0]]},
+        "attention_causal": {"bfloat16": [[4096, 4.0, 40.0]]},
+        "cudnn_attention_causal": {"bfloat16": [[4096, 3.0, 40.0]]}})
 
 
 def test_auto_chooses_the_forward_and_the_training_step_apart(rng, split_table):
@@ -144,3 +154,65 @@ def test_auto_chooses_the_forward_and_the_training_step_apart(rng, split_table):
     split_table.clear()
     attention(q, q, q, is_causal=True, impl="pallas")  # an explicit impl is taken as it is
     assert split_table == ["pallas"]
+
+
+@pytest.mark.parametrize("backward_callable", [True, False])
+def test_auto_trains_with_the_pallas_forward_and_cudnn_backward_where_measured_fastest(
+        rng, monkeypatch, backward_callable):
+    """The pair is a training choice only, and only where this JAX's cuDNN backward can be
+    called alone (else cuDNN's own training step, the next fastest here)."""
+    flashes = _fake_gpu(monkeypatch, {
+        "attention_causal_fwd": {"bfloat16": [[4096, 1.0, 20.0]]},
+        "cudnn_attention_causal": {"bfloat16": [[4096, 3.0, 40.0]]},
+        "pallas_cudnn_attention_causal": {"bfloat16": [[4096, 2.9, 40.0]]}})
+    monkeypatch.setattr(attention_module, "has_backward", lambda: backward_callable)
+    q = jnp.asarray(rng.standard_normal((1, 2, 4096, 8)), jnp.bfloat16)
+    trains_with = "pallas_cudnn" if backward_callable else "cudnn"
+    assert _auto_choice(q, q, q, True, training=True) == trains_with
+    assert _auto_choice(q, q, q, True, training=False) == "pallas"
+    odd = q[:, :, :4095]  # cuDNN takes even lengths only: neither cuDNN choice
+    assert _auto_choice(odd, odd, odd, True, training=True) == "xla"
+    jax.grad(lambda q: jnp.sum(attention(q, q, q, is_causal=True).astype(jnp.float32)))(q)
+    assert flashes == [trains_with]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(jax.device_count() < 2, reason="needs two or more GPUs")
+@pytest.mark.parametrize("axis_type", [jax.sharding.AxisType.Auto, jax.sharding.AxisType.Explicit])
+def test_auto_trains_with_cudnn_backward_on_every_device_with_the_batch_sharded(
+        rng, monkeypatch, axis_type):
+    """Under ``jit`` with the batch sharded over the GPUs, "auto"'s Pallas forward with cuDNN's
+    backward runs on each device's own rows (no all-gather), and the gradients stay sharded and
+    match the reference."""
+    monkeypatch.setattr(_dispatch, "_tables", lambda: {"margin": 0.15, "devices": {
+        jax.devices()[0].device_kind: {"ops": {
+            "pallas_cudnn_attention_causal": {"bfloat16": [[256, 1.0, 40.0]]}}}}})
+    traced_batches = []
+
+    def spy(q, *args, **kwargs):
+        traced_batches.append(q.shape[0])
+        return cudnn_attention_bwd(q, *args, **kwargs)
+
+    monkeypatch.setattr(_pallas_attention, "cudnn_attention_bwd", spy)
+    n = jax.device_count()
+    shapes = ((n, 4, 256, 128), (n, 2, 256, 128), (n, 2, 256, 128))
+    mesh = jax.make_mesh((n,), ("data",), axis_types=(axis_type,))
+    q, k, v = (jax.device_put(jnp.asarray(rng.standard_normal(s), jnp.bfloat16),
+                              NamedSharding(mesh, P("data"))) for s in shapes)
+
+    def loss(attend):
+        return lambda q, k, v: jnp.sum(attend(q, k, v, is_causal=True).astype(jnp.float32)
+                                       * q.astype(jnp.float32))
+
+    training = jax.jit(jax.grad(loss(attention), argnums=(0, 1, 2)))
+    with jax.set_mesh(mesh):
+        assert "all-gather" not in training.lower(q, k, v).compile().as_text()
+        grads = training(q, k, v)
+    assert 1 in traced_batches, traced_batches  # the per-device program
+    f32 = [np.asarray(x, np.float32) for x in (q, k, v)]
+    expected = jax.grad(loss(lambda q, k, v, is_causal: attention_reference(
+        q, jnp.repeat(k, 2, axis=1), jnp.repeat(v, 2, axis=1), is_causal=is_causal)),
+        argnums=(0, 1, 2))(*f32)
+    for name, g, e in zip("qkv", grads, expected, strict=True):
+        assert g.sharding.spec[0] == "data", (name, g.sharding)
+        assert rel_err(g, e) < 5 * TOL[jnp.bfloat16], (name, rel_err(g, e))

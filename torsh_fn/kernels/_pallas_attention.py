@@ -40,6 +40,7 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
 
+from ._cudnn_attention import cudnn_attention_bwd
 from ._mosaic_attention import mosaic_attention, mosaic_attention_can
 from ._mosaic_attention_bwd import mosaic_attention_bwd, mosaic_attention_bwd_can
 from ._pallas_common import compiler_params, interpret_mode, on_hopper
@@ -91,11 +92,13 @@ def default_config(head_dim: int) -> AttentionConfig:
 
 
 class AttentionStatic(NamedTuple):
-    """The hashable static argument of :func:`attention_pallas`."""
+    """The hashable static argument of :func:`attention_pallas`; ``cudnn_backward``: take the
+    gradients by cuDNN's backward (``_cudnn_attention.cudnn_attention_bwd``) instead of ours."""
 
     causal: bool
     scale: float
     cfg: AttentionConfig | None
+    cudnn_backward: bool = False
 
 
 class _Dims(NamedTuple):
@@ -392,7 +395,11 @@ def _attention_fwd(q, k, v, static):
 
 
 def _any_backward(q, k, v, out, lse, d_out, static: AttentionStatic):
-    """(dq, dk, dv): by the Mosaic GPU kernel where it applies, else by the Triton kernels."""
+    """(dq, dk, dv): by cuDNN where ``static`` asks for it, else by the Mosaic GPU kernel where
+    it applies, else by the Triton kernels."""
+    if static.cudnn_backward:
+        return cudnn_attention_bwd(q, k, v, out, lse, d_out, scale=static.scale,
+                                   is_causal=static.causal)
     if _mosaic_takes(q, k, v, static, mosaic_attention_bwd_can):
         return mosaic_attention_bwd(q, k, v, out, lse, d_out, scale=static.scale,
                                     is_causal=static.causal)

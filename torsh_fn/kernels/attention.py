@@ -12,15 +12,16 @@ for low-precision inputs.
 Implementations (``impl``): "xla" is the ``jax.numpy`` reference below (it builds the
 ``[L, S]`` score matrix); "pallas" the flash attention kernels of ``_pallas_attention`` (no
 ``[L, S]`` matrix in memory; causal or no mask, no dropout, float32/bfloat16/float16, head dims
-up to 256); "auto" is "xla" off the GPU, and on a GPU the Pallas kernel or cuDNN's fused
-attention (``_cudnn_attention``, on the (B, H, S, D) inputs as they are) only where the dispatch
-table measured it faster than XLA for that dtype and key length; a mask or dropout always takes
-the reference. "auto" chooses twice: by the forward's times for a call that is not
-differentiated, by a training step's (forward and backward) for one that is; where the two
-differ, ``inference_or_training`` runs each where it was measured faster (on an H200, causal
-B4 S4096 H16 D128 bf16: the Pallas forward alone, cuDNN's forward and backward in training),
-unless training's choice is XLA, which then runs throughout (forward-mode differentiation, which
-the kernels' ``custom_vjp`` refuses, keeps working).
+up to 256); "auto" is "xla" off the GPU, and on a GPU the Pallas kernel, cuDNN's fused
+attention (``_cudnn_attention``, on the (B, H, S, D) inputs as they are), or, in training, the
+Pallas forward with cuDNN's backward, only where the dispatch table measured it faster than XLA
+for that dtype and key length; a mask or dropout always takes the reference. "auto" chooses
+twice: by the forward's times for a call that is not differentiated, by a training step's
+(forward and backward) for one that is; where the two differ, ``inference_or_training`` runs
+each where it was measured faster (on an H200, causal B4 S4096 H16 D128 bf16: the Pallas
+forward alone, and in training the Pallas forward with cuDNN's backward), unless training's
+choice is XLA, which then runs throughout (forward-mode differentiation, which the kernels'
+``custom_vjp`` refuses, keeps working).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import jax
 import jax.numpy as jnp
 
 from . import _dispatch
-from ._cudnn_attention import cudnn_attention
+from ._cudnn_attention import cudnn_attention, has_backward
 from ._dispatch import resolve_impl
 from ._explicit_sharding import typed_like
 from ._pallas_attention import (
@@ -127,14 +128,16 @@ def _kernel_refusal(q, k, v, mask, dropout_p) -> str | None:
     return None
 
 
-def _flash(q, k, v, is_causal, scale, config, cudnn: bool):
-    """Attention by the fused kernels: cuDNN's, or ours (Pallas)."""
+def _flash(q, k, v, is_causal, scale, config, kernels: str):
+    """Attention by the fused kernels: ``kernels`` "cudnn", "pallas" (ours), or
+    "pallas_cudnn" (our forward, cuDNN's backward)."""
     def kernel(q, k, v):
         q4, k4, v4, lead = _as_bhsd(q, k, v)
-        if cudnn:
+        if kernels == "cudnn":
             out = cudnn_attention(q4, k4, v4, scale=scale, is_causal=is_causal)
         else:
-            out = attention_pallas(q4, k4, v4, AttentionStatic(is_causal, scale, config))
+            out = attention_pallas(q4, k4, v4, AttentionStatic(
+                is_causal, scale, config, cudnn_backward=kernels == "pallas_cudnn"))
         out = out.reshape(*lead, *out.shape[1:])
         return out[0] if max(q.ndim, k.ndim, v.ndim) == 2 else out  # (L, E): no heads dim
 
@@ -154,10 +157,11 @@ def _cudnn_can(q, k, v, is_causal) -> bool:
 
 
 def _auto_choice(q, k, v, is_causal, training: bool) -> str:
-    """"pallas", "cudnn" or "xla" for ``impl="auto"``: the fastest measured (on a GPU), XLA
-    unless another was measured faster by the table's margin. The table was measured with as
-    many queries as keys; a call is looked up by the shorter of its two lengths (one query over
-    many keys, as in decoding, is not the work that was measured). Lengths take the nearest
+    """"pallas", "cudnn", "pallas_cudnn" (training only: the Pallas forward, cuDNN's backward)
+    or "xla" for ``impl="auto"``: the fastest measured (on a GPU), XLA unless another was
+    measured faster by the table's margin. The table was measured with as many queries as
+    keys; a call is looked up by the shorter of its two lengths (one query over many keys, as
+    in decoding, is not the work that was measured). Lengths take the nearest
     measured one within a factor of two, and any length above the longest measured takes the
     longest's: the kernels' lead over XLA, whose score matrix grows as the square of the
     length, grows with it (H200, causal training: 4x at 256 keys, 11x at 1024, 20x at 4096).
@@ -165,9 +169,11 @@ def _auto_choice(q, k, v, is_causal, training: bool) -> str:
     table's ``_fwd`` entries)."""
     op = ("attention_causal" if is_causal else "attention") + ("" if training else "_fwd")
     best, best_ms = "xla", None
-    for name, table_op in (("pallas", op), ("cudnn", "cudnn_" + op)):
-        if name == "cudnn" and not _cudnn_can(q, k, v, is_causal):
-            continue
+    kernels = ["pallas"]
+    if _cudnn_can(q, k, v, is_causal):
+        kernels += ["cudnn"] + (["pallas_cudnn"] if training and has_backward() else [])
+    for name in kernels:
+        table_op = op if name == "pallas" else f"{name}_{op}"
         measured = _dispatch.measured_ms(table_op, q.dtype, min(q.shape[-2], k.shape[-2]),
                                          within=2.0, above_largest=True)
         if _dispatch.beats_xla(measured) and (best_ms is None or measured[0] < best_ms):
@@ -232,7 +238,7 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None =
             return lambda q, k, v: attention_reference(
                 q, _repeat_kv(q, k), _repeat_kv(q, v), mask, is_causal=is_causal, scale=scale,
                 dropout_p=dropout_p, key=key)
-        return lambda q, k, v: _flash(q, k, v, is_causal, scale, config, choice == "cudnn")
+        return lambda q, k, v: _flash(q, k, v, is_causal, scale, config, choice)
 
     if not _dispatch.picks_lowering(impl):  # "pallas", "xla", or set_default_impl's choice
         choice = resolve_impl("attention", impl, lambda: False)
