@@ -1,7 +1,9 @@
 """The Mosaic GPU attention forward's schedules and slot counts against cuDNN and PyTorch, in
-interleaved rounds: how ``MosaicAttentionConfig``'s defaults were chosen.
+interleaved rounds: how ``MosaicAttentionConfig``'s defaults were chosen. With ``--training``,
+the training steps (forward and backward) that ``attention(impl="auto")`` chooses among, the
+same way: how its H200 table entries compare with PyTorch's step.
 
-    PYTHONPATH=$PWD python3 benchmarks/attention_schedules.py [--rounds 15]
+    PYTHONPATH=$PWD python3 benchmarks/attention_schedules.py [--rounds 15] [--training]
 
 On an H200 one implementation's rounds of a few milliseconds spread by 10-20% (PyTorch's causal
 forward: 457-574 TFLOP/s in one run), more than the schedules differ, and
@@ -10,7 +12,8 @@ round times every implementation once (back-to-back calls for about 20 ms, ``con
 one after the other, and each is reported as PyTorch's time over its own in that round (above
 1: faster than PyTorch), the median over the rounds, beside its median TFLOP/s and their range.
 Shape: B4 S4096 H16 D128 bf16, causal and not (the issue's); errors are against the float32
-reference.
+reference (for training, the largest of the three gradients'). Training FLOPs count 3.5 times
+the forward's.
 """
 
 from __future__ import annotations
@@ -28,13 +31,18 @@ import torch.nn.functional as F
 from benchmarks.conv import time_calls
 from torsh_fn.kernels._cudnn_attention import cudnn_attention
 from torsh_fn.kernels._mosaic_attention import MosaicAttentionConfig, mosaic_attention
-from torsh_fn.kernels.attention import attention_reference
+from torsh_fn.kernels.attention import _flash, attention, attention_reference
 
 B, H, S, D = 4, 16, 4096, 128
 CONFIGS = {"pingpong, 2 slots": MosaicAttentionConfig(stages=2, schedule="pingpong"),
            "pingpong, 3 slots": MosaicAttentionConfig(stages=3, schedule="pingpong"),
            "overlap, 2 slots": MosaicAttentionConfig(stages=2, schedule="overlap"),
            "overlap, 3 slots": MosaicAttentionConfig(stages=3, schedule="overlap")}
+
+
+def _rel_err(got, want) -> float:
+    got, want = got.astype(jnp.float32), want.astype(jnp.float32)
+    return float(jnp.max(jnp.abs(got - want)) / jnp.max(jnp.abs(want)))
 
 
 def cases(q, k, v, causal: bool) -> dict[str, tuple[Callable[[], float], float]]:
@@ -49,9 +57,8 @@ def cases(q, k, v, causal: bool) -> dict[str, tuple[Callable[[], float], float]]
         lambda q, k, v: cudnn_attention(q, k, v, scale=D ** -0.5, is_causal=causal))
     out = {}
     for name, fn in fns.items():
-        got = fn(q, k, v).astype(jnp.float32)
-        err = float(jnp.max(jnp.abs(got - expected)) / jnp.max(jnp.abs(expected)))
-        out[name] = (time_calls(lambda fn=fn: fn(q, k, v), jax.block_until_ready), err)
+        out[name] = (time_calls(lambda fn=fn: fn(q, k, v), jax.block_until_ready),
+                     _rel_err(fn(q, k, v), expected))
     tq, tk, tv = (torch.from_numpy(np.asarray(x.astype(jnp.float32))).to("cuda", torch.bfloat16)
                   for x in (q, k, v))
     out["PyTorch SDPA"] = (time_calls(lambda: F.scaled_dot_product_attention(tq, tk, tv,
@@ -60,22 +67,61 @@ def cases(q, k, v, causal: bool) -> dict[str, tuple[Callable[[], float], float]]
     return out
 
 
+def training_cases(q, k, v, d_out, causal: bool
+                   ) -> dict[str, tuple[Callable[[], float], float]]:
+    """name -> (a round's timer of a training step's forward and backward, the gradients'
+    largest relative error against the float32 reference's)."""
+    def step(fn):
+        return jax.jit(lambda q, k, v, d_out: jax.vjp(fn, q, k, v)[1](d_out))
+
+    expected = step(lambda q, k, v: attention_reference(
+        q.astype(jnp.float32), k.astype(jnp.float32), v.astype(jnp.float32),
+        is_causal=causal))(q, k, v, d_out.astype(jnp.float32))
+    fns = {label: step(lambda q, k, v, kernels=kernels: _flash(q, k, v, causal, D ** -0.5, None,
+                                                                kernels))
+           for label, kernels in (("Pallas (Mosaic GPU forward and backward)", "pallas"),
+                                  ("cuDNN (BHSD, as auto calls it)", "cudnn"),
+                                  ("Pallas forward, cuDNN backward", "pallas_cudnn"))}
+    fns["auto"] = step(lambda q, k, v: attention(q, k, v, is_causal=causal))
+    out = {}
+    for name, fn in fns.items():
+        err = max(map(_rel_err, fn(q, k, v, d_out), expected))
+        out[name] = (time_calls(lambda fn=fn: fn(q, k, v, d_out), jax.block_until_ready), err)
+    tq, tk, tv, tg = (torch.from_numpy(np.asarray(x.astype(jnp.float32))).to("cuda",
+                                                                           torch.bfloat16)
+                      for x in (q, k, v, d_out))
+    tq, tk, tv = (x.requires_grad_(True) for x in (tq, tk, tv))
+
+    def torch_step():
+        return torch.autograd.grad(F.scaled_dot_product_attention(tq, tk, tv, is_causal=causal),
+                                   (tq, tk, tv), tg)
+
+    out["PyTorch SDPA"] = (time_calls(torch_step, lambda _: torch.cuda.synchronize()),
+                           float("nan"))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--training", action="store_true",
+                        help="time training steps (forward and backward) instead of forwards")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
-    q, k, v = (jnp.asarray(rng.standard_normal((B, H, S, D)), jnp.bfloat16) for _ in range(3))
+    q, k, v, d_out = (jnp.asarray(rng.standard_normal((B, H, S, D)), jnp.bfloat16)
+                      for _ in range(4))
     print(f"{jax.devices()[0].device_kind}; jax {jax.__version__}; torch {torch.__version__}; "
           f"{args.rounds} rounds of about 20 ms per implementation")
     for causal in (True, False):
-        flops = 4.0 * B * H * S * S * D / (2 if causal else 1)
-        timed = cases(q, k, v, causal)
+        flops = 4.0 * B * H * S * S * D / (2 if causal else 1) * (3.5 if args.training else 1)
+        timed = training_cases(q, k, v, d_out, causal) if args.training else cases(q, k, v,
+                                                                                    causal)
         times = {name: [] for name in timed}
         for _ in range(args.rounds):
             for name, (one_round, _) in timed.items():
                 times[name].append(one_round())
-        print(f"\n{'causal ' if causal else ''}attention B{B} S{S} H{H} D{D} bf16\n")
+        print(f"\n{'causal ' if causal else ''}attention B{B} S{S} H{H} D{D} bf16, "
+              f"{'training step' if args.training else 'forward'}\n")
         print("| impl | speed vs PyTorch (median of rounds) | TFLOP/s median | range | rel err |")
         print("| --- | --- | --- | --- | --- |")
         for name, (_, err) in timed.items():

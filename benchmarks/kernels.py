@@ -53,6 +53,7 @@ from torsh_fn.kernels._pallas_cross_entropy import cross_entropy_pallas
 from torsh_fn.kernels._pallas_norm import add_layer_norm_pallas, layer_norm_pallas, rms_norm_pallas
 from torsh_fn.kernels._pallas_rows_reduce import reduce_last_dim_pallas
 from torsh_fn.kernels._pallas_softmax import softmax_pallas
+from torsh_fn.kernels.attention import _flash as flash_attention
 from torsh_fn.kernels.bias_act import bias_act
 
 try:
@@ -511,6 +512,8 @@ def _attention_cases(causal: bool, configs=()):
              "cuDNN (jax.nn, BHSD<->BSHD)": cudnn,
              "cuDNN (BHSD as is, as auto calls it)": lambda q, k, v: cudnn_attention(
                  q, k, v, scale=q.shape[-1] ** -0.5, is_causal=causal),
+             "Pallas forward, cuDNN backward": lambda q, k, v: flash_attention(
+                 q, k, v, causal, q.shape[-1] ** -0.5, None, "pallas_cudnn"),
              "auto": lambda q, k, v: kernels.attention(q, k, v, is_causal=causal)}
     other = "overlap" if causal else "pingpong"  # the schedule Mosaic's default does not take
     cases[f"Mosaic GPU forward, {other} schedule (no gradient)"] = lambda q, k, v: (
@@ -767,28 +770,30 @@ def _public_cases(dtype):
         return tuple(jnp.asarray(rng.standard_normal((4, 16, s, 128)), dtype) for _ in range(3))
 
     def attention(impl, causal):
-        if impl == "cudnn":  # as attention(impl="auto") calls it
-            return lambda q, k, v: cudnn_attention(q, k, v, scale=q.shape[-1] ** -0.5,
-                                                   is_causal=causal)
+        if impl in ("cudnn", "pallas_cudnn"):  # as attention(impl="auto") calls them
+            return lambda q, k, v: flash_attention(q, k, v, causal, q.shape[-1] ** -0.5, None,
+                                                   impl)
         return lambda q, k, v: kernels.attention(q, k, v, is_causal=causal, impl=impl)
 
     row_keys, plane_keys = (512, 4096, 32768), (49, 196, 784, 3136, 12544)
     attention_cases = {}
     if dtype == jnp.bfloat16:  # bf16 only: cuDNN's and the peers'
         for causal in (True, False):
-            for kernel in ("pallas", "cudnn"):
-                # cuDNN's entries: their "pallas" column is cuDNN (the table's [key, kernel ms,
-                # xla ms]); the "_fwd" entries time the forward alone, the others a training
-                # step alone ("step"), which needs dq, dk and dv (with dq alone the Pallas dk/dv
-                # kernel is dead code, while cuDNN's backward is one call that computes all
-                # three): attention(impl="auto") chooses by each apart
+            for kernel in ("pallas", "cudnn", "pallas_cudnn"):
+                # the other kernels' entries: their "pallas" column is theirs (the table's
+                # [key, kernel ms, xla ms]); the "_fwd" entries time the forward alone, the
+                # others a training step alone ("step"), which needs dq, dk and dv (with dq
+                # alone the Pallas dk/dv kernel is dead code, while cuDNN's backward is one call
+                # that computes all three): attention(impl="auto") chooses by each apart. The
+                # Pallas forward with cuDNN's backward is a training choice only.
                 def fn(impl, kernel=kernel, causal=causal):
                     return attention(kernel if impl == "pallas" else impl, causal)
 
-                op = ("cudnn_" if kernel == "cudnn" else "") + "attention" + (
+                op = ("" if kernel == "pallas" else kernel + "_") + "attention" + (
                     "_causal" if causal else "")
                 attention_cases[op] = ((256, 1024, 4096), heads, fn, "step")
-                attention_cases[op + "_fwd"] = ((256, 1024, 4096), heads, fn, False)
+                if kernel != "pallas_cudnn":
+                    attention_cases[op + "_fwd"] = ((256, 1024, 4096), heads, fn, False)
     return {
         **attention_cases,
         "matmul": ((1024, 4096, 8192), square, lambda impl: functools.partial(
