@@ -40,7 +40,8 @@ CONFIGS = {"pingpong, 2 slots": MosaicAttentionConfig(stages=2, schedule="pingpo
            "overlap, 3 slots": MosaicAttentionConfig(stages=3, schedule="overlap")}
 
 
-def _rel_err(got, want) -> float:
+def _max_rel_err(got, want) -> float:
+    """The largest elementwise error over the largest magnitude of ``want``."""
     got, want = got.astype(jnp.float32), want.astype(jnp.float32)
     return float(jnp.max(jnp.abs(got - want)) / jnp.max(jnp.abs(want)))
 
@@ -58,7 +59,7 @@ def cases(q, k, v, causal: bool) -> dict[str, tuple[Callable[[], float], float]]
     out = {}
     for name, fn in fns.items():
         out[name] = (time_calls(lambda fn=fn: fn(q, k, v), jax.block_until_ready),
-                     _rel_err(fn(q, k, v), expected))
+                     _max_rel_err(fn(q, k, v), expected))
     tq, tk, tv = (torch.from_numpy(np.asarray(x.astype(jnp.float32))).to("cuda", torch.bfloat16)
                   for x in (q, k, v))
     out["PyTorch SDPA"] = (time_calls(lambda: F.scaled_dot_product_attention(tq, tk, tv,
@@ -85,7 +86,7 @@ def training_cases(q, k, v, d_out, causal: bool
     fns["auto"] = step(lambda q, k, v: attention(q, k, v, is_causal=causal))
     out = {}
     for name, fn in fns.items():
-        err = max(map(_rel_err, fn(q, k, v, d_out), expected))
+        err = max(map(_max_rel_err, fn(q, k, v, d_out), expected))
         out[name] = (time_calls(lambda fn=fn: fn(q, k, v, d_out), jax.block_until_ready), err)
     tq, tk, tv, tg = (torch.from_numpy(np.asarray(x.astype(jnp.float32))).to("cuda",
                                                                            torch.bfloat16)

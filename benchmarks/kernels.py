@@ -53,7 +53,7 @@ from torsh_fn.kernels._pallas_cross_entropy import cross_entropy_pallas
 from torsh_fn.kernels._pallas_norm import add_layer_norm_pallas, layer_norm_pallas, rms_norm_pallas
 from torsh_fn.kernels._pallas_rows_reduce import reduce_last_dim_pallas
 from torsh_fn.kernels._pallas_softmax import softmax_pallas
-from torsh_fn.kernels.attention import _flash as flash_attention
+from torsh_fn.kernels.attention import _flash
 from torsh_fn.kernels.bias_act import bias_act
 
 try:
@@ -512,7 +512,7 @@ def _attention_cases(causal: bool, configs=()):
              "cuDNN (jax.nn, BHSD<->BSHD)": cudnn,
              "cuDNN (BHSD as is, as auto calls it)": lambda q, k, v: cudnn_attention(
                  q, k, v, scale=q.shape[-1] ** -0.5, is_causal=causal),
-             "Pallas forward, cuDNN backward": lambda q, k, v: flash_attention(
+             "Pallas forward, cuDNN backward": lambda q, k, v: _flash(
                  q, k, v, causal, q.shape[-1] ** -0.5, None, "pallas_cudnn"),
              "auto": lambda q, k, v: kernels.attention(q, k, v, is_causal=causal)}
     other = "overlap" if causal else "pingpong"  # the schedule Mosaic's default does not take
@@ -771,8 +771,7 @@ def _public_cases(dtype):
 
     def attention(impl, causal):
         if impl in ("cudnn", "pallas_cudnn"):  # as attention(impl="auto") calls them
-            return lambda q, k, v: flash_attention(q, k, v, causal, q.shape[-1] ** -0.5, None,
-                                                   impl)
+            return lambda q, k, v: _flash(q, k, v, causal, q.shape[-1] ** -0.5, None, impl)
         return lambda q, k, v: kernels.attention(q, k, v, is_causal=causal, impl=impl)
 
     row_keys, plane_keys = (512, 4096, 32768), (49, 196, 784, 3136, 12544)

@@ -1,7 +1,8 @@
 """cuDNN's attention on (B, H, S, D) inputs against the float32 HIGHEST-precision reference,
-forward and gradient (GPU only: cuDNN has no CPU path), and the layout seam on any machine.
-Odd lengths are not cuDNN's (its backward refuses them); ``attention._cudnn_can`` keeps them
-from it, tested in ``test__pallas_attention``."""
+forward and gradient, and its backward alone from the reference's output and logsumexp (GPU
+only: cuDNN has no CPU path); on any machine, the seams on JAX's private functions. Odd lengths
+are not cuDNN's (its backward refuses them); ``attention._cudnn_can`` keeps them from it,
+tested in ``test_attention``."""
 
 import jax
 import jax.numpy as jnp
@@ -45,8 +46,8 @@ def test_the_fallback_transposes_to_the_public_function(monkeypatch):
 
 def test_the_backward_alone_binds_on_the_supported_jax_versions():
     """The private backward's signature is the one ``cudnn_attention_bwd`` calls (else
-    ``has_backward`` is False and ``attention`` never chooses it), and gives the operands'
-    shapes and dtypes (checked by JAX's abstract evaluation: it needs no GPU)."""
+    ``has_backward`` is False and ``attention`` never chooses it), and it accepts these
+    arguments (JAX's abstract evaluation needs no GPU; what it computes is tested on one)."""
     assert has_backward()
     q = jax.ShapeDtypeStruct((2, 4, 256, 64), jnp.bfloat16)
     kv = jax.ShapeDtypeStruct((2, 2, 256, 64), jnp.bfloat16)
@@ -54,6 +55,27 @@ def test_the_backward_alone_binds_on_the_supported_jax_versions():
     grads = jax.eval_shape(lambda q, k, v, out, lse, d_out: cudnn_attention_bwd(
         q, k, v, out, lse, d_out, scale=0.125, is_causal=True), q, kv, kv, q, lse, q)
     assert [(g.shape, g.dtype) for g in grads] == [(x.shape, x.dtype) for x in (q, kv, kv)]
+
+
+def test_a_changed_backward_is_not_called(monkeypatch):
+    """A JAX whose private backward takes other arguments: ``has_backward`` says so, and a
+    call says why instead of passing it arguments it does not take."""
+    monkeypatch.setattr(_cudnn_attention, "_cudnn_backward", lambda query, key, value: None)
+    _cudnn_attention.has_backward.cache_clear()
+    try:
+        assert not has_backward()
+        q = jnp.zeros((1, 1, 8, 8), jnp.bfloat16)
+        with pytest.raises(RuntimeError, match="no cuDNN backward to call alone"):
+            cudnn_attention_bwd(q, q, q, q, jnp.zeros((1, 1, 8)), q, scale=1.0, is_causal=True)
+    finally:
+        _cudnn_attention.has_backward.cache_clear()
+
+
+def test_the_backward_alone_refuses_float32():
+    q = jnp.zeros((1, 1, 8, 8), jnp.float32)
+    with pytest.raises(TypeError, match="cudnn_attention_bwd: q must be float16 or bfloat16, "
+                                        "got float32"):
+        cudnn_attention_bwd(q, q, q, q, jnp.zeros((1, 1, 8)), q, scale=1.0, is_causal=True)
 
 
 @pytest.mark.gpu

@@ -90,7 +90,7 @@ def test_lowers_with_the_logsumexp(config):
 def test_attention_pallas_hands_it_only_what_it_takes(monkeypatch):
     monkeypatch.setattr(_pallas_attention, "on_hopper", lambda: True)
     q = jnp.zeros((1, 2, 256, 64), jnp.bfloat16)
-    takes = _pallas_attention._mosaic_takes
+    takes = _pallas_attention.mosaic_takes
     assert takes(q, q, q, AttentionStatic(True, 0.1, None))
     assert not takes(q, q, q, AttentionStatic(True, 0.1, _pallas_attention.default_config(64)))
     assert not takes(q, q, q[..., :32], AttentionStatic(False, 0.1, None))  # Dv != D

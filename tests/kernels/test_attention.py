@@ -15,6 +15,7 @@ from tests.kernels.pallas_helpers import TOL, rel_err
 from tests.oracle import check_vs_torch
 from torsh_fn.kernels import _dispatch, _pallas_attention
 from torsh_fn.kernels._cudnn_attention import cudnn_attention_bwd
+from torsh_fn.kernels._pallas_attention import AttentionConfig
 from torsh_fn.kernels.attention import (
     _auto_choice,
     attention,
@@ -88,6 +89,9 @@ def test_inference_or_training_runs_each_where_it_was_chosen(rng):
     ((4, 16, 4096, 256), (4, 16, 4096, 256), True, jnp.bfloat16, True, "pallas"),  # cuDNN: D
     ((4, 16, 3000, 64), (4, 16, 5000, 64), True, jnp.bfloat16, True, "pallas"),  # L == S only
     ((4, 16, 4095, 128), (4, 16, 4095, 128), True, jnp.bfloat16, True, "pallas"),  # even only
+    ((4, 16, 4094, 128), (4, 16, 4094, 128), True, jnp.bfloat16, True, "cudnn"),  # Mosaic: 128s
+    ((4, 16, 4096, 96), (4, 16, 4096, 96), True, jnp.bfloat16, True, "cudnn"),  # Mosaic: D
+    ((4, 16, 4096, 100), (4, 16, 4096, 100), True, jnp.bfloat16, True, "pallas"),  # cuDNN: 8s
     ((4, 16, 64, 128), (4, 16, 64, 128), True, jnp.bfloat16, False, "xla"),  # none measured near
     ((1, 8, 32768, 128), (1, 8, 32768, 128), True, jnp.bfloat16, False, "pallas"),  # longest's
     ((4, 16, 1, 128), (4, 16, 4096, 128), False, jnp.bfloat16, False, "xla"),  # one query
@@ -98,10 +102,11 @@ def test_auto_follows_the_h200_table(monkeypatch, q_shape, kv_shape, causal, dty
                                      picks):
     """The shipped H200 entries (B4 H16 D128 bf16 at 256, 1024 and 4096 keys): the Pallas
     forward alone is the fastest there; in training, at 4096 keys, the Pallas forward with
-    cuDNN's backward."""
+    cuDNN's backward where the Mosaic forward takes the call, else cuDNN's own step."""
     h200 = _dispatch._tables()["devices"]["NVIDIA H200"]
     monkeypatch.setattr(_dispatch, "_table", lambda: h200)
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    monkeypatch.setattr(_pallas_attention, "on_hopper", lambda: True)
     q, kv = jax.ShapeDtypeStruct(q_shape, dtype), jax.ShapeDtypeStruct(kv_shape, dtype)
     assert _auto_choice(q, kv, kv, causal, training) == picks
 
@@ -157,20 +162,26 @@ def test_auto_chooses_the_forward_and_the_training_step_apart(rng, split_table):
     assert split_table == ["pallas"]
 
 
-@pytest.mark.parametrize("backward_callable", [True, False])
+@pytest.mark.parametrize("backward_callable, hopper, trains_with", [
+    (True, True, "pallas_cudnn"),
+    (False, True, "cudnn"),  # this JAX's cuDNN backward cannot be called alone
+    (True, False, "cudnn"),  # no Mosaic forward (the pair was measured with it)
+])
 def test_auto_trains_with_the_pallas_forward_and_cudnn_backward_where_measured_fastest(
-        rng, monkeypatch, backward_callable):
-    """The pair is a training choice only, and only where this JAX's cuDNN backward can be
-    called alone (else cuDNN's own training step, the next fastest here)."""
+        rng, monkeypatch, backward_callable, hopper, trains_with):
+    """The pair is a training choice only, where cuDNN's backward can be called alone and the
+    forward is the Mosaic kernel; elsewhere cuDNN's own step, the next fastest here."""
     flashes = _fake_gpu(monkeypatch, {
         "attention_causal_fwd": {"bfloat16": [[4096, 1.0, 20.0]]},
         "cudnn_attention_causal": {"bfloat16": [[4096, 3.0, 40.0]]},
         "pallas_cudnn_attention_causal": {"bfloat16": [[4096, 2.9, 40.0]]}})
     monkeypatch.setattr(attention_module, "has_backward", lambda: backward_callable)
-    q = jnp.asarray(rng.standard_normal((1, 2, 4096, 8)), jnp.bfloat16)
-    trains_with = "pallas_cudnn" if backward_callable else "cudnn"
+    monkeypatch.setattr(_pallas_attention, "on_hopper", lambda: hopper)
+    q = jnp.asarray(rng.standard_normal((1, 2, 4096, 64)), jnp.bfloat16)
     assert _auto_choice(q, q, q, True, training=True) == trains_with
     assert _auto_choice(q, q, q, True, training=False) == "pallas"
+    tiles = AttentionConfig(block_q=64, block_k=64)  # a tile config: the Triton forward
+    assert _auto_choice(q, q, q, True, training=True, config=tiles) == "cudnn"
     odd = q[:, :, :4095]  # cuDNN takes even lengths only: neither cuDNN choice
     assert _auto_choice(odd, odd, odd, True, training=True) == "xla"
     jax.grad(lambda q: jnp.sum(attention(q, q, q, is_causal=True).astype(jnp.float32)))(q)

@@ -12,10 +12,11 @@ logsumexp: ``attention(impl="auto")`` trains with our Mosaic GPU forward and thi
 that pair was measured fastest (on an H200, causal B4 S4096 H16 D128 bf16: the same backward
 kernels as cuDNN's own training step, after a forward 3% faster than cuDNN's; the step 2-3.5%
 faster). XLA clears the outputs and workspace of every cuDNN call before it runs (about 80 us
-of this backward's 2.1 ms), which PyTorch's calls of the same kernels do not.
+of that 2.1 ms step), which PyTorch's calls of the same kernels do not.
 
-Inputs: q (B, H, L, D), k and v (B, Hk, S, D) with Hk dividing H; float16 or bfloat16; D <= 128;
-causal only with L == S (what ``attention._cudnn_can`` admits). GPU only.
+Inputs: q (B, H, L, D), k and v (B, Hk, S, D) with Hk dividing H; float16 or bfloat16; D <= 128
+and a multiple of 8; even lengths; causal only with L == S (what ``attention._cudnn_can``
+admits). GPU only.
 """
 
 from __future__ import annotations
@@ -27,16 +28,21 @@ import math
 import jax
 import jax.numpy as jnp
 
+# each private name apart: a JAX release that moves one keeps what the others serve
 try:
-    from jax._src.cudnn.fused_attention_stablehlo import AttentionLayout, MaskType
-    from jax._src.cudnn.fused_attention_stablehlo import (
-        _dot_product_attention_bwd_impl as _cudnn_backward,
-    )
+    from jax._src.cudnn.fused_attention_stablehlo import MaskType
     from jax._src.cudnn.fused_attention_stablehlo import (
         dot_product_attention as _cudnn_dot_product_attention,
     )
 except ImportError:  # pragma: no cover - depends on the JAX version
-    _cudnn_dot_product_attention = _cudnn_backward = None
+    _cudnn_dot_product_attention = None
+try:
+    from jax._src.cudnn.fused_attention_stablehlo import AttentionLayout
+    from jax._src.cudnn.fused_attention_stablehlo import (
+        _dot_product_attention_bwd_impl as _cudnn_backward,
+    )
+except ImportError:  # pragma: no cover - depends on the JAX version
+    _cudnn_backward = None
 
 __all__ = ["cudnn_attention", "cudnn_attention_bwd", "has_backward", "takes_bhsd"]
 
@@ -97,12 +103,21 @@ def cudnn_attention_bwd(q: jax.Array, k: jax.Array, v: jax.Array, out: jax.Array
     Returns:
         dq, dk, dv in the shapes and dtype of q, k, v.
 
+    Raises:
+        RuntimeError: where this JAX's backward cannot be called alone (``has_backward``).
+        TypeError: for inputs that are not float16 or bfloat16.
+
     Example (on a GPU):
         >>> q = k = v = jnp.ones((1, 2, 128, 64), jnp.bfloat16)
         >>> out, lse = mosaic_attention(q, k, v, scale=0.125, is_causal=True, with_lse=True)
         >>> dq, dk, dv = cudnn_attention_bwd(q, k, v, out, lse, jnp.ones_like(out),
         ...                                  scale=0.125, is_causal=True)
     """
+    if not has_backward():
+        raise RuntimeError(f"cudnn_attention_bwd: this JAX ({jax.__version__}) has no cuDNN "
+                           f"backward to call alone")
+    if q.dtype not in (jnp.bfloat16, jnp.float16):
+        raise TypeError(f"cudnn_attention_bwd: q must be float16 or bfloat16, got {q.dtype}")
     unused = jnp.zeros(0, q.dtype)  # no bias, padding, packing or paging
     dq, dk, dv = _cudnn_backward(
         query=q, key=k, value=v, bias=unused, q_seqlen=unused, kv_seqlen=unused,

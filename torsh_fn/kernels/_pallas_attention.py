@@ -24,6 +24,10 @@ Sequence lengths need not divide the blocks (masked loads and stores); head dims
 registers to a power of two (at least 16). Grouped-query heads: ``k``/``v`` may have ``Hk``
 heads dividing ``q``'s ``H``; query head ``h`` reads key/value head ``h // (H // Hk)``.
 
+On Hopper the forward and the backward are Mosaic GPU kernels where they take the shapes
+(``_mosaic_attention``, ``_mosaic_attention_bwd``); ``AttentionStatic.cudnn_backward`` takes the
+gradients by cuDNN's backward instead (``_cudnn_attention``), from either forward's residuals.
+
 Use through ``torsh_fn.kernels.attention`` (``impl="pallas"``).
 """
 
@@ -93,7 +97,8 @@ def default_config(head_dim: int) -> AttentionConfig:
 
 class AttentionStatic(NamedTuple):
     """The hashable static argument of :func:`attention_pallas`; ``cudnn_backward``: take the
-    gradients by cuDNN's backward (``_cudnn_attention.cudnn_attention_bwd``) instead of ours."""
+    gradients by cuDNN's backward (``_cudnn_attention.cudnn_attention_bwd``) instead of ours,
+    for calls that cuDNN takes (``attention._cudnn_can``: 16-bit, on a GPU)."""
 
     causal: bool
     scale: float
@@ -347,8 +352,9 @@ def attention_pallas(q: jax.Array, k: jax.Array, v: jax.Array,
     On a Hopper GPU the forward (alone, or with the logsumexp that the backward takes) and the
     backward are Mosaic GPU kernels (``_mosaic_attention``, ``_mosaic_attention_bwd``: TMA and
     wgmma, faster than the Triton kernels) where they take the shapes and no tile config is
-    given; the Triton kernels do the rest. The Mosaic backward adds dQ up in whatever order
-    its CTAs finish: run to run, dQ may differ in its last bits.
+    given; the Triton kernels do the rest. ``static.cudnn_backward`` takes the backward from
+    cuDNN instead. The Mosaic backward adds dQ up in whatever order its CTAs finish: run to
+    run, dQ may differ in its last bits.
 
     Args:
         q: (B, H, Sq, D); k: (B, Hk, Sk, D); v: (B, Hk, Sk, Dv), one dtype of
@@ -366,9 +372,10 @@ def attention_pallas(q: jax.Array, k: jax.Array, v: jax.Array,
     return _by_batch(functools.partial(_any_forward, with_lse=False), static, q, k, v)
 
 
-def _mosaic_takes(q, k, v, static: AttentionStatic, can=mosaic_attention_can) -> bool:
-    """Whether a Mosaic GPU kernel runs this call: on Hopper, without a tile config, where
-    ``can`` (the forward's or the backward's admission) takes the shapes."""
+def mosaic_takes(q, k, v, static: AttentionStatic, can=mosaic_attention_can) -> bool:
+    """Whether a Mosaic GPU kernel runs this call of (B, H, S, D) arrays (or their shapes): on
+    Hopper, without a tile config, where ``can`` (the forward's or the backward's admission)
+    takes the shapes."""
     return (static.cfg is None and on_hopper() and k.shape == v.shape
             and q.dtype == k.dtype == v.dtype
             and can(q.shape, k.shape, q.dtype, static.causal))
@@ -377,7 +384,7 @@ def _mosaic_takes(q, k, v, static: AttentionStatic, can=mosaic_attention_can) ->
 def _any_forward(q, k, v, static: AttentionStatic, with_lse: bool):
     """The output, and with ``with_lse`` its logsumexp for the backward: by Mosaic GPU where it
     applies, else by the Triton kernel."""
-    if _mosaic_takes(q, k, v, static):
+    if mosaic_takes(q, k, v, static):
         return mosaic_attention(q, k, v, scale=static.scale, is_causal=static.causal,
                                 with_lse=with_lse)
     out, lse = _forward(q, k, v, static)
@@ -400,7 +407,7 @@ def _any_backward(q, k, v, out, lse, d_out, static: AttentionStatic):
     if static.cudnn_backward:
         return cudnn_attention_bwd(q, k, v, out, lse, d_out, scale=static.scale,
                                    is_causal=static.causal)
-    if _mosaic_takes(q, k, v, static, mosaic_attention_bwd_can):
+    if mosaic_takes(q, k, v, static, mosaic_attention_bwd_can):
         return mosaic_attention_bwd(q, k, v, out, lse, d_out, scale=static.scale,
                                     is_causal=static.causal)
     return _backward(q, k, v, out, lse, d_out, static)

@@ -42,6 +42,7 @@ from ._pallas_attention import (
     AttentionConfig,
     AttentionStatic,
     attention_pallas,
+    mosaic_takes,
 )
 from ._pallas_tiles import SUPPORTED_DTYPES
 
@@ -149,14 +150,24 @@ def _flash(q, k, v, is_causal, scale, config, kernels: str):
 
 
 def _cudnn_can(q, k, v, is_causal) -> bool:
-    """cuDNN's fused attention: 16-bit, equal head dims <= 128, causal only when L == S, and
-    even lengths (its backward refuses odd ones: "Unsupported sequence length")."""
+    """cuDNN's fused attention: 16-bit, equal head dims <= 128 and multiples of 8, causal only
+    when L == S, and even lengths (its backward refuses odd ones: "Unsupported sequence
+    length")."""
     return (q.dtype in (jnp.bfloat16, jnp.float16) and q.shape[-1] == v.shape[-1] <= 128
-            and q.ndim == k.ndim == 4 and (not is_causal or q.shape[-2] == k.shape[-2])
+            and q.shape[-1] % 8 == 0 and q.ndim == k.ndim == 4
+            and (not is_causal or q.shape[-2] == k.shape[-2])
             and q.shape[-2] % 2 == 0 and k.shape[-2] % 2 == 0)
 
 
-def _auto_choice(q, k, v, is_causal, training: bool) -> str:
+def _pair_can(q, k, v, is_causal, config) -> bool:
+    """The Pallas forward with cuDNN's backward: where cuDNN takes the call, this JAX's cuDNN
+    backward can be called alone, and the forward is the Mosaic GPU kernel (the pair was
+    measured with it; after the Triton forward it is slower than cuDNN's own step)."""
+    return (_cudnn_can(q, k, v, is_causal) and has_backward()
+            and mosaic_takes(q, k, v, AttentionStatic(is_causal, 1.0, config)))
+
+
+def _auto_choice(q, k, v, is_causal, training: bool, config=None) -> str:
     """"pallas", "cudnn", "pallas_cudnn" (training only: the Pallas forward, cuDNN's backward)
     or "xla" for ``impl="auto"``: the fastest measured (on a GPU), XLA unless another was
     measured faster by the table's margin. The table was measured with as many queries as
@@ -166,12 +177,12 @@ def _auto_choice(q, k, v, is_causal, training: bool) -> str:
     longest's: the kernels' lead over XLA, whose score matrix grows as the square of the
     length, grows with it (H200, causal training: 4x at 256 keys, 11x at 1024, 20x at 4096).
     ``training``: by the times of a forward and backward; else of the forward alone (the
-    table's ``_fwd`` entries)."""
+    table's ``_fwd`` entries). ``config``: the Pallas tile config the call was given."""
     op = ("attention_causal" if is_causal else "attention") + ("" if training else "_fwd")
     best, best_ms = "xla", None
-    kernels = ["pallas"]
-    if _cudnn_can(q, k, v, is_causal):
-        kernels += ["cudnn"] + (["pallas_cudnn"] if training and has_backward() else [])
+    kernels = ["pallas"] + (["cudnn"] if _cudnn_can(q, k, v, is_causal) else [])
+    if training and _pair_can(q, k, v, is_causal, config):
+        kernels.append("pallas_cudnn")
     for name in kernels:
         table_op = op if name == "pallas" else f"{name}_{op}"
         measured = _dispatch.measured_ms(table_op, q.dtype, min(q.shape[-2], k.shape[-2]),
@@ -248,7 +259,8 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None =
         return run(choice)(q, k, v)
     if refusal is not None:
         return run("xla")(q, k, v)
-    train, infer = (_auto_choice(q, k, v, is_causal, training) for training in (True, False))
+    train, infer = (_auto_choice(q, k, v, is_causal, training, config)
+                    for training in (True, False))
     if train == infer or train == "xla":  # XLA keeps forward-mode differentiation
         return run(train)(q, k, v)
     return inference_or_training(run(infer), run(train))(q, k, v)
