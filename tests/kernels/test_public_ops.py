@@ -20,7 +20,10 @@ def test_cross_entropy_pallas_matches_xla(rng, dtype, smoothing):
     def op(impl):
         return lambda x: kernels.cross_entropy(x, labels, label_smoothing=smoothing, impl=impl)
 
-    check_fwd_and_grad(op("pallas"), op("xla"), (x,), rng, jnp.float32)
+    # the loss is float32 either way; a bfloat16 gradient is rounded to 8 bits, where the two
+    # lowerings' last-bit differences before rounding can move an element by one step
+    check_fwd_and_grad(op("pallas"), op("xla"), (x,), rng, jnp.float32,
+                       grad_tol=None if dtype == jnp.float32 else 2.0 ** -8)
 
 
 def test_add_layer_norm_pallas_matches_xla_and_checks_residual(rng):
