@@ -49,6 +49,7 @@ from torsh_fn import kernels
 from torsh_fn.kernels import _dispatch, reductions
 from torsh_fn.kernels._cudnn_attention import cudnn_attention
 from torsh_fn.kernels._mosaic_attention import MosaicAttentionConfig, mosaic_attention
+from torsh_fn.kernels._pallas_attention import AttentionStatic, attention_pallas, default_config
 from torsh_fn.kernels._pallas_cross_entropy import cross_entropy_pallas
 from torsh_fn.kernels._pallas_norm import add_layer_norm_pallas, layer_norm_pallas, rms_norm_pallas
 from torsh_fn.kernels._pallas_rows_reduce import reduce_last_dim_pallas
@@ -491,12 +492,6 @@ def _attention_flops(b, h, sq, sk, d, causal, backward) -> float:
 
 def _attention_cases(causal: bool, configs=()):
     """impl -> (function of q, k, v in (B, H, S, D)), the peers in their own layouts inside."""
-    from torsh_fn.kernels._pallas_attention import (
-        AttentionStatic,
-        attention_pallas,
-        default_config,
-    )
-
     def cudnn(q, k, v):
         t = [x.swapaxes(1, 2) for x in (q, k, v)]  # cuDNN's native (B, S, H, D)
         return jax.nn.dot_product_attention(*t, is_causal=causal,
@@ -772,19 +767,24 @@ def _public_cases(dtype):
     def attention(impl, causal):
         if impl in ("cudnn", "pallas_cudnn"):  # as attention(impl="auto") calls them
             return lambda q, k, v: _flash(q, k, v, causal, q.shape[-1] ** -0.5, None, impl)
+        if impl == "triton":  # what the Pallas kernels run where the Mosaic kernels do not
+            return lambda q, k, v: _flash(q, k, v, causal, q.shape[-1] ** -0.5,
+                                          default_config(q.shape[-1]), "pallas")
         return lambda q, k, v: kernels.attention(q, k, v, is_causal=causal, impl=impl)
 
     row_keys, plane_keys = (512, 4096, 32768), (49, 196, 784, 3136, 12544)
     attention_cases = {}
     if dtype == jnp.bfloat16:  # bf16 only: cuDNN's and the peers'
         for causal in (True, False):
-            for kernel in ("pallas", "cudnn", "pallas_cudnn"):
+            for kernel in ("pallas", "cudnn", "pallas_cudnn", "triton"):
                 # the other kernels' entries: their "pallas" column is theirs (the table's
                 # [key, kernel ms, xla ms]); the "_fwd" entries time the forward alone, the
                 # others a training step alone ("step"), which needs dq, dk and dv (with dq
                 # alone the Pallas dk/dv kernel is dead code, while cuDNN's backward is one call
                 # that computes all three): attention(impl="auto") chooses by each apart. The
-                # Pallas forward with cuDNN's backward is a training choice only.
+                # Pallas forward with cuDNN's backward is a training choice only; the Triton
+                # kernels' entries stand for the Pallas kernels where the Mosaic ones (on
+                # Hopper, the "pallas" entries) do not take a call.
                 def fn(impl, kernel=kernel, causal=causal):
                     return attention(kernel if impl == "pallas" else impl, causal)
 

@@ -18,6 +18,7 @@ from torsh_fn.kernels._cudnn_attention import cudnn_attention_bwd
 from torsh_fn.kernels._pallas_attention import AttentionConfig
 from torsh_fn.kernels.attention import (
     _auto_choice,
+    _pallas_entry,
     attention,
     attention_reference,
     inference_or_training,
@@ -90,6 +91,8 @@ def test_inference_or_training_runs_each_where_it_was_chosen(rng):
     ((4, 16, 3000, 64), (4, 16, 5000, 64), True, jnp.bfloat16, True, "pallas"),  # L == S only
     ((4, 16, 4095, 128), (4, 16, 4095, 128), True, jnp.bfloat16, True, "pallas"),  # even only
     ((4, 16, 4094, 128), (4, 16, 4094, 128), True, jnp.bfloat16, True, "cudnn"),  # Mosaic: 128s
+    ((4, 16, 1000, 128), (4, 16, 1000, 128), True, jnp.bfloat16, True, "cudnn"),  # Triton's
+    ((4, 16, 1000, 128), (4, 16, 1000, 128), True, jnp.bfloat16, False, "cudnn"),  # entries
     ((4, 16, 4096, 96), (4, 16, 4096, 96), True, jnp.bfloat16, True, "cudnn"),  # Mosaic: D
     ((4, 16, 4096, 100), (4, 16, 4096, 100), True, jnp.bfloat16, True, "pallas"),  # cuDNN: 8s
     ((4, 16, 64, 128), (4, 16, 64, 128), True, jnp.bfloat16, False, "xla"),  # none measured near
@@ -102,7 +105,8 @@ def test_auto_follows_the_h200_table(monkeypatch, q_shape, kv_shape, causal, dty
                                      picks):
     """The shipped H200 entries (B4 H16 D128 bf16 at 256, 1024 and 4096 keys): the Pallas
     forward alone is the fastest there; in training, at 4096 keys, the Pallas forward with
-    cuDNN's backward where the Mosaic forward takes the call, else cuDNN's own step."""
+    cuDNN's backward where the Mosaic forward takes the call, else cuDNN's own step. Where the
+    Mosaic kernels do not take a call, the Triton kernels' entries are slower than cuDNN's."""
     h200 = _dispatch._tables()["devices"]["NVIDIA H200"]
     monkeypatch.setattr(_dispatch, "_table", lambda: h200)
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
@@ -112,8 +116,9 @@ def test_auto_follows_the_h200_table(monkeypatch, q_shape, kv_shape, causal, dty
 
 
 def _fake_gpu(monkeypatch, ops):
-    """This machine as a GPU whose dispatch table holds ``ops``; returns the list of kernels
-    that ``attention`` then runs (each computed by the reference)."""
+    """This machine as a GPU (not a Hopper one: the Pallas kernels are Triton's, looked up as
+    ``triton_`` entries) whose dispatch table holds ``ops``; returns the list of kernels that
+    ``attention`` then runs (each computed by the reference)."""
     monkeypatch.setattr(_dispatch, "_tables", lambda: {"margin": 0.15, "devices": {
         jax.devices()[0].device_kind: {"ops": ops}}})
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
@@ -132,9 +137,9 @@ def split_table(monkeypatch):
     """A GPU whose table has the Pallas forward fastest alone and cuDNN fastest in training,
     for causal attention, and nothing for attention without the mask."""
     return _fake_gpu(monkeypatch, {
-        "attention_causal_fwd": {"bfloat16": [[4096, 1.0, 20.0]]},
+        "triton_attention_causal_fwd": {"bfloat16": [[4096, 1.0, 20.0]]},
         "cudnn_attention_causal_fwd": {"bfloat16": [[4096, 1.2, 20.0]]},
-        "attention_causal": {"bfloat16": [[4096, 4.0, 40.0]]},
+        "triton_attention_causal": {"bfloat16": [[4096, 4.0, 40.0]]},
         "cudnn_attention_causal": {"bfloat16": [[4096, 3.0, 40.0]]}})
 
 
@@ -173,6 +178,7 @@ def test_auto_trains_with_the_pallas_forward_and_cudnn_backward_where_measured_f
     forward is the Mosaic kernel; elsewhere cuDNN's own step, the next fastest here."""
     flashes = _fake_gpu(monkeypatch, {
         "attention_causal_fwd": {"bfloat16": [[4096, 1.0, 20.0]]},
+        "triton_attention_causal_fwd": {"bfloat16": [[4096, 1.1, 20.0]]},
         "cudnn_attention_causal": {"bfloat16": [[4096, 3.0, 40.0]]},
         "pallas_cudnn_attention_causal": {"bfloat16": [[4096, 2.9, 40.0]]}})
     monkeypatch.setattr(attention_module, "has_backward", lambda: backward_callable)
@@ -186,6 +192,37 @@ def test_auto_trains_with_the_pallas_forward_and_cudnn_backward_where_measured_f
     assert _auto_choice(odd, odd, odd, True, training=True) == "xla"
     jax.grad(lambda q: jnp.sum(attention(q, q, q, is_causal=True).astype(jnp.float32)))(q)
     assert flashes == [trains_with]
+
+
+@pytest.mark.parametrize("q_shape, config, picks", [
+    ((4, 2, 4096, 64), None, "pallas"),  # the Mosaic kernels: the "pallas" entry
+    ((4, 2, 4094, 64), None, "cudnn"),  # lengths not multiples of 128: the Triton kernels
+    ((4, 2, 4096, 96), None, "cudnn"),  # head dim 96: the Triton kernels
+    ((4, 2, 4096, 64), AttentionConfig(), "cudnn"),  # a tile config: the Triton kernels
+    ((4, 2, 4096, 256), None, "pallas"),  # cuDNN: head dim; Triton still beats XLA
+])
+def test_auto_looks_the_pallas_kernels_up_by_the_ones_that_run(monkeypatch, q_shape, config,
+                                                                picks):
+    """On Hopper the "pallas" entries measured the Mosaic GPU kernels; a call they do not take
+    runs the Triton kernels, looked up as the ``triton_`` entries (here slower than cuDNN's)."""
+    _fake_gpu(monkeypatch, {"attention_causal": {"bfloat16": [[4096, 1.0, 40.0]]},
+                            "triton_attention_causal": {"bfloat16": [[4096, 3.5, 40.0]]},
+                            "cudnn_attention_causal": {"bfloat16": [[4096, 3.0, 40.0]]}})
+    monkeypatch.setattr(_pallas_attention, "on_hopper", lambda: True)
+    q = jax.ShapeDtypeStruct(q_shape, jnp.bfloat16)
+    assert _auto_choice(q, q, q, True, training=True, config=config) == picks
+
+
+@pytest.mark.parametrize("length, entry", [(4096, "attention_causal"),
+                                           (4094, "triton_attention_causal")])
+def test_the_pallas_entry_is_found_on_the_shapes_the_kernels_see(monkeypatch, length, entry):
+    """Leading dims flatten into the batch and 3-D inputs gain one, as ``_flash`` passes them
+    to the kernels: the Mosaic kernels take (2, 2, 2, 4096, 64) as (4, 2, 4096, 64)."""
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    monkeypatch.setattr(_pallas_attention, "on_hopper", lambda: True)
+    for shape in ((2, 2, 2, length, 64), (2, length, 64)):
+        q = jax.ShapeDtypeStruct(shape, jnp.bfloat16)
+        assert _pallas_entry(q, q, q, True, True, None, "attention_causal") == entry
 
 
 @pytest.mark.gpu

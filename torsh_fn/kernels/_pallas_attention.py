@@ -381,6 +381,15 @@ def mosaic_takes(q, k, v, static: AttentionStatic, can=mosaic_attention_can) -> 
             and can(q.shape, k.shape, q.dtype, static.causal))
 
 
+def kernels_run(q, k, v, static: AttentionStatic, training: bool) -> str:
+    """Which Pallas kernels ``attention_pallas`` runs for these (B, H, S, D) arrays (or shapes):
+    "mosaic" where the Mosaic GPU forward, and in training its backward too, take the call (on
+    Hopper, without a tile config), else "triton"."""
+    mosaic = mosaic_takes(q, k, v, static) and (
+        not training or mosaic_takes(q, k, v, static, mosaic_attention_bwd_can))
+    return "mosaic" if mosaic else "triton"
+
+
 def _any_forward(q, k, v, static: AttentionStatic, with_lse: bool):
     """The output, and with ``with_lse`` its logsumexp for the backward: by Mosaic GPU where it
     applies, else by the Triton kernel."""

@@ -42,6 +42,7 @@ from ._pallas_attention import (
     AttentionConfig,
     AttentionStatic,
     attention_pallas,
+    kernels_run,
     mosaic_takes,
 )
 from ._pallas_tiles import SUPPORTED_DTYPES
@@ -100,13 +101,19 @@ def _repeat_kv(q: jax.Array, kv: jax.Array) -> jax.Array:
     return jnp.repeat(kv, q.shape[-3] // kv.shape[-3], axis=-3)
 
 
+def _bhsd_layout(q, k, v):
+    """From the shapes alone: the broadcast leading dims of q, k, v, and each one's trailing
+    (H, S, D) (H = 1 for a 2-D input); ``_as_bhsd`` lays the arrays out so."""
+    ndim = max(q.ndim, k.ndim, v.ndim, 3)
+    padded = [(1,) * (ndim - x.ndim) + tuple(x.shape) for x in (q, k, v)]
+    return jnp.broadcast_shapes(*(p[:-3] for p in padded)), [p[-3:] for p in padded]
+
+
 def _as_bhsd(q, k, v):
     """q, k, v as (B, H, S, D) arrays (leading dims broadcast and flattened), and q's lead."""
-    ndim = max(q.ndim, k.ndim, v.ndim, 3)
-    q, k, v = (x.reshape((1,) * (ndim - x.ndim) + x.shape) for x in (q, k, v))
-    lead = jnp.broadcast_shapes(q.shape[:-3], k.shape[:-3], v.shape[:-3])
-    q, k, v = (jnp.broadcast_to(x, (*lead, *x.shape[-3:])).reshape(-1, *x.shape[-3:])
-               for x in (q, k, v))
+    lead, trailing = _bhsd_layout(q, k, v)
+    q, k, v = (jnp.broadcast_to(x, (*lead, *t)).reshape(-1, *t)
+               for x, t in zip((q, k, v), trailing))
     return q, k, v, lead
 
 
@@ -167,6 +174,17 @@ def _pair_can(q, k, v, is_causal, config) -> bool:
             and mosaic_takes(q, k, v, AttentionStatic(is_causal, 1.0, config)))
 
 
+def _pallas_entry(q, k, v, is_causal, training: bool, config, op: str) -> str:
+    """The table entry that measured the Pallas kernels this call runs: ``op`` (swept at lengths
+    the Mosaic GPU kernels take, on Hopper) where the Mosaic kernels run it, else the Triton
+    kernels' ``triton_`` entry."""
+    lead, trailing = _bhsd_layout(q, k, v)
+    shapes = [jax.ShapeDtypeStruct((math.prod(lead), *t), x.dtype)
+              for x, t in zip((q, k, v), trailing)]
+    runs = kernels_run(*shapes, AttentionStatic(is_causal, 1.0, config), training)
+    return op if runs == "mosaic" else "triton_" + op
+
+
 def _auto_choice(q, k, v, is_causal, training: bool, config=None) -> str:
     """"pallas", "cudnn", "pallas_cudnn" (training only: the Pallas forward, cuDNN's backward)
     or "xla" for ``impl="auto"``: the fastest measured (on a GPU), XLA unless another was
@@ -184,7 +202,8 @@ def _auto_choice(q, k, v, is_causal, training: bool, config=None) -> str:
     if training and _pair_can(q, k, v, is_causal, config):
         kernels.append("pallas_cudnn")
     for name in kernels:
-        table_op = op if name == "pallas" else f"{name}_{op}"
+        table_op = (_pallas_entry(q, k, v, is_causal, training, config, op) if name == "pallas"
+                    else f"{name}_{op}")
         measured = _dispatch.measured_ms(table_op, q.dtype, min(q.shape[-2], k.shape[-2]),
                                          within=2.0, above_largest=True)
         if _dispatch.beats_xla(measured) and (best_ms is None or measured[0] < best_ms):
