@@ -10,7 +10,7 @@ signature is missing (another JAX version).
 ``cudnn_attention_bwd`` is cuDNN's backward alone, from another flash forward's output and
 logsumexp: ``attention(impl="auto")`` trains with our Mosaic GPU forward and this backward where
 that pair was measured fastest (on an H200, causal B4 S4096 H16 D128 bf16: the same backward
-kernels as cuDNN's own training step, after a forward 3% faster than cuDNN's; the step 2-3.5%
+kernels as cuDNN's own training step, after a forward 3% faster than cuDNN's; the step 2-4%
 faster). XLA clears the outputs and workspace of every cuDNN call before it runs (about 80 us
 of that 2.1 ms step), which PyTorch's calls of the same kernels do not.
 
