@@ -6,15 +6,15 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 
 from tests.kernels import test__mosaic_attention as forward_tests
 from tests.kernels.pallas_helpers import TOL, normal, rel_err
-from tests.kernels.test__pallas_attention import reference, reference_lse
-from torsh_fn import kernels
+from tests.kernels.test__pallas_attention import (
+    check_batch_sharded_training,
+    reference,
+    reference_lse,
+)
 from torsh_fn.kernels import _pallas_attention
 from torsh_fn.kernels._mosaic_attention_bwd import (
     MosaicAttentionBwdConfig,
@@ -181,31 +181,4 @@ def test_batch_sharded_training_runs_it_on_every_device(rng, monkeypatch, axis_t
     """Under ``jit`` with the batch sharded over the GPUs (Auto axes, or ``jax.make_mesh``'s
     default Explicit ones), each device runs the Mosaic backward on its own rows (no
     all-gather), the gradients stay sharded, and they match the reference."""
-    traced_batches = []
-
-    def spy(q, *args, **kwargs):
-        traced_batches.append(q.shape[0])
-        return mosaic_attention_bwd(q, *args, **kwargs)
-
-    monkeypatch.setattr(_pallas_attention, "mosaic_attention_bwd", spy)
-    n = jax.device_count()
-    q_shape, kv_shape, dtype = (n, 4, 256, 128), (n, 2, 256, 128), jnp.bfloat16
-    mesh = jax.make_mesh((n,), ("data",), axis_types=(axis_type,))
-    q, k, v = (jax.device_put(normal(rng, s, dtype), NamedSharding(mesh, P("data")))
-               for s in (q_shape, kv_shape, kv_shape))
-
-    def loss(q, k, v):
-        out = kernels.attention(q, k, v, is_causal=True, impl="pallas")
-        return jnp.sum(out.astype(jnp.float32) * q.astype(jnp.float32))
-
-    training = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))
-    with jax.set_mesh(mesh):
-        assert "all-gather" not in training.lower(q, k, v).compile().as_text()
-        grads = training(q, k, v)
-    assert 1 in traced_batches, traced_batches  # the per-device program (shapes are traced whole)
-    scale = q_shape[-1] ** -0.5
-    expected = jax.grad(lambda *a: jnp.sum(reference(*a, True, scale) * a[0]),
-                        argnums=(0, 1, 2))(*(np.asarray(x, np.float32) for x in (q, k, v)))
-    for name, g, e in zip("qkv", grads, expected):
-        assert g.sharding.spec[0] == "data", (name, g.sharding)
-        assert rel_err(g, e) < 5 * TOL[dtype], (name, rel_err(g, e))
+    check_batch_sharded_training(rng, monkeypatch, axis_type, "mosaic_attention_bwd", "pallas")

@@ -8,13 +8,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch.nn.functional as TF
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 
-from tests.kernels.pallas_helpers import TOL, rel_err
+from tests.kernels.test__pallas_attention import check_batch_sharded_training
 from tests.oracle import check_vs_torch
 from torsh_fn.kernels import _dispatch, _pallas_attention
-from torsh_fn.kernels._cudnn_attention import cudnn_attention_bwd
 from torsh_fn.kernels._pallas_attention import AttentionConfig
 from torsh_fn.kernels.attention import (
     _auto_choice,
@@ -236,32 +233,4 @@ def test_auto_trains_with_cudnn_backward_on_every_device_with_the_batch_sharded(
     monkeypatch.setattr(_dispatch, "_tables", lambda: {"margin": 0.15, "devices": {
         jax.devices()[0].device_kind: {"ops": {
             "pallas_cudnn_attention_causal": {"bfloat16": [[256, 1.0, 40.0]]}}}}})
-    traced_batches = []
-
-    def spy(q, *args, **kwargs):
-        traced_batches.append(q.shape[0])
-        return cudnn_attention_bwd(q, *args, **kwargs)
-
-    monkeypatch.setattr(_pallas_attention, "cudnn_attention_bwd", spy)
-    n = jax.device_count()
-    shapes = ((n, 4, 256, 128), (n, 2, 256, 128), (n, 2, 256, 128))
-    mesh = jax.make_mesh((n,), ("data",), axis_types=(axis_type,))
-    q, k, v = (jax.device_put(jnp.asarray(rng.standard_normal(s), jnp.bfloat16),
-                              NamedSharding(mesh, P("data"))) for s in shapes)
-
-    def loss(attend):
-        return lambda q, k, v: jnp.sum(attend(q, k, v, is_causal=True).astype(jnp.float32)
-                                       * q.astype(jnp.float32))
-
-    training = jax.jit(jax.grad(loss(attention), argnums=(0, 1, 2)))
-    with jax.set_mesh(mesh):
-        assert "all-gather" not in training.lower(q, k, v).compile().as_text()
-        grads = training(q, k, v)
-    assert 1 in traced_batches, traced_batches  # the per-device program
-    f32 = [np.asarray(x, np.float32) for x in (q, k, v)]
-    expected = jax.grad(loss(lambda q, k, v, is_causal: attention_reference(
-        q, jnp.repeat(k, 2, axis=1), jnp.repeat(v, 2, axis=1), is_causal=is_causal)),
-        argnums=(0, 1, 2))(*f32)
-    for name, g, e in zip("qkv", grads, expected, strict=True):
-        assert g.sharding.spec[0] == "data", (name, g.sharding)
-        assert rel_err(g, e) < 5 * TOL[jnp.bfloat16], (name, rel_err(g, e))
+    check_batch_sharded_training(rng, monkeypatch, axis_type, "cudnn_attention_bwd", "auto")

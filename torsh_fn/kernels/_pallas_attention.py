@@ -381,13 +381,11 @@ def mosaic_takes(q, k, v, static: AttentionStatic, can=mosaic_attention_can) -> 
             and can(q.shape, k.shape, q.dtype, static.causal))
 
 
-def kernels_run(q, k, v, static: AttentionStatic, training: bool) -> str:
-    """Which Pallas kernels ``attention_pallas`` runs for these (B, H, S, D) arrays (or shapes):
-    "mosaic" where the Mosaic GPU forward, and in training its backward too, take the call (on
-    Hopper, without a tile config), else "triton"."""
-    mosaic = mosaic_takes(q, k, v, static) and (
+def mosaic_runs(q, k, v, static: AttentionStatic, training: bool) -> bool:
+    """Whether ``attention_pallas`` runs the Mosaic GPU kernels for these (B, H, S, D) arrays (or
+    shapes): the forward, and in training the backward too (else the Triton kernels run)."""
+    return mosaic_takes(q, k, v, static) and (
         not training or mosaic_takes(q, k, v, static, mosaic_attention_bwd_can))
-    return "mosaic" if mosaic else "triton"
 
 
 def _any_forward(q, k, v, static: AttentionStatic, with_lse: bool):

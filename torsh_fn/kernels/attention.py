@@ -42,7 +42,7 @@ from ._pallas_attention import (
     AttentionConfig,
     AttentionStatic,
     attention_pallas,
-    kernels_run,
+    mosaic_runs,
     mosaic_takes,
 )
 from ._pallas_tiles import SUPPORTED_DTYPES
@@ -181,8 +181,8 @@ def _pallas_entry(q, k, v, is_causal, training: bool, config, op: str) -> str:
     lead, trailing = _bhsd_layout(q, k, v)
     shapes = [jax.ShapeDtypeStruct((math.prod(lead), *t), x.dtype)
               for x, t in zip((q, k, v), trailing)]
-    runs = kernels_run(*shapes, AttentionStatic(is_causal, 1.0, config), training)
-    return op if runs == "mosaic" else "triton_" + op
+    mosaic = mosaic_runs(*shapes, AttentionStatic(is_causal, 1.0, config), training)
+    return op if mosaic else "triton_" + op
 
 
 def _auto_choice(q, k, v, is_causal, training: bool, config=None) -> str:
