@@ -21,14 +21,24 @@ causal only with L == S (``mosaic_attention_bwd_can``). Hopper GPUs only; on the
 check the lowering (the Mosaic GPU interpreter has no stores into wgmma accumulators).
 
 On an H200 (B4 S4096 H16 D128 bf16, the backward alone, in the 2.5x-forward FLOPs of
-``benchmarks/kernels.py``): 403-404 TFLOP/s causal against the Triton kernels' 288-290 and
-cuDNN's ~442 (its forward+backward less its forward); 469-482 without the mask against 326 and
-~512-526. ptxas spills 200-400 bytes at 240 registers. Measured slower and dropped: issuing the
-next step's two products before this step's dQ completes (188-204; ptxas then serializes the
-wgmmas, C7511), three query slots (287-309), dS from the 16-bit probabilities (389), dK's dSᵀ
-read from shared memory (346-370), FlashAttention-3's order of dQ's product before dK's (394
-against 393 in the same run; 444 against 455 without the mask), each warpgroup adding up dQ over
-its own keys (307).
+``benchmarks/kernels.py``, with the XLA work around the kernel): 421-440 TFLOP/s causal against
+cuDNN's 415-430 in the same runs, 447-457 without the mask against cuDNN's 487-509.
+
+Each step computes dSᵀ before it issues dV's product. Issued first, that product held Pᵀ's
+16-bit registers while dSᵀ was computed, and ptxas spilled in the loop: per step and warp 33
+local loads and 6 stores (Nsight Compute: 18.9M local loads in the kernel, cuDNN's 0.55M); the
+kernel ran 10-15% slower causal (363-385). With dSᵀ first, 21 loads and no stores per step were
+left; ptxas still spills 150-470 bytes at 240 registers. The causal mask is -inf in Sᵀ's
+accumulator before its product.
+
+Measured slower and dropped: issuing the next step's two products before this step's dQ
+completes (188-204; ptxas then serializes the wgmmas, C7511), three query slots (287-309),
+a second dQ buffer (0.80-0.87x; like the third slot, it takes shared memory to 224 KB),
+dS from the 16-bit probabilities (389; 0.90-0.93x), dK's dSᵀ read from shared memory (346-370),
+FlashAttention-3's order of dQ's product before dK's (394 against 393 in the same run; 444
+against 455 without the mask), each warpgroup adding up dQ over its own keys (307), the
+logsumexp and delta as the accumulators' starting values (0.94-0.96x), one loop for masked and
+unmasked causal tiles (0.76x), and other orders of the grid (0.90-0.98x).
 """
 
 from __future__ import annotations
@@ -124,10 +134,12 @@ def _kernel(q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, dq_ref, dk_ref, dv_
         def zeros(shape):
             return plgpu.layout_cast(jnp.zeros(shape, jnp.float32), layout)
 
-        def masked(p, q0):
-            keys = plgpu.broadcasted_iota(jnp.int32, p.shape, 0, layout=layout) + k0
-            queries = plgpu.broadcasted_iota(jnp.int32, p.shape, 1, layout=layout) + q0
-            return jnp.where(queries >= keys, p, 0.0)
+        def masked_scores(shape, q0):
+            """Sᵀ's accumulator before its product: 0, or -inf where a query precedes a key
+            (so that its probability comes out 0)."""
+            keys = plgpu.broadcasted_iota(jnp.int32, shape, 0, layout=layout) + k0
+            queries = plgpu.broadcasted_iota(jnp.int32, shape, 1, layout=layout) + q0
+            return jnp.where(queries >= keys, zeros(shape), -jnp.inf)
 
         def body(acc_dk, acc_dv, acc_s, acc_dp, acc_dq):
             acc_dk[...] = zeros(acc_dk.shape)
@@ -137,7 +149,7 @@ def _kernel(q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, dq_ref, dk_ref, dv_
                 slot, buf = lax.rem(t, stages), lax.rem(t, 2)
                 head, q0 = tile_of(t)
                 q, d_o = q_smem.at[slot], do_smem.at[slot]
-                acc_s[...] = zeros(acc_s.shape)
+                acc_s[...] = masked_scores(acc_s.shape, q0) if mask else zeros(acc_s.shape)
                 acc_dp[...] = zeros(acc_dp.shape)
                 plgpu.barrier_wait(q_ready.at[slot])
                 plgpu.wgmma(acc_s, k_smem.at[my_keys], q.T)  # Sᵀ = K Qᵀ
@@ -147,13 +159,14 @@ def _kernel(q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, dq_ref, dk_ref, dv_
                 lse = _load(lse_smem.at[slot], per_query)
                 s = plgpu.wgmma_accumulator_load(acc_s, wait_n=1)  # dPᵀ may still run
                 p = jnp.exp2(s * c - lax.broadcast_in_dim(lse, s.shape, [1]))
-                if mask:
-                    p = masked(p, q0)
-                plgpu.wgmma(acc_dv, p.astype(q.dtype), d_o)  # dV += Pᵀ dO
                 plgpu.barrier_wait(delta_ready.at[slot])
                 delta = _load(delta_smem.at[slot], per_query)
-                dp = plgpu.wgmma_accumulator_load(acc_dp, wait_n=1)  # dV may still run
+                dp = plgpu.wgmma_accumulator_load(acc_dp)
+                # dSᵀ before dV's product: issued first, that product pins Pᵀ's 16-bit
+                # registers while dSᵀ is computed, and ptxas spills in the loop
+                p_16 = p.astype(q.dtype)
                 ds = (p * (dp - lax.broadcast_in_dim(delta, dp.shape, [1]))).astype(q.dtype)
+                plgpu.wgmma(acc_dv, p_16, d_o)  # dV += Pᵀ dO
                 plgpu.wgmma(acc_dk, ds, q)  # dK += dSᵀ Q
                 ds_smem.at[buf, my_keys][...] = ds
                 plgpu.commit_smem()
