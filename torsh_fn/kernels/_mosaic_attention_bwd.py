@@ -21,8 +21,9 @@ causal only with L == S (``mosaic_attention_bwd_can``). Hopper GPUs only; on the
 check the lowering (the Mosaic GPU interpreter has no stores into wgmma accumulators).
 
 On an H200 (B4 S4096 H16 D128 bf16, the backward alone, in the 2.5x-forward FLOPs of
-``benchmarks/kernels.py``, with the XLA work around the kernel): 421-440 TFLOP/s causal against
-cuDNN's 415-430 in the same runs, 447-457 without the mask against cuDNN's 487-509.
+``benchmarks/kernels.py``, with the XLA work around the kernel; four runs): 423-448 TFLOP/s
+causal, 1.02-1.05x cuDNN's in the same rounds; 449-469 without the mask, where cuDNN is
+1.08-1.10x faster.
 
 Each step computes dSᵀ before it issues dV's product. Issued first, that product held Pᵀ's
 16-bit registers while dSᵀ was computed, and ptxas spilled in the loop: per step and warp 33
