@@ -62,6 +62,13 @@ def test_refuses_what_it_does_not_take(q_shape, kv_shape, dtype, causal, match):
         mosaic_attention(q, kv, kv, scale=0.1, is_causal=causal)
 
 
+@pytest.mark.parametrize("scale", [0.0, -0.125])
+def test_refuses_a_scale_that_is_not_positive(scale):
+    q = jnp.zeros((1, 2, 128, 64), jnp.bfloat16)
+    with pytest.raises(ValueError, match=f"mosaic_attention: scale must be positive, got {scale}"):
+        mosaic_attention(q, q, q, scale=scale, is_causal=True)
+
+
 @pytest.mark.parametrize("config, match", [
     (MosaicAttentionConfig(schedule="turns"), r"schedule must be one of .* got 'turns'"),
     (MosaicAttentionConfig(stages=0), "stages must be None or at least 1, got 0"),
@@ -93,6 +100,8 @@ def test_attention_pallas_hands_it_only_what_it_takes(monkeypatch):
     takes = _pallas_attention.mosaic_takes
     assert takes(q, q, q, AttentionStatic(True, 0.1, None))
     assert not takes(q, q, q, AttentionStatic(True, 0.1, _pallas_attention.default_config(64)))
+    assert not takes(q, q, q, AttentionStatic(True, -0.1, None))  # the Triton kernels take it
+    assert not takes(q, q, q, AttentionStatic(True, 0.0, None))
     assert not takes(q, q, q[..., :32], AttentionStatic(False, 0.1, None))  # Dv != D
     assert not takes(q[:, :, :100], q, q, AttentionStatic(False, 0.1, None))
     assert not takes(q.astype(jnp.float32), q, q, AttentionStatic(False, 0.1, None))

@@ -73,6 +73,15 @@ def test_refuses_what_it_does_not_take(q_shape, kv_shape, dtype, causal, match):
         mosaic_attention_bwd(q, kv, kv, q, lse, q, scale=0.1, is_causal=causal)
 
 
+@pytest.mark.parametrize("scale", [0.0, -0.125])
+def test_refuses_a_scale_that_is_not_positive(scale):
+    q = jnp.zeros((1, 2, 128, 64), jnp.bfloat16)
+    lse = jnp.zeros(q.shape[:3], jnp.float32)
+    with pytest.raises(ValueError,
+                       match=f"mosaic_attention_bwd: scale must be positive, got {scale}"):
+        mosaic_attention_bwd(q, q, q, q, lse, q, scale=scale, is_causal=True)
+
+
 def test_refuses_a_config_off_the_wgmma_rows():
     config = MosaicAttentionBwdConfig(block_q=32)
     assert not mosaic_attention_bwd_can((1, 2, 128, 64), (1, 2, 128, 64), jnp.bfloat16, False,

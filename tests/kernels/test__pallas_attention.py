@@ -99,6 +99,14 @@ def test_matches_reference(rng, shapes, causal, dtype):
     check(rng, dtype, shapes, causal, 0.3, SMALL)
 
 
+@pytest.mark.parametrize("scale", [-0.3, 0.0])
+def test_matches_reference_with_a_scale_that_is_not_positive(rng, scale):
+    """PyTorch takes any scale; the Mosaic GPU kernels refuse these (``mosaic_takes``) and the
+    Triton kernels take them, causal masks included."""
+    shapes, causal, dtype = CASES[0]
+    check(rng, dtype, shapes, causal, scale, SMALL)
+
+
 @pytest.mark.parametrize("shapes, causal, dtype", CASES[:2])
 def test_forward_without_gradient_matches_reference(rng, shapes, causal, dtype):
     """A call that is not differentiated takes the custom_vjp's primal (``_any_forward``

@@ -106,11 +106,13 @@ def shape_refusal(q_shape, k_shape, dtype, is_causal: bool, q_multiple: int,
     return None
 
 
-def check_operands(caller: str, q, k, v, refusal: str | None) -> None:
-    """Raises ``caller``'s ValueError for a ``refusal`` of the shapes, or k and v that differ
-    in shape or from q in dtype."""
+def check_operands(caller: str, q, k, v, scale: float, refusal: str | None) -> None:
+    """Raises ``caller``'s ValueError for a ``refusal`` of the shapes, a scale that is not
+    positive, or k and v that differ in shape or from q in dtype."""
     if refusal is not None:
         raise ValueError(f"{caller}: {refusal}")
+    if not scale > 0:  # the kernels mask and take maxima of the scores before scaling them
+        raise ValueError(f"{caller}: scale must be positive, got {scale}")
     if k.shape != v.shape or k.dtype != q.dtype or v.dtype != q.dtype:
         raise ValueError(f"{caller}: k and v must match in shape and q in dtype, got "
                          f"{k.shape} {k.dtype}, {v.shape} {v.dtype} and q {q.dtype}")
@@ -312,14 +314,14 @@ def mosaic_attention(q: jax.Array, k: jax.Array, v: jax.Array, *, scale: float,
 
     Raises:
         ValueError: for shapes, dtypes or a causal length mismatch that
-            ``mosaic_attention_can`` refuses.
+            ``mosaic_attention_can`` refuses, or a scale that is not positive.
 
     Example (on a Hopper GPU):
         >>> q = k = v = jnp.ones((1, 2, 128, 64), jnp.bfloat16)
         >>> mosaic_attention(q, k, v, scale=0.125, is_causal=True).shape
         (1, 2, 128, 64)
     """
-    check_operands("mosaic_attention", q, k, v,
+    check_operands("mosaic_attention", q, k, v, scale,
                    _refusal(q.shape, k.shape, q.dtype, is_causal, config))
     b, h, q_len, d = q.shape
     kv_len = k.shape[2]

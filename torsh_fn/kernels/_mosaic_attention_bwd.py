@@ -252,8 +252,8 @@ def mosaic_attention_bwd(q: jax.Array, k: jax.Array, v: jax.Array, out: jax.Arra
         heads that share each key/value head).
 
     Raises:
-        ValueError: for what ``mosaic_attention_bwd_can`` refuses, or k and v that differ in
-            shape or from q in dtype.
+        ValueError: for what ``mosaic_attention_bwd_can`` refuses, a scale that is not
+            positive, or k and v that differ in shape or from q in dtype.
 
     Example (on a Hopper GPU):
         >>> q = k = v = jnp.ones((1, 2, 128, 64), jnp.bfloat16)
@@ -261,7 +261,7 @@ def mosaic_attention_bwd(q: jax.Array, k: jax.Array, v: jax.Array, out: jax.Arra
         >>> dq, dk, dv = mosaic_attention_bwd(q, k, v, out, lse, jnp.ones_like(out),
         ...                                   scale=0.125, is_causal=True)
     """
-    check_operands("mosaic_attention_bwd", q, k, v,
+    check_operands("mosaic_attention_bwd", q, k, v, scale,
                    _refusal(q.shape, k.shape, q.dtype, is_causal, config))
     b, h, _, d = q.shape
     kv_len = k.shape[2]

@@ -374,9 +374,9 @@ def attention_pallas(q: jax.Array, k: jax.Array, v: jax.Array,
 
 def mosaic_takes(q, k, v, static: AttentionStatic, can=mosaic_attention_can) -> bool:
     """Whether a Mosaic GPU kernel runs this call of (B, H, S, D) arrays (or their shapes): on
-    Hopper, without a tile config, where ``can`` (the forward's or the backward's admission)
-    takes the shapes."""
-    return (static.cfg is None and on_hopper() and k.shape == v.shape
+    Hopper, without a tile config, with a positive scale, where ``can`` (the forward's or the
+    backward's admission) takes the shapes."""
+    return (static.cfg is None and static.scale > 0 and on_hopper() and k.shape == v.shape
             and q.dtype == k.dtype == v.dtype
             and can(q.shape, k.shape, q.dtype, static.causal))
 
