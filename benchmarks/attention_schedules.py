@@ -1,9 +1,12 @@
 """The Mosaic GPU attention forward's schedules and slot counts against cuDNN and PyTorch, in
 interleaved rounds: how ``MosaicAttentionConfig``'s defaults were chosen. With ``--training``,
 the training steps (forward and backward) that ``attention(impl="auto")`` chooses among, the
-same way: how its H200 table entries compare with PyTorch's step.
+same way: how its H200 table entries compare with PyTorch's step. With ``--backward``, the
+backward alone: the Mosaic GPU kernel and cuDNN's, from the Mosaic forward's output and
+logsumexp, and PyTorch's (its autograd graph kept between rounds), each with the work around
+its kernel (delta, dQ's float32 sum and its conversion).
 
-    PYTHONPATH=$PWD python3 benchmarks/attention_schedules.py [--rounds 15] [--training]
+    PYTHONPATH=$PWD python3 benchmarks/attention_schedules.py [--rounds 15] [--training|--backward]
 
 On an H200 one implementation's rounds of a few milliseconds spread by 10-20% (PyTorch's causal
 forward: 457-574 TFLOP/s in one run), more than the schedules differ, and
@@ -12,8 +15,8 @@ round times every implementation once (back-to-back calls for about 20 ms, ``con
 one after the other, and each is reported as PyTorch's time over its own in that round (above
 1: faster than PyTorch), the median over the rounds, beside its median TFLOP/s and their range.
 Shape: B4 S4096 H16 D128 bf16, causal and not (the issue's); errors are against the float32
-reference (for training, the largest of the three gradients'). Training FLOPs count 3.5 times
-the forward's.
+reference (for training and the backward, the largest of the three gradients'). Training FLOPs
+count 3.5 times the forward's, the backward's 2.5 times.
 """
 
 from __future__ import annotations
@@ -29,8 +32,9 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.conv import time_calls
-from torsh_fn.kernels._cudnn_attention import cudnn_attention
+from torsh_fn.kernels._cudnn_attention import cudnn_attention, cudnn_attention_bwd
 from torsh_fn.kernels._mosaic_attention import MosaicAttentionConfig, mosaic_attention
+from torsh_fn.kernels._mosaic_attention_bwd import mosaic_attention_bwd
 from torsh_fn.kernels.attention import _flash, attention, attention_reference
 
 B, H, S, D = 4, 16, 4096, 128
@@ -102,27 +106,63 @@ def training_cases(q, k, v, d_out, causal: bool
     return out
 
 
+def backward_cases(q, k, v, d_out, causal: bool
+                   ) -> dict[str, tuple[Callable[[], float], float]]:
+    """name -> (a round's timer of the backward alone, the gradients' largest relative error
+    against the float32 reference's)."""
+    _, vjp = jax.vjp(lambda q, k, v: attention_reference(
+        q.astype(jnp.float32), k.astype(jnp.float32), v.astype(jnp.float32),
+        is_causal=causal), q, k, v)
+    expected = vjp(d_out.astype(jnp.float32))
+    out, lse = mosaic_attention(q, k, v, scale=D ** -0.5, is_causal=causal, with_lse=True)
+    fns = {name: jax.jit(lambda q, k, v, out, lse, d_out, bwd=bwd: bwd(
+        q, k, v, out, lse, d_out, scale=D ** -0.5, is_causal=causal))
+        for name, bwd in (("Pallas (Mosaic GPU backward)", mosaic_attention_bwd),
+                          ("cuDNN backward (from the Mosaic forward)", cudnn_attention_bwd))}
+    result = {}
+    for name, fn in fns.items():
+        args = (q, k, v, out, lse, d_out)
+        err = max(map(_max_rel_err, fn(*args), expected))
+        result[name] = (time_calls(lambda fn=fn, args=args: fn(*args), jax.block_until_ready),
+                        err)
+    tq, tk, tv, tg = (torch.from_numpy(np.asarray(x.astype(jnp.float32))).to("cuda",
+                                                                           torch.bfloat16)
+                      for x in (q, k, v, d_out))
+    tq, tk, tv = (x.requires_grad_(True) for x in (tq, tk, tv))
+    t_out = F.scaled_dot_product_attention(tq, tk, tv, is_causal=causal)
+    result["PyTorch SDPA"] = (
+        time_calls(lambda: torch.autograd.grad(t_out, (tq, tk, tv), tg, retain_graph=True),
+                   lambda _: torch.cuda.synchronize()), float("nan"))
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--training", action="store_true",
-                        help="time training steps (forward and backward) instead of forwards")
+    step = parser.add_mutually_exclusive_group()
+    step.add_argument("--training", action="store_true",
+                      help="time training steps (forward and backward) instead of forwards")
+    step.add_argument("--backward", action="store_true",
+                      help="time the backward alone instead of forwards")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     q, k, v, d_out = (jnp.asarray(rng.standard_normal((B, H, S, D)), jnp.bfloat16)
                       for _ in range(4))
     print(f"{jax.devices()[0].device_kind}; jax {jax.__version__}; torch {torch.__version__}; "
           f"{args.rounds} rounds of about 20 ms per implementation")
+    kind, per_forward = (("training step", 3.5) if args.training else
+                         ("backward", 2.5) if args.backward else ("forward", 1.0))
     for causal in (True, False):
-        flops = 4.0 * B * H * S * S * D / (2 if causal else 1) * (3.5 if args.training else 1)
-        timed = training_cases(q, k, v, d_out, causal) if args.training else cases(q, k, v,
-                                                                                    causal)
+        flops = 4.0 * B * H * S * S * D / (2 if causal else 1) * per_forward
+        timed = (training_cases(q, k, v, d_out, causal) if args.training else
+                 backward_cases(q, k, v, d_out, causal) if args.backward else
+                 cases(q, k, v, causal))
         times = {name: [] for name in timed}
         for _ in range(args.rounds):
             for name, (one_round, _) in timed.items():
                 times[name].append(one_round())
         print(f"\n{'causal ' if causal else ''}attention B{B} S{S} H{H} D{D} bf16, "
-              f"{'training step' if args.training else 'forward'}\n")
+              f"{kind}\n")
         print("| impl | speed vs PyTorch (median of rounds) | TFLOP/s median | range | rel err |")
         print("| --- | --- | --- | --- | --- |")
         for name, (_, err) in timed.items():

@@ -174,9 +174,9 @@ def test_max_returns_named_tuple():
 
 def test_allclose_and_isclose(rng):
     a = rng.standard_normal(5).astype(F32)
-    b = (a * (1 + 1e-6)).astype(F32)  # relative: a + 1e-7 is not close to an a below 0.01
+    b = a * (1 + 1e-6)  # scaled, not shifted: a + 1e-7 is not close to an a below 0.01
     assert T.allclose(a, b) is True
-    assert torch.allclose(to_torch(a), to_torch(b))
+    assert T.allclose(a, a * (1 + 1e-4)) is False  # beyond rtol=1e-5
     assert T.allclose(a, a + 1.0) is False
     assert_close(T.isclose(a, b), torch.isclose(to_torch(a), to_torch(b)))
     nan = jnp.array([np.nan])

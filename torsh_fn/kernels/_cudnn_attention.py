@@ -10,9 +10,9 @@ signature is missing (another JAX version).
 ``cudnn_attention_bwd`` is cuDNN's backward alone, from another flash forward's output and
 logsumexp: ``attention(impl="auto")`` trains with our Mosaic GPU forward and this backward where
 that pair was measured fastest (on an H200, B4 S4096 H16 D128 bf16 without the mask: the same
-backward kernels as cuDNN's own training step, after a faster forward; the step 1.7% faster in
-interleaved rounds). XLA clears the outputs and workspace of every cuDNN call before it runs
-(about 80 us of a 2.1 ms causal step), which PyTorch's calls of the same kernels do not.
+backward kernels as cuDNN's own training step; the step 1.7-3.4% faster in interleaved rounds).
+XLA clears the outputs and workspace of every cuDNN call before it runs, which PyTorch's calls
+of the same kernels do not (at that shape, causal: about 80 us of a 2.1 ms step).
 
 Inputs: q (B, H, L, D), k and v (B, Hk, S, D) with Hk dividing H; float16 or bfloat16; D <= 128
 and a multiple of 8; even lengths; causal only with L == S (what ``attention._cudnn_can``

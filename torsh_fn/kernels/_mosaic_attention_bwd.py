@@ -8,7 +8,7 @@ only issues TMA copies of those tiles (Q, dO, the rows' logsumexp and delta) int
 shared-memory slots. With ``c = scale * log2(e)`` and the forward's base-2 logsumexp, per query
 tile each warpgroup computes, transposed so that its keys are the rows:
 
-    Pᵀ = exp2(c K Qᵀ - lse),   dV += Pᵀ dO,   dSᵀ = Pᵀ * (V dOᵀ - delta),   dK += dSᵀ Q
+    Pᵀ = exp2(c K Qᵀ - lse),   dSᵀ = Pᵀ * (V dOᵀ - delta),   dV += Pᵀ dO,   dK += dSᵀ Q
 
 then both write dSᵀ to shared memory, and each computes half of the head dim of
 ``dQ = dS K`` over the CTA's keys and adds it to the float32 ``dQ`` in global memory with a TMA
@@ -20,26 +20,28 @@ bfloat16 or float16, D 64 or 128, ``L`` a multiple of ``block_q``, ``S`` of ``2 
 causal only with L == S (``mosaic_attention_bwd_can``). Hopper GPUs only; on the CPU the tests
 check the lowering (the Mosaic GPU interpreter has no stores into wgmma accumulators).
 
-On an H200 (B4 S4096 H16 D128 bf16, the backward alone, in the 2.5x-forward FLOPs of
-``benchmarks/kernels.py``, with the XLA work around the kernel; four runs): 423-448 TFLOP/s
-causal, 1.02-1.05x cuDNN's in the same rounds; 449-469 without the mask, where cuDNN is
-1.08-1.10x faster.
+On an H200 (B4 S4096 H16 D128 bf16, the backward alone with the XLA work around the kernel,
+in the 2.5x-forward FLOPs of ``benchmarks/kernels.py``; ``benchmarks/attention_schedules.py
+--backward``): 423-448 TFLOP/s causal in five runs, 1.02-1.05x cuDNN's through JAX in the same
+rounds, 0.96x PyTorch's (cuDNN's kernels, without XLA's clearing of their outputs); 449-469
+without the mask, where cuDNN through JAX is 1.08-1.10x faster.
 
 Each step computes dSᵀ before it issues dV's product. Issued first, that product held Pᵀ's
-16-bit registers while dSᵀ was computed, and ptxas spilled in the loop: per step and warp 33
-local loads and 6 stores (Nsight Compute: 18.9M local loads in the kernel, cuDNN's 0.55M); the
-kernel ran 10-15% slower causal (363-385). With dSᵀ first, 21 loads and no stores per step were
-left; ptxas still spills 150-470 bytes at 240 registers. The causal mask is -inf in Sᵀ's
-accumulator before its product.
+16-bit registers while dSᵀ was computed, ptxas spilled in the loop, and the kernel ran at
+0.87-0.90x (363-385 TFLOP/s causal). The causal mask is -inf in Sᵀ's accumulator before its
+product. ptxas still spills (264 bytes stored, 468 loaded, causal). Measured slower and dropped
+(``benchmarks/results/kernels_matmul_attention_h200.md``):
 
-Measured slower and dropped: issuing the next step's two products before this step's dQ
-completes (188-204; ptxas then serializes the wgmmas, C7511), three query slots (287-309),
-a second dQ buffer (0.80-0.87x; like the third slot, it takes shared memory to 224 KB),
-dS from the 16-bit probabilities (389; 0.90-0.93x), dK's dSᵀ read from shared memory (346-370),
-FlashAttention-3's order of dQ's product before dK's (394 against 393 in the same run; 444
-against 455 without the mask), each warpgroup adding up dQ over its own keys (307), the
-logsumexp and delta as the accumulators' starting values (0.94-0.96x), one loop for masked and
-unmasked causal tiles (0.76x), and other orders of the grid (0.90-0.98x).
+- against the kernel of the time, in TFLOP/s causal (it ran 393-404): issuing the next step's
+  two products before this step's dQ completes (188-204; ptxas then serializes the wgmmas,
+  C7511), three query slots (287-309), dS from the 16-bit probabilities (389), dK's dSᵀ read
+  from shared memory (346-370), FlashAttention-3's order of dQ's product before dK's (394
+  against 393; 444 against 455 without the mask), each warpgroup adding up dQ over its own
+  keys (307);
+- against the kernel of the same run, causal: a second dQ buffer (0.87x), other grid orders
+  (0.96-0.98x), the logsumexp and delta as the accumulators' starting values (0.94-0.98x), one
+  loop for masked and unmasked tiles (0.76x), the loop unrolled by two for static query slots
+  (0.55x).
 """
 
 from __future__ import annotations

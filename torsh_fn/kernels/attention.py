@@ -19,9 +19,9 @@ for that dtype and key length; a mask or dropout always takes the reference. "au
 twice: by the forward's times for a call that is not differentiated, by a training step's
 (forward and backward) for one that is; where the two differ, ``inference_or_training`` runs
 each where it was measured faster (on an H200, B4 S4096 H16 D128 bf16 without the mask: the
-Pallas forward alone, and in training the Pallas forward with cuDNN's backward; causal, the
-Pallas kernels for both), unless training's choice is XLA, which then runs throughout
-(forward-mode differentiation, which the kernels' ``custom_vjp`` refuses, keeps working).
+Pallas forward alone, and in training the Pallas forward with cuDNN's backward), unless
+training's choice is XLA, which then runs throughout (forward-mode differentiation, which the
+kernels' ``custom_vjp`` refuses, keeps working).
 """
 
 from __future__ import annotations
