@@ -119,12 +119,11 @@ def backward_cases(q, k, v, d_out, causal: bool
         q, k, v, out, lse, d_out, scale=D ** -0.5, is_causal=causal))
         for name, bwd in (("Pallas (Mosaic GPU backward)", mosaic_attention_bwd),
                           ("cuDNN backward (from the Mosaic forward)", cudnn_attention_bwd))}
+    args = (q, k, v, out, lse, d_out)
     result = {}
     for name, fn in fns.items():
-        args = (q, k, v, out, lse, d_out)
         err = max(map(_max_rel_err, fn(*args), expected))
-        result[name] = (time_calls(lambda fn=fn, args=args: fn(*args), jax.block_until_ready),
-                        err)
+        result[name] = (time_calls(lambda fn=fn: fn(*args), jax.block_until_ready), err)
     tq, tk, tv, tg = (torch.from_numpy(np.asarray(x.astype(jnp.float32))).to("cuda",
                                                                            torch.bfloat16)
                       for x in (q, k, v, d_out))
