@@ -2,6 +2,7 @@
 broadcast or group as in PyTorch, and what "auto" runs (for inference and training apart)."""
 
 import importlib
+import itertools
 
 import jax
 import jax.numpy as jnp
@@ -111,6 +112,23 @@ def test_auto_follows_the_h200_table(monkeypatch, q_shape, kv_shape, causal, dty
     monkeypatch.setattr(_pallas_attention, "on_hopper", lambda: True)
     q, kv = jax.ShapeDtypeStruct(q_shape, dtype), jax.ShapeDtypeStruct(kv_shape, dtype)
     assert _auto_choice(q, kv, kv, causal, training) == picks
+
+
+@pytest.mark.parametrize("scale", [-0.1, 0.0])
+def test_auto_takes_a_scale_that_is_not_positive_to_the_triton_kernels(monkeypatch, scale):
+    """On the H200's table, where the Mosaic kernels, cuDNN and the pair would run a positive
+    scale (B4 H16 S4096 D128 bf16), a scale that is not positive runs the Triton kernels, looked
+    up by their own entries (they beat XLA)."""
+    h200 = _dispatch._tables()["devices"]["NVIDIA H200"]
+    monkeypatch.setattr(_dispatch, "_table", lambda: h200)
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    monkeypatch.setattr(_pallas_attention, "on_hopper", lambda: True)
+    q = jax.ShapeDtypeStruct((4, 16, 4096, 128), jnp.bfloat16)
+    for causal, training in itertools.product((True, False), (True, False)):
+        assert _auto_choice(q, q, q, causal, training, scale=scale) == "pallas"
+        op = ("attention_causal" if causal else "attention") + ("" if training else "_fwd")
+        assert _pallas_entry(q, q, q, causal, training, None, op, scale) == "triton_" + op
+        assert _pallas_entry(q, q, q, causal, training, None, op, 0.1) == op
 
 
 def _fake_gpu(monkeypatch, ops):

@@ -174,18 +174,19 @@ def _pair_can(q, k, v, is_causal, config) -> bool:
             and mosaic_takes(q, k, v, AttentionStatic(is_causal, 1.0, config)))
 
 
-def _pallas_entry(q, k, v, is_causal, training: bool, config, op: str) -> str:
+def _pallas_entry(q, k, v, is_causal, training: bool, config, op: str, scale: float = 1.0
+                  ) -> str:
     """The table entry that measured the Pallas kernels this call runs: ``op`` (swept at lengths
     the Mosaic GPU kernels take, on Hopper) where the Mosaic kernels run it, else the Triton
     kernels' ``triton_`` entry."""
     lead, trailing = _bhsd_layout(q, k, v)
     shapes = [jax.ShapeDtypeStruct((math.prod(lead), *t), x.dtype)
               for x, t in zip((q, k, v), trailing)]
-    mosaic = mosaic_runs(*shapes, AttentionStatic(is_causal, 1.0, config), training)
+    mosaic = mosaic_runs(*shapes, AttentionStatic(is_causal, scale, config), training)
     return op if mosaic else "triton_" + op
 
 
-def _auto_choice(q, k, v, is_causal, training: bool, config=None) -> str:
+def _auto_choice(q, k, v, is_causal, training: bool, config=None, scale: float = 1.0) -> str:
     """"pallas", "cudnn", "pallas_cudnn" (training only: the Pallas forward, cuDNN's backward)
     or "xla" for ``impl="auto"``: the fastest measured (on a GPU), XLA unless another was
     measured faster by the table's margin. The table was measured with as many queries as
@@ -195,15 +196,19 @@ def _auto_choice(q, k, v, is_causal, training: bool, config=None) -> str:
     longest's: the kernels' lead over XLA, whose score matrix grows as the square of the
     length, grows with it (H200, causal training: 4x at 256 keys, 11x at 1024, 20x at 4096).
     ``training``: by the times of a forward and backward; else of the forward alone (the
-    table's ``_fwd`` entries). ``config``: the Pallas tile config the call was given."""
+    table's ``_fwd`` entries). ``config``: the Pallas tile config the call was given.
+    ``scale``: the call's score scale; where it is not positive, only the Triton kernels are
+    candidates (the Mosaic GPU kernels refuse it, and cuDNN was not checked with it)."""
     op = ("attention_causal" if is_causal else "attention") + ("" if training else "_fwd")
     best, best_ms = "xla", None
-    kernels = ["pallas"] + (["cudnn"] if _cudnn_can(q, k, v, is_causal) else [])
-    if training and _pair_can(q, k, v, is_causal, config):
+    kernels = ["pallas"]
+    if scale > 0 and _cudnn_can(q, k, v, is_causal):
+        kernels.append("cudnn")
+    if scale > 0 and training and _pair_can(q, k, v, is_causal, config):
         kernels.append("pallas_cudnn")
     for name in kernels:
-        table_op = (_pallas_entry(q, k, v, is_causal, training, config, op) if name == "pallas"
-                    else f"{name}_{op}")
+        table_op = (_pallas_entry(q, k, v, is_causal, training, config, op, scale)
+                    if name == "pallas" else f"{name}_{op}")
         measured = _dispatch.measured_ms(table_op, q.dtype, min(q.shape[-2], k.shape[-2]),
                                          within=2.0, above_largest=True)
         if _dispatch.beats_xla(measured) and (best_ms is None or measured[0] < best_ms):
@@ -278,7 +283,7 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None =
         return run(choice)(q, k, v)
     if refusal is not None:
         return run("xla")(q, k, v)
-    train, infer = (_auto_choice(q, k, v, is_causal, training, config)
+    train, infer = (_auto_choice(q, k, v, is_causal, training, config, scale)
                     for training in (True, False))
     if train == infer or train == "xla":  # XLA keeps forward-mode differentiation
         return run(train)(q, k, v)
