@@ -50,6 +50,20 @@ def _max_rel_err(got, want) -> float:
     return float(jnp.max(jnp.abs(got - want)) / jnp.max(jnp.abs(want)))
 
 
+def _on_torch(*xs: jax.Array) -> list[torch.Tensor]:
+    """The arrays as bfloat16 PyTorch tensors on the GPU."""
+    return [torch.from_numpy(np.asarray(x.astype(jnp.float32))).to("cuda", torch.bfloat16)
+            for x in xs]
+
+
+def _reference_grads(q, k, v, d_out, causal: bool) -> tuple[jax.Array, ...]:
+    """The float32 reference's (dq, dk, dv) for the cotangent ``d_out``, in q, k and v's dtype."""
+    _, vjp = jax.vjp(lambda q, k, v: attention_reference(
+        q.astype(jnp.float32), k.astype(jnp.float32), v.astype(jnp.float32),
+        is_causal=causal), q, k, v)
+    return vjp(d_out.astype(jnp.float32))
+
+
 def cases(q, k, v, causal: bool) -> dict[str, tuple[Callable[[], float], float]]:
     """name -> (a round's timer, relative error against the float32 reference)."""
     expected = jax.jit(lambda q, k, v: attention_reference(
@@ -64,8 +78,7 @@ def cases(q, k, v, causal: bool) -> dict[str, tuple[Callable[[], float], float]]
     for name, fn in fns.items():
         out[name] = (time_calls(lambda fn=fn: fn(q, k, v), jax.block_until_ready),
                      _max_rel_err(fn(q, k, v), expected))
-    tq, tk, tv = (torch.from_numpy(np.asarray(x.astype(jnp.float32))).to("cuda", torch.bfloat16)
-                  for x in (q, k, v))
+    tq, tk, tv = _on_torch(q, k, v)
     out["PyTorch SDPA"] = (time_calls(lambda: F.scaled_dot_product_attention(tq, tk, tv,
                                                                               is_causal=causal),
                                       lambda _: torch.cuda.synchronize()), float("nan"))
@@ -79,9 +92,7 @@ def training_cases(q, k, v, d_out, causal: bool
     def step(fn):
         return jax.jit(lambda q, k, v, d_out: jax.vjp(fn, q, k, v)[1](d_out))
 
-    expected = step(lambda q, k, v: attention_reference(
-        q.astype(jnp.float32), k.astype(jnp.float32), v.astype(jnp.float32),
-        is_causal=causal))(q, k, v, d_out.astype(jnp.float32))
+    expected = _reference_grads(q, k, v, d_out, causal)
     fns = {label: step(lambda q, k, v, kernels=kernels: _flash(q, k, v, causal, D ** -0.5, None,
                                                                 kernels))
            for label, kernels in (("Pallas (Mosaic GPU forward and backward)", "pallas"),
@@ -92,9 +103,7 @@ def training_cases(q, k, v, d_out, causal: bool
     for name, fn in fns.items():
         err = max(map(_max_rel_err, fn(q, k, v, d_out), expected))
         out[name] = (time_calls(lambda fn=fn: fn(q, k, v, d_out), jax.block_until_ready), err)
-    tq, tk, tv, tg = (torch.from_numpy(np.asarray(x.astype(jnp.float32))).to("cuda",
-                                                                           torch.bfloat16)
-                      for x in (q, k, v, d_out))
+    tq, tk, tv, tg = _on_torch(q, k, v, d_out)
     tq, tk, tv = (x.requires_grad_(True) for x in (tq, tk, tv))
 
     def torch_step():
@@ -110,10 +119,7 @@ def backward_cases(q, k, v, d_out, causal: bool
                    ) -> dict[str, tuple[Callable[[], float], float]]:
     """name -> (a round's timer of the backward alone, the gradients' largest relative error
     against the float32 reference's)."""
-    _, vjp = jax.vjp(lambda q, k, v: attention_reference(
-        q.astype(jnp.float32), k.astype(jnp.float32), v.astype(jnp.float32),
-        is_causal=causal), q, k, v)
-    expected = vjp(d_out.astype(jnp.float32))
+    expected = _reference_grads(q, k, v, d_out, causal)
     out, lse = mosaic_attention(q, k, v, scale=D ** -0.5, is_causal=causal, with_lse=True)
     fns = {name: jax.jit(lambda q, k, v, out, lse, d_out, bwd=bwd: bwd(
         q, k, v, out, lse, d_out, scale=D ** -0.5, is_causal=causal))
@@ -124,9 +130,7 @@ def backward_cases(q, k, v, d_out, causal: bool
     for name, fn in fns.items():
         err = max(map(_max_rel_err, fn(*args), expected))
         result[name] = (time_calls(lambda fn=fn: fn(*args), jax.block_until_ready), err)
-    tq, tk, tv, tg = (torch.from_numpy(np.asarray(x.astype(jnp.float32))).to("cuda",
-                                                                           torch.bfloat16)
-                      for x in (q, k, v, d_out))
+    tq, tk, tv, tg = _on_torch(q, k, v, d_out)
     tq, tk, tv = (x.requires_grad_(True) for x in (tq, tk, tv))
     t_out = F.scaled_dot_product_attention(tq, tk, tv, is_causal=causal)
     result["PyTorch SDPA"] = (

@@ -156,22 +156,23 @@ def _flash(q, k, v, is_causal, scale, config, kernels: str):
     return typed_like(reference, kernel, q, k, v)
 
 
-def _cudnn_can(q, k, v, is_causal) -> bool:
+def _cudnn_can(q, k, v, is_causal, scale: float) -> bool:
     """cuDNN's fused attention: 16-bit, equal head dims <= 128 and multiples of 8, causal only
-    when L == S, and even lengths (its backward refuses odd ones: "Unsupported sequence
-    length")."""
-    return (q.dtype in (jnp.bfloat16, jnp.float16) and q.shape[-1] == v.shape[-1] <= 128
+    when L == S, even lengths (its backward refuses odd ones: "Unsupported sequence length"),
+    and a positive scale (it was not checked with others)."""
+    return (scale > 0 and q.dtype in (jnp.bfloat16, jnp.float16)
+            and q.shape[-1] == v.shape[-1] <= 128
             and q.shape[-1] % 8 == 0 and q.ndim == k.ndim == 4
             and (not is_causal or q.shape[-2] == k.shape[-2])
             and q.shape[-2] % 2 == 0 and k.shape[-2] % 2 == 0)
 
 
-def _pair_can(q, k, v, is_causal, config) -> bool:
+def _pair_can(q, k, v, is_causal, config, scale: float) -> bool:
     """The Pallas forward with cuDNN's backward: where cuDNN takes the call, this JAX's cuDNN
     backward can be called alone, and the forward is the Mosaic GPU kernel (the pair was
     measured with it; after the Triton forward it is slower than cuDNN's own step)."""
-    return (_cudnn_can(q, k, v, is_causal) and has_backward()
-            and mosaic_takes(q, k, v, AttentionStatic(is_causal, 1.0, config)))
+    return (_cudnn_can(q, k, v, is_causal, scale) and has_backward()
+            and mosaic_takes(q, k, v, AttentionStatic(is_causal, scale, config)))
 
 
 def _pallas_entry(q, k, v, is_causal, training: bool, config, op: str, scale: float = 1.0
@@ -201,10 +202,8 @@ def _auto_choice(q, k, v, is_causal, training: bool, config=None, scale: float =
     candidates (the Mosaic GPU kernels refuse it, and cuDNN was not checked with it)."""
     op = ("attention_causal" if is_causal else "attention") + ("" if training else "_fwd")
     best, best_ms = "xla", None
-    kernels = ["pallas"]
-    if scale > 0 and _cudnn_can(q, k, v, is_causal):
-        kernels.append("cudnn")
-    if scale > 0 and training and _pair_can(q, k, v, is_causal, config):
+    kernels = ["pallas"] + (["cudnn"] if _cudnn_can(q, k, v, is_causal, scale) else [])
+    if training and _pair_can(q, k, v, is_causal, config, scale):
         kernels.append("pallas_cudnn")
     for name in kernels:
         table_op = (_pallas_entry(q, k, v, is_causal, training, config, op, scale)
