@@ -22,26 +22,31 @@ check the lowering (the Mosaic GPU interpreter has no stores into wgmma accumula
 
 On an H200 (B4 S4096 H16 D128 bf16, the backward alone with the XLA work around the kernel,
 in the 2.5x-forward FLOPs of ``benchmarks/kernels.py``; ``benchmarks/attention_schedules.py
---backward``): 423-448 TFLOP/s causal in five runs, 1.02-1.05x cuDNN's through JAX in the same
-rounds, 0.96x PyTorch's (cuDNN's kernels, without XLA's clearing of their outputs); 449-469
-without the mask, where cuDNN through JAX is 1.08-1.10x faster.
+--backward``, two runs): 456-462 TFLOP/s causal, 1.03-1.05x PyTorch's (cuDNN's kernels,
+without XLA's clearing of their outputs) and 1.10-1.11x cuDNN's through JAX in the same rounds;
+497-502 without the mask, 0.98-1.00x PyTorch's and 1.03-1.04x cuDNN's through JAX.
 
-Each step computes dSᵀ before it issues dV's product. Issued first, that product held Pᵀ's
-16-bit registers while dSᵀ was computed, ptxas spilled in the loop, and the kernel ran at
-0.87-0.90x (363-385 TFLOP/s causal). The causal mask is -inf in Sᵀ's accumulator before its
-product. ptxas still spills (264 bytes stored, 468 loaded, causal). Measured slower and dropped
+Each step slices K's and V's rows through a zero that LLVM cannot fold, so that their wgmma
+descriptors are computed in the step. Without it, LLVM hoisted the 24 loop-invariant
+descriptors (48 registers) out of the loop, ptxas spilled them (264 bytes stored, 468 loaded,
+causal), and every step reloaded them from local memory (21 loads a warp causal, 20 without
+the mask, in Nsight Compute's SASS counts). With it the kernel is 1.06x faster causal and 1.14x
+without the mask in interleaved rounds, and ptxas spills 4 bytes causal, none without the mask.
+Each step also computes dSᵀ before it issues dV's product: issued first, that product held Pᵀ's
+16-bit registers while dSᵀ was computed, and the kernel ran at 0.87-0.90x. The causal mask is
+-inf in Sᵀ's accumulator before its product. Measured slower and dropped
 (``benchmarks/results/kernels_matmul_attention_h200.md``):
 
-- against the kernel of the time, in TFLOP/s causal (it ran 393-404): issuing the next step's
-  two products before this step's dQ completes (188-204; ptxas then serializes the wgmmas,
-  C7511), three query slots (287-309), dS from the 16-bit probabilities (389), dK's dSᵀ read
-  from shared memory (346-370), FlashAttention-3's order of dQ's product before dK's (394
-  against 393; 444 against 455 without the mask), each warpgroup adding up dQ over its own
-  keys (307);
-- against the kernel of the same run, causal: a second dQ buffer (0.87x), other grid orders
-  (0.96-0.98x), the logsumexp and delta as the accumulators' starting values (0.94-0.98x), one
-  loop for masked and unmasked tiles (0.76x), the loop unrolled by two for static query slots
-  (0.55x).
+- against the kernel with the descriptors per step, same run: FlashAttention-3's order of dQ's
+  product before dK's (0.84x causal, 0.93x without the mask), three query slots (1.00x, 0.98x);
+- earlier, against the kernel of the time, in TFLOP/s causal (it ran 393-404): issuing the
+  next step's two products before this step's dQ completes (188-204; ptxas then serializes the
+  wgmmas, C7511), three query slots (287-309), dS from the 16-bit probabilities (389), dK's dSᵀ
+  read from shared memory (346-370), each warpgroup adding up dQ over its own keys (307);
+- earlier, against the kernel of the same run, causal: a second dQ buffer (0.87x), other grid
+  orders (0.96-0.98x), the logsumexp and delta as the accumulators' starting values
+  (0.94-0.98x), one loop for masked and unmasked tiles (0.76x), the loop unrolled by two for
+  static query slots (0.55x).
 """
 
 from __future__ import annotations
@@ -152,12 +157,18 @@ def _kernel(q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, dq_ref, dk_ref, dv_
                 slot, buf = lax.rem(t, stages), lax.rem(t, 2)
                 head, q0 = tile_of(t)
                 q, d_o = q_smem.at[slot], do_smem.at[slot]
+                # K's and V's rows through a zero that LLVM cannot fold, so that their wgmma
+                # descriptors are computed here, not hoisted out of the loop and spilled (see
+                # the module's docstring); times 2 * block_kv so that the layout inference
+                # still sees the slices' alignment
+                zero = lax.optimization_barrier(jnp.int32(0)) * (2 * block_kv)
+                keys = pl.ds(wg * block_kv + zero, block_kv)
                 acc_s[...] = masked_scores(acc_s.shape, q0) if mask else zeros(acc_s.shape)
                 acc_dp[...] = zeros(acc_dp.shape)
                 plgpu.barrier_wait(q_ready.at[slot])
-                plgpu.wgmma(acc_s, k_smem.at[my_keys], q.T)  # Sᵀ = K Qᵀ
+                plgpu.wgmma(acc_s, k_smem.at[keys], q.T)  # Sᵀ = K Qᵀ
                 plgpu.barrier_wait(do_ready.at[slot])
-                plgpu.wgmma(acc_dp, v_smem.at[my_keys], d_o.T)  # dPᵀ = V dOᵀ
+                plgpu.wgmma(acc_dp, v_smem.at[keys], d_o.T)  # dPᵀ = V dOᵀ
                 plgpu.barrier_wait(lse_ready.at[slot])
                 lse = _load(lse_smem.at[slot], per_query)
                 s = plgpu.wgmma_accumulator_load(acc_s, wait_n=1)  # dPᵀ may still run
@@ -176,7 +187,8 @@ def _kernel(q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, dq_ref, dk_ref, dv_
                 plgpu.barrier_arrive(ds_ready.at[buf])
                 plgpu.barrier_wait(ds_ready.at[buf])  # both halves of dSᵀ are in
                 acc_dq[...] = zeros(acc_dq.shape)
-                plgpu.wgmma(acc_dq, ds_smem.at[buf].T, k_smem.at[:, pl.ds(wg * half, half)])
+                plgpu.wgmma(acc_dq, ds_smem.at[buf].T,
+                            k_smem.at[pl.ds(zero, 2 * block_kv), pl.ds(wg * half, half)])
                 dq = plgpu.wgmma_accumulator_load(acc_dq)  # and every product before it
                 plgpu.barrier_arrive(free.at[slot])
                 plgpu.wait_smem_to_gmem(0, wait_read_only=True)  # the last step's dQ is out
