@@ -82,7 +82,7 @@ def test_inference_or_training_runs_each_where_it_was_chosen(rng):
 @pytest.mark.parametrize("q_shape, kv_shape, causal, dtype, training, picks", [
     ((4, 16, 4096, 128), (4, 16, 4096, 128), True, jnp.bfloat16, True, "pallas"),
     ((4, 16, 4096, 128), (4, 16, 4096, 128), True, jnp.bfloat16, False, "pallas"),
-    ((4, 16, 4096, 128), (4, 16, 4096, 128), False, jnp.bfloat16, True, "pallas_cudnn"),
+    ((4, 16, 4096, 128), (4, 16, 4096, 128), False, jnp.bfloat16, True, "pallas"),
     ((4, 16, 4096, 128), (4, 16, 4096, 128), False, jnp.bfloat16, False, "pallas"),
     ((4, 16, 1024, 128), (4, 16, 1024, 128), True, jnp.bfloat16, True, "pallas"),
     ((4, 16, 4096, 256), (4, 16, 4096, 256), True, jnp.bfloat16, True, "pallas"),  # cuDNN: D
@@ -102,10 +102,10 @@ def test_inference_or_training_runs_each_where_it_was_chosen(rng):
 def test_auto_follows_the_h200_table(monkeypatch, q_shape, kv_shape, causal, dtype, training,
                                      picks):
     """The shipped H200 entries (B4 H16 D128 bf16 at 256, 1024 and 4096 keys): the Pallas
-    forward alone is the fastest there; in training, the Mosaic kernels for causal attention,
-    and without the mask at 4096 keys the Pallas forward with cuDNN's backward. Where the
-    Mosaic kernels do not take a call: cuDNN's own step from 1024 keys up where cuDNN takes it
-    (its entries are faster than the Triton kernels'), else the Triton kernels."""
+    forward alone is the fastest there, and in training the Mosaic kernels, with the mask and
+    without. Where the Mosaic kernels do not take a call: cuDNN's own step from 1024 keys up
+    where cuDNN takes it (its entries are faster than the Triton kernels'), else the Triton
+    kernels."""
     h200 = _dispatch._tables()["devices"]["NVIDIA H200"]
     monkeypatch.setattr(_dispatch, "_table", lambda: h200)
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
