@@ -10,9 +10,9 @@ signature is missing (another JAX version).
 ``cudnn_attention_bwd`` is cuDNN's backward alone, from another flash forward's output and
 logsumexp: ``attention(impl="auto")`` trains with our Mosaic GPU forward and this backward where
 that pair was measured fastest (the same backward kernels as cuDNN's own training step). On
-an H200, B4 S4096 H16 D128 bf16 without the mask, its step runs 1-3% faster than cuDNN's own in
-interleaved rounds, and 1-2% slower than our Mosaic forward and backward's, which ``auto``
-picks there.
+an H200, B4 S4096 H16 D128 bf16 without the mask, its step runs 1.1-1.5% faster than cuDNN's
+own in interleaved rounds, and 0.8-1.6% slower than our Mosaic forward and backward's, which
+``auto`` picks there.
 XLA clears the outputs and workspace of every cuDNN call before it runs, which PyTorch's calls
 of the same kernels do not (at that shape, causal: about 80 us of a 2.1 ms step).
 

@@ -28,17 +28,19 @@ without XLA's clearing of their outputs) and 1.10-1.11x cuDNN's through JAX in t
 
 Each step slices K's and V's rows through a zero that LLVM cannot fold, so that their wgmma
 descriptors are computed in the step. Without it, LLVM hoisted the 24 loop-invariant
-descriptors (48 registers) out of the loop, ptxas spilled them (264 bytes stored, 468 loaded,
-causal), and every step reloaded them from local memory (21 loads a warp causal, 20 without
-the mask, in Nsight Compute's SASS counts). With it the kernel is 1.06x faster causal and 1.14x
-without the mask in interleaved rounds, and ptxas spills 4 bytes causal, none without the mask.
-Each step also computes dSᵀ before it issues dV's product: issued first, that product held Pᵀ's
-16-bit registers while dSᵀ was computed, and the kernel ran at 0.87-0.90x. The causal mask is
--inf in Sᵀ's accumulator before its product. Measured slower and dropped
+descriptors (48 registers) out of the loop, ptxas spilled (264 bytes stored, 468 loaded,
+causal), these among them, and every step reloaded them from local memory (21 local loads per
+warp per step causal, 20 without the mask, in Nsight Compute's SASS counts). With it the kernel
+is 1.06x faster causal and 1.14x without the mask in interleaved rounds, and ptxas spills 4
+bytes causal, none without the mask. Each step also computes dSᵀ before it issues dV's product:
+issued first, that product held Pᵀ's 16-bit registers while dSᵀ was computed, and the kernel
+ran 0.87-0.90x as fast as with dSᵀ first. The causal mask is -inf in Sᵀ's accumulator before
+its product. Measured slower and dropped
 (``benchmarks/results/kernels_matmul_attention_h200.md``):
 
-- against the kernel with the descriptors per step, same run: FlashAttention-3's order of dQ's
-  product before dK's (0.84x causal, 0.93x without the mask), three query slots (1.00x, 0.98x);
+- against the kernel with the descriptors per step, in the same runs: FlashAttention-3's order
+  of dQ's product before dK's (0.84x causal, 0.93x without the mask), three query slots (0.99x,
+  0.98x);
 - earlier, against the kernel of the time, in TFLOP/s causal (it ran 393-404): issuing the
   next step's two products before this step's dQ completes (188-204; ptxas then serializes the
   wgmmas, C7511), three query slots (287-309), dS from the 16-bit probabilities (389), dK's dSᵀ
@@ -162,13 +164,13 @@ def _kernel(q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, dq_ref, dk_ref, dv_
                 # the module's docstring); times 2 * block_kv so that the layout inference
                 # still sees the slices' alignment
                 zero = lax.optimization_barrier(jnp.int32(0)) * (2 * block_kv)
-                keys = pl.ds(wg * block_kv + zero, block_kv)
+                kv_rows = pl.ds(wg * block_kv + zero, block_kv)
                 acc_s[...] = masked_scores(acc_s.shape, q0) if mask else zeros(acc_s.shape)
                 acc_dp[...] = zeros(acc_dp.shape)
                 plgpu.barrier_wait(q_ready.at[slot])
-                plgpu.wgmma(acc_s, k_smem.at[keys], q.T)  # Sᵀ = K Qᵀ
+                plgpu.wgmma(acc_s, k_smem.at[kv_rows], q.T)  # Sᵀ = K Qᵀ
                 plgpu.barrier_wait(do_ready.at[slot])
-                plgpu.wgmma(acc_dp, v_smem.at[keys], d_o.T)  # dPᵀ = V dOᵀ
+                plgpu.wgmma(acc_dp, v_smem.at[kv_rows], d_o.T)  # dPᵀ = V dOᵀ
                 plgpu.barrier_wait(lse_ready.at[slot])
                 lse = _load(lse_smem.at[slot], per_query)
                 s = plgpu.wgmma_accumulator_load(acc_s, wait_n=1)  # dPᵀ may still run

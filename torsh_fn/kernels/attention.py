@@ -18,10 +18,11 @@ Pallas forward with cuDNN's backward, only where the dispatch table measured it 
 for that dtype and key length; a mask or dropout always takes the reference. "auto" chooses
 twice: by the forward's times for a call that is not differentiated, by a training step's
 (forward and backward) for one that is; where the two differ, ``inference_or_training`` runs
-each where it was measured faster (on a GPU whose table has the Pallas forward fastest alone
-and cuDNN's step or the pair fastest in training; the H200's table has the Pallas kernels
-fastest for both at every length it measured), unless training's choice is XLA, which then runs throughout (forward-mode differentiation, which the
-kernels' ``custom_vjp`` refuses, keeps working).
+each where it was measured faster (a table with the Pallas forward fastest alone and cuDNN's
+step or the pair fastest in training; the H200's table has the Mosaic kernels fastest both
+alone and in training at every length it measured, B4 H16 D128 bf16, so there the two choices
+agree), unless training's choice is XLA, which then runs throughout (forward-mode
+differentiation, which the kernels' ``custom_vjp`` refuses, keeps working).
 """
 
 from __future__ import annotations
