@@ -92,15 +92,30 @@ def test_those_nadam_runs_are_chaotic_in_torch_itself(run):
     assert np.max(np.abs(ends[0] - ends[1])) > 1e-3
 
 
-def test_that_adamw_run_has_a_gradient_the_libraries_round_apart():
-    """A gradient that sums to nearly 0 (-6e-8): jax's and torch's differ by more than 10%, and
-    Adam's first step, lr * g / (|g| + eps), by more than 1e-4."""
+def test_that_adamw_run_has_a_gradient_float32_cannot_pin_down():
+    """The run failed at an entry of w2's gradient that sums to nearly 0 (-5.8e-8 in float64)
+    from 64 terms of 0.29 in all: one float32 rounding a term (eps * 0.29 = 3.5e-8) moves it by
+    more than half, so jax's and torch's float32 sums may round apart by as much (more than 10%
+    on the machine where the run was recorded, 5% on another). Both stay within that of the
+    float64 sum, and across it Adam's first step, lr * g / (|g| + eps), moves by more than
+    1e-4."""
     problem = Problem(_run_data("AdamW functional"))
+    w1, b1, w2, b2 = (a.astype(np.float64) for a in problem.init)
+    hidden = np.tanh(problem.x @ w1 + b1)
+    residual = hidden @ w2 + b2 - problem.y
+    terms = 2 / residual.size * hidden[:, :, None] * residual[:, None, :]  # (batch, 8, 3)
+    exact = terms.sum(0)
+    at = np.unravel_index(np.argmin(np.abs(exact)), exact.shape)
+    spread = np.finfo(np.float32).eps * np.abs(terms[:, at[0], at[1]]).sum()
+    assert spread > 0.5 * abs(exact[at])
+
     ours = jax.grad(problem.loss)([jnp.asarray(a) for a in problem.init])[2]
     tensors = problem.torch_params()
     problem.torch_loss(tensors).backward()
-    theirs = tensors[2].grad.numpy()
-    at = np.unravel_index(np.argmin(np.abs(theirs)), theirs.shape)
-    g, h = float(ours[at]), float(theirs[at])
-    assert abs(g - h) > 0.1 * abs(h)
-    assert abs(1e-2 * (g / (abs(g) + 1e-8) - h / (abs(h) + 1e-8))) > 1e-4
+    for float32_sum in (float(ours[at]), float(tensors[2].grad[at])):
+        assert abs(float32_sum - exact[at]) < spread
+
+    def first_step(g):
+        return 1e-2 * g / (abs(g) + 1e-8)
+
+    assert abs(first_step(exact[at] + spread) - first_step(exact[at] - spread)) > 1e-4
