@@ -106,13 +106,18 @@ def shape_refusal(q_shape, k_shape, dtype, is_causal: bool, q_multiple: int,
     return None
 
 
+def scale_refusal(scale: float) -> str | None:
+    """Why the Mosaic GPU attention kernels refuse a score scale, None if they take it: they
+    mask and take maxima of the scores before scaling them, right only for a positive scale."""
+    return None if scale > 0 else f"scale must be positive, got {scale}"
+
+
 def check_operands(caller: str, q, k, v, scale: float, refusal: str | None) -> None:
-    """Raises ``caller``'s ValueError for a ``refusal`` of the shapes, a scale that is not
-    positive, or k and v that differ in shape or from q in dtype."""
-    if refusal is not None:
-        raise ValueError(f"{caller}: {refusal}")
-    if not scale > 0:  # the kernels mask and take maxima of the scores before scaling them
-        raise ValueError(f"{caller}: scale must be positive, got {scale}")
+    """Raises ``caller``'s ValueError for a ``refusal`` of the shapes, a scale that
+    ``scale_refusal`` refuses, or k and v that differ in shape or from q in dtype."""
+    for why in (refusal, scale_refusal(scale)):
+        if why is not None:
+            raise ValueError(f"{caller}: {why}")
     if k.shape != v.shape or k.dtype != q.dtype or v.dtype != q.dtype:
         raise ValueError(f"{caller}: k and v must match in shape and q in dtype, got "
                          f"{k.shape} {k.dtype}, {v.shape} {v.dtype} and q {q.dtype}")

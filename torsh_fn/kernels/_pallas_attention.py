@@ -45,7 +45,7 @@ from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
 
 from ._cudnn_attention import cudnn_attention_bwd
-from ._mosaic_attention import mosaic_attention, mosaic_attention_can
+from ._mosaic_attention import mosaic_attention, mosaic_attention_can, scale_refusal
 from ._mosaic_attention_bwd import mosaic_attention_bwd, mosaic_attention_bwd_can
 from ._pallas_common import compiler_params, interpret_mode, on_hopper
 from ._pallas_tiles import dot_precision, idiv, irem, tile_size
@@ -374,9 +374,10 @@ def attention_pallas(q: jax.Array, k: jax.Array, v: jax.Array,
 
 def mosaic_takes(q, k, v, static: AttentionStatic, can=mosaic_attention_can) -> bool:
     """Whether a Mosaic GPU kernel runs this call of (B, H, S, D) arrays (or their shapes): on
-    Hopper, without a tile config, with a positive scale, where ``can`` (the forward's or the
-    backward's admission) takes the shapes."""
-    return (static.cfg is None and static.scale > 0 and on_hopper() and k.shape == v.shape
+    Hopper, without a tile config, with a scale the kernels take (``scale_refusal``), where
+    ``can`` (the forward's or the backward's admission) takes the shapes."""
+    return (static.cfg is None and scale_refusal(static.scale) is None and on_hopper()
+            and k.shape == v.shape
             and q.dtype == k.dtype == v.dtype
             and can(q.shape, k.shape, q.dtype, static.causal))
 
