@@ -26,7 +26,7 @@ CONFIGS = [  # default; one row a slot; deeper pipelines; warpgroup semantics
 def two_sms(monkeypatch):
     """Few CTAs, so that each walks several blocks through its pipeline (on a real GPU the grid
     has an SM count of CTAs and small inputs give each CTA one block)."""
-    monkeypatch.setattr(_mosaic_softmax, "_sm_count", lambda: 2)
+    monkeypatch.setattr(_mosaic_softmax, "sm_count", lambda: 2)
 
 
 def _input(rng, shape, dtype):

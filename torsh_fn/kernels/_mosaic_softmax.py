@@ -29,13 +29,12 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import mosaic_gpu as plgpu
 
-from ._pallas_common import mosaic_gpu_interpret_params
+from ._pallas_common import mosaic_gpu_interpret_params, sm_count
 
 DTYPES = (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float32))
 LANES = 128  # threads of a warpgroup: n must be a multiple
 MAX_N = 8192  # n / 128 = 64 float32 values a thread per row
 SMEM_BYTES = 227 * 1024  # shared memory a Hopper CTA may use
-HOPPER_SMS = 132  # the SM count assumed where no GPU is present (lowering, interpret mode)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,11 +97,6 @@ def _block_rows(config: MosaicSoftmaxConfig, rows: int, row_bytes: int) -> int:
     return next(b for b in range(fits, 0, -1) if rows % b == 0)
 
 
-def _sm_count() -> int:
-    device = jax.devices()[0]
-    return getattr(device, "core_count", None) or HOPPER_SMS
-
-
 def _kernel(x_gmem, o_gmem, x_smem, o_smem, loaded, *, block, stages, per_cta, num_blocks):
     # x_gmem, o_gmem: [rows, n // lane, lane]; x_smem, o_smem: [stages, block, n // lane, lane].
     first = lax.axis_index("cta") * per_cta
@@ -161,7 +155,7 @@ def softmax_mosaic(
     lane = _lane(n)
     block = _block_rows(config, rows, n * x.dtype.itemsize)
     num_blocks = rows // block
-    per_cta = pl.cdiv(num_blocks, min(num_blocks, _sm_count() * config.ctas_per_sm))
+    per_cta = pl.cdiv(num_blocks, min(num_blocks, sm_count() * config.ctas_per_sm))
     slot = plgpu.SMEM((config.stages, block, n // lane, lane), x.dtype)
     semantics = plgpu.LoweringSemantics
     params = plgpu.CompilerParams(

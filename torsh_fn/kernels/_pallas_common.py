@@ -24,6 +24,7 @@ from ._dispatch import compute_capability
 from ._row_partition import partition_rows
 
 MAX_ROW_BLOCK = 8192  # the widest row chunk a program holds in registers at once
+HOPPER_SMS = 132  # the SM count assumed where no GPU is present (lowering, interpret mode)
 
 
 def on_gpu() -> bool:
@@ -36,6 +37,12 @@ def on_hopper() -> bool:
     the Mosaic GPU kernels run."""
     capability = compute_capability() if on_gpu() else None
     return capability is not None and capability.startswith("9.")
+
+
+def sm_count() -> int:
+    """The default device's SM count (``HOPPER_SMS`` where it has none: the CPU), what
+    persistent Mosaic GPU kernels size their grids by."""
+    return getattr(jax.devices()[0], "core_count", None) or HOPPER_SMS
 
 
 def interpret_mode() -> bool:
