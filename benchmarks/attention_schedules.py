@@ -38,8 +38,8 @@ from torsh_fn.kernels._mosaic_attention_bwd import mosaic_attention_bwd
 from torsh_fn.kernels.attention import _flash, attention, attention_reference
 
 B, H, S, D = 4, 16, 4096, 128
+# pingpong runs a persistent grid at this shape, whose output buffer leaves room for two slots
 CONFIGS = {"pingpong, 2 slots": MosaicAttentionConfig(stages=2, schedule="pingpong"),
-           "pingpong, 3 slots": MosaicAttentionConfig(stages=3, schedule="pingpong"),
            "overlap, 2 slots": MosaicAttentionConfig(stages=2, schedule="overlap"),
            "overlap, 3 slots": MosaicAttentionConfig(stages=3, schedule="overlap")}
 

@@ -11,7 +11,7 @@ import pytest
 
 from tests.kernels.pallas_helpers import TOL, normal, rel_err
 from tests.kernels.test__pallas_attention import reference, reference_lse
-from torsh_fn.kernels import _pallas_attention
+from torsh_fn.kernels import _mosaic_attention, _pallas_attention
 from torsh_fn.kernels._mosaic_attention import (
     MosaicAttentionConfig,
     mosaic_attention,
@@ -33,7 +33,9 @@ CASES = [  # q shape, k/v shape, causal, dtype: grouped heads, L != S, several t
 CONFIGS = [MosaicAttentionConfig(), MosaicAttentionConfig(64, 64, 2, "pingpong"),
            MosaicAttentionConfig(schedule="overlap"), MosaicAttentionConfig(64, 64, 2, "overlap"),
            MosaicAttentionConfig(stages=3, schedule="pingpong"),
-           MosaicAttentionConfig(64, 64, 1, "pingpong")]
+           MosaicAttentionConfig(64, 64, 1, "pingpong"),
+           # fewer CTAs than tiles: each walks several, some more than others
+           MosaicAttentionConfig(ctas=5), MosaicAttentionConfig(64, 64, 2, "overlap", ctas=2)]
 
 
 @pytest.mark.parametrize("config", CONFIGS)
@@ -72,15 +74,16 @@ def test_refuses_a_scale_that_is_not_positive(scale):
 @pytest.mark.parametrize("config, match", [
     (MosaicAttentionConfig(schedule="turns"), r"schedule must be one of .* got 'turns'"),
     (MosaicAttentionConfig(stages=0), "stages must be None or at least 1, got 0"),
+    (MosaicAttentionConfig(ctas=0), "ctas must be None or at least 1, got 0"),
 ])
-def test_refuses_an_unknown_schedule_or_no_slots(config, match):
+def test_refuses_an_unknown_schedule_no_slots_or_no_ctas(config, match):
     assert not mosaic_attention_can((1, 2, 128, 64), (1, 2, 128, 64), jnp.bfloat16, True, config)
     q = jnp.zeros((1, 2, 128, 64), jnp.bfloat16)
     with pytest.raises(ValueError, match=match):
         mosaic_attention(q, q, q, scale=0.1, is_causal=True, config=config)
 
 
-@pytest.mark.parametrize("config", CONFIGS[:2])
+@pytest.mark.parametrize("config", [*CONFIGS[:2], MosaicAttentionConfig(ctas=3)])
 def test_lowers_with_the_logsumexp(config):
     """``with_lse`` adds the (B, H, L) float32 output; at head dim 128 with two slots (three and
     the logsumexp's buffer exceed the shared memory)."""
@@ -92,6 +95,35 @@ def test_lowers_with_the_logsumexp(config):
     assert (out.shape, out.dtype, lse.shape, lse.dtype) == (q.shape, q.dtype, q.shape[:3],
                                                             jnp.float32)
     assert "mosaic_gpu" in traced.lower(lowering_platforms=("cuda",)).as_text()
+
+
+@pytest.mark.parametrize("batches, heads, q_tiles, kv_blocks, causal, ctas", [
+    (4, 16, 32, 32, True, 132),  # B4 H16 S4096 at the default tiles, on an H100's or H200's SMs
+    (4, 16, 32, 32, False, 132),
+    (2, 3, 3, 3, True, 5),
+    (1, 4, 2, 5, False, 7),
+    (3, 5, 7, 14, True, 1000),  # more CTAs than tiles: one tile each
+])
+def test_tile_table_deals_every_tile_once_and_evenly(batches, heads, q_tiles, kv_blocks, causal,
+                                                     ctas):
+    """Each CTA walks its tiles in the grid's order; together they take every tile once; and no
+    CTA's work (key blocks, plus one a tile) exceeds another's by more than one tile's, what
+    dealing each tile to the least-loaded CTA guarantees (a round-robin deal of causal tiles
+    misses it by far)."""
+    table = _mosaic_attention._tile_table(batches, heads, q_tiles, kv_blocks, causal, 128, 128,
+                                          ctas)
+    total = batches * heads * q_tiles
+    assert table.shape[0] == min(ctas, total)
+    dealt = [table[cta, 1:1 + table[cta, 0]].tolist() for cta in range(table.shape[0])]
+    assert all(tiles == sorted(tiles) for tiles in dealt)
+    assert sorted(u for tiles in dealt for u in tiles) == list(range(total))
+
+    def work(u):  # tiles run heads first, then query tiles last to first, then batches
+        tile = q_tiles - 1 - (u // heads) % q_tiles
+        return 1 + (tile + 1 if causal else kv_blocks)
+
+    loads = [sum(map(work, tiles)) for tiles in dealt]
+    assert max(loads) - min(loads) <= max(map(work, range(total)))
 
 
 def test_attention_pallas_hands_it_only_what_it_takes(monkeypatch):
@@ -123,13 +155,14 @@ def test_matches_reference(rng, q_shape, kv_shape, causal, dtype, config):
 
 @pytest.mark.gpu
 @hopper
+@pytest.mark.parametrize("ctas", [None, 5])  # 5: CTAs that walk several tiles
 @pytest.mark.parametrize("schedule", ["pingpong", "overlap"])
 @pytest.mark.parametrize("q_shape, kv_shape, causal, dtype", CASES)
-def test_logsumexp_matches_reference(rng, q_shape, kv_shape, causal, dtype, schedule):
+def test_logsumexp_matches_reference(rng, q_shape, kv_shape, causal, dtype, schedule, ctas):
     """Base 2, of the scaled scores: what the Triton backward recomputes probabilities from."""
     q, k, v = (normal(rng, s, dtype) for s in (q_shape, kv_shape, kv_shape))
     scale = q_shape[-1] ** -0.5
-    config = MosaicAttentionConfig(schedule=schedule)
+    config = MosaicAttentionConfig(schedule=schedule, ctas=ctas)
     out, lse = mosaic_attention(q, k, v, scale=scale, is_causal=causal, config=config,
                                 with_lse=True)
     assert rel_err(out, reference(q, k, v, causal, scale)) < TOL[dtype]

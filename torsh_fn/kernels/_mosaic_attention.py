@@ -1,9 +1,10 @@
 """Flash attention forward on Hopper through Mosaic GPU (``plgpu.kernel``: TMA, wgmma).
 
-One CTA takes ``2 * block_q`` query rows of one (batch, head): two compute warpgroups own
-``block_q`` rows each, a third warpgroup only issues TMA copies of the key and value blocks into a
-ring of ``stages`` shared-memory slots. The compute warpgroups keep the tensor cores busy while
-they compute the online softmax in registers, in one of two schedules:
+A tile is ``2 * block_q`` query rows of one (batch, head): two compute warpgroups own
+``block_q`` rows each, a third warpgroup only issues TMA copies of the key and value blocks into
+a ring of ``stages`` shared-memory slots (and, in a persistent grid, of the queries). The compute
+warpgroups keep the tensor cores busy while they compute the online softmax in registers, in
+one of two schedules:
 
 - ``"overlap"``: each warpgroup overlaps its own work: the scores of key block ``j + 1``
   (``Q K^T``, asynchronous wgmma) and the product of block ``j``'s probabilities with its values
@@ -13,8 +14,17 @@ they compute the online softmax in registers, in one of two schedules:
   ``Q K^T`` of block ``j + 1`` together, so the tensor cores never wait for the warpgroup to
   see the first done before it issues the second.
 
-Causal CTAs start with the longest rows (the grid runs query tiles last to first), so that the
-short ones fill the tail.
+Tiles run heads first, then query tiles last to first (the longest causal rows first, so that
+the short ones fill the tail), then batches, so that concurrent tiles share keys and values in
+L2. With the pingpong schedule and more tiles than SMs, the grid is persistent: one CTA per SM,
+each walking the tiles that ``_deal_tiles`` gives it (each tile to the CTA with the least work
+so far, as the hardware deals a grid of one tile per CTA), while the copy warpgroup already
+loads the next tile's queries, keys and values as the last one's finish, so that a CTA does
+not wait for a next tile's first loads, and the output leaves through a buffer of its own. On
+an H200 (causal B4 S4096 H16 D128 bf16, in interleaved rounds): 1.03-1.07x the grid of one
+tile per CTA (four runs); with the overlap schedule without the mask, 0.95-0.97x the grid with
+the same two slots, so that schedule keeps one tile per CTA. Dealt round-robin, the causal
+tiles left one CTA 29% more work than the mean (0.81x).
 
 Inputs: q (B, H, L, D), k and v (B, Hk, S, D) with Hk dividing H, bfloat16 or float16, D 64 or
 128, ``L`` a multiple of ``2 * block_q`` and ``S`` of ``block_kv``; causal only with L == S (what
@@ -25,7 +35,8 @@ stores into wgmma accumulators, so on the CPU the tests check the lowering, and 
 GPU.
 
 On an H200 (causal B4 S4096 H16 D128 bf16, ``benchmarks/kernels.py --only attention``):
-pingpong 572 TFLOP/s, cuDNN 523, PyTorch 566. Speed against PyTorch's in the same round
+pingpong 572 TFLOP/s, cuDNN 523, PyTorch 566; with the persistent grid 581, cuDNN 544, PyTorch
+569. With one CTA per tile (before the persistent grid), speed against PyTorch's in the same round
 (median of 12-15 interleaved rounds): pingpong with two slots 1.046x, with three 0.972x,
 overlap 0.860x, cuDNN 0.934x; in another run 1.024x and 0.984x, while pingpong without the
 queued turn (waiting for ``P V`` before issuing ``Q K^T``) gave 0.991x and 0.985x. Without the
@@ -39,13 +50,17 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import heapq
 import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import mosaic_gpu as plgpu
+
+from ._pallas_common import sm_count
 
 __all__ = ["MosaicAttentionConfig", "mosaic_attention", "mosaic_attention_can"]
 
@@ -59,14 +74,17 @@ class MosaicAttentionConfig:
     """Tiles of the kernel: ``block_q`` query rows per compute warpgroup (two per CTA),
     ``block_kv`` keys per step, ``stages`` key/value slots in flight; ``schedule`` how the
     compute warpgroups share the tensor cores: ``"pingpong"`` (in turns) or ``"overlap"`` (each
-    overlaps its own products with its softmax). None takes what was measured faster: pingpong
-    for causal attention and overlap without the mask; two slots for pingpong, three for
-    overlap."""
+    overlaps its own products with its softmax); ``ctas``: a persistent grid of that many CTAs,
+    each walking several tiles. None takes what was measured faster: pingpong for causal
+    attention and overlap without the mask; two slots for pingpong, three for overlap (two
+    beside the logsumexp's or a persistent grid's output buffer); a persistent grid of one CTA
+    per SM for pingpong when there are more tiles than SMs, else one CTA per tile."""
 
     block_q: int = 64
     block_kv: int = 128
     stages: int | None = None
     schedule: str | None = None
+    ctas: int | None = None
 
 
 def mosaic_attention_can(q_shape, k_shape, dtype, is_causal: bool,
@@ -80,6 +98,8 @@ def _refusal(q_shape, k_shape, dtype, is_causal, config) -> str | None:
         return f"schedule must be one of {_SCHEDULES}, got {config.schedule!r}"
     if config.stages is not None and config.stages < 1:
         return f"stages must be None or at least 1, got {config.stages}"
+    if config.ctas is not None and config.ctas < 1:
+        return f"ctas must be None or at least 1, got {config.ctas}"
     return shape_refusal(q_shape, k_shape, dtype, is_causal, 2 * config.block_q, config.block_kv)
 
 
@@ -123,31 +143,69 @@ def check_operands(caller: str, q, k, v, scale: float, refusal: str | None) -> N
                          f"{k.shape} {k.dtype}, {v.shape} {v.dtype} and q {q.dtype}")
 
 
-def _kernel(q_ref, k_ref, v_ref, o_ref, lse_ref, q_smem, k_smem, v_smem, lse_smem, k_ready,
-            v_ready, q_ready, k_free, v_free, turns, *, config, scale, causal, heads_per_kv):
+def _deal_tiles(work: tuple[int, ...], ctas: int) -> np.ndarray:
+    """Deals tiles of ``work`` units each, in order, to ``ctas`` CTAs, each tile to the
+    CTA with the least work so far (what the hardware does with a grid of one tile per CTA);
+    (ctas, 1 + most tiles a CTA takes) int32: each CTA's count, then its tiles in order."""
+    loads = [(0, cta) for cta in range(ctas)]
+    dealt = [[] for _ in range(ctas)]
+    for tile, steps in enumerate(work):
+        load, cta = heapq.heappop(loads)
+        dealt[cta].append(tile)
+        heapq.heappush(loads, (load + steps, cta))
+    table = np.zeros((ctas, 1 + max(map(len, dealt))), np.int32)
+    for cta, tiles in enumerate(dealt):
+        table[cta, 0] = len(tiles)
+        table[cta, 1:1 + len(tiles)] = tiles
+    return table
+
+
+def _kernel(q_ref, k_ref, v_ref, tiles_ref, o_ref, lse_ref, q_smem, k_smem, v_smem, o_smem,
+            lse_smem, k_ready, v_ready, q_ready, q_free, k_free, v_free, turns, *, config, scale,
+            causal, heads_per_kv):
     block_q, block_kv, stages = config.block_q, config.block_kv, config.stages
-    batch, head = lax.axis_index("batch"), lax.axis_index("heads")
-    tile = lax.axis_size("q_tile") - 1 - lax.axis_index("q_tile")  # longest causal rows first
-    cta_q0 = tile * 2 * block_q
-    kv_steps = pl.cdiv(cta_q0 + 2 * block_q, block_kv) if causal else k_ref.shape[2] // block_kv
+    heads, q_len = q_ref.shape[1:3]
+    q_tiles = q_len // (2 * block_q)
     wg = lax.axis_index("wg")
+
+    def walk_tiles(one_tile):
+        """``one_tile(batch, head, query tile, first_step)`` -> ``first_step`` of the next, for
+        each of this CTA's tiles: the grid's one, or (persistent) those ``tiles_ref`` lists, by
+        their index in ``_tile_table``'s order; ``first_step``: the ring's steps taken
+        before."""
+        if tiles_ref is None:
+            one_tile(lax.axis_index("batch"), lax.axis_index("heads"),
+                     q_tiles - 1 - lax.axis_index("q_tile"), 0)
+            return
+        cta = lax.axis_index("cta")
+
+        def by_index(i, first_step):
+            u = tiles_ref[cta, 1 + i]
+            tile = q_tiles - 1 - lax.rem(u // heads, q_tiles)
+            return one_tile(u // (heads * q_tiles), lax.rem(u, heads), tile, first_step)
+
+        lax.fori_loop(0, tiles_ref[cta, 0], by_index, jnp.int32(0))
+
+    def kv_steps_of(tile):
+        if causal:
+            return pl.cdiv((tile + 1) * 2 * block_q, block_kv)
+        return k_ref.shape[2] // block_kv
 
     @pl.when(wg < 2)
     def _compute():
         plgpu.set_max_registers(232, action="increase")  # 2 x 232 + 40 per lane: the 64K file
         my_q = q_smem.at[wg]
+        my_o = my_q if o_smem is None else o_smem.at[wg]  # one tile: the spent queries' slot
+
+        def queries_spent():
+            """In a persistent grid: the copy warpgroup may load this one's next queries."""
+            if q_free is not None:
+                plgpu.barrier_arrive(q_free.at[wg])
+
         c = scale * _LOG2E  # scores in log2 units: exp2(s * c - m)
         row_layout = plgpu.Layout.WGMMA.reduce(1)
 
-        q0 = cta_q0 + wg * block_q
-        plgpu.copy_gmem_to_smem(q_ref.at[batch, head, pl.ds(q0, block_q)], my_q,
-                                q_ready.at[wg])
-        plgpu.barrier_wait(q_ready.at[wg])
-
-        def slot(step):
-            return lax.rem(step, stages)
-
-        def masked(s, step):
+        def masked(s, step, q0):
             layout = plgpu.Layout.WGMMA
             rows = plgpu.broadcasted_iota(jnp.int32, s.shape, 0, layout=layout) + q0
             cols = plgpu.broadcasted_iota(jnp.int32, s.shape, 1, layout=layout)
@@ -167,138 +225,192 @@ def _kernel(q_ref, k_ref, v_ref, o_ref, lse_ref, q_smem, k_smem, v_smem, lse_sme
         def zeros(shape):
             return plgpu.layout_cast(jnp.zeros(shape, jnp.float32), plgpu.Layout.WGMMA)
 
-        def scores(acc_s, step):
-            acc_s[...] = zeros(acc_s.shape)
-            plgpu.barrier_wait(k_ready.at[slot(step)])
-            plgpu.wgmma(acc_s, my_q, k_smem.at[slot(step)].T)
-
-        def steps(body, first, carry, end=None):
-            """``body`` over key blocks ``first..end`` (``kv_steps`` by default); causal blocks
-            wholly at or below the diagonal skip the mask."""
-            end = kv_steps if end is None else end
-            if not causal:
-                return lax.fori_loop(first, end, functools.partial(body, mask=False), carry)
-            unmasked = jnp.minimum(jnp.maximum(q0 // block_kv, first), end)
-            carry = lax.fori_loop(first, unmasked, functools.partial(body, mask=False), carry)
-            return lax.fori_loop(unmasked, end, functools.partial(body, mask=True), carry)
-
         m0 = plgpu.layout_cast(jnp.full((block_q,), -jnp.inf, jnp.float32), row_layout)
         total0 = plgpu.layout_cast(jnp.zeros((block_q,), jnp.float32), row_layout)
 
-        def overlap(acc_s, acc_o):
-            """Each warpgroup overlaps its own work: ``Q K_j^T`` and ``P_{j-1} V_{j-1}`` run
-            on the tensor cores while it computes the softmax of block ``j``."""
-            scores(acc_s, 0)
-            s = plgpu.wgmma_accumulator_load(acc_s)
-            plgpu.barrier_arrive(k_free.at[slot(0)])
-            if causal:
-                s = masked(s, 0)
-            m, p, _, total = softmax_step(s, m0, total0)
+        def tile_attention(acc_s, acc_o, q0, kv_steps, first_step):
+            """The output rows ``q0..q0 + block_q`` before normalization, their running max and
+            row sums; ``first_step``: the ring's steps taken by earlier tiles."""
 
-            def body(step, carry, mask):
-                m, p, total = carry
-                scores(acc_s, step)  # Q K_step^T runs while P_{step-1} V_{step-1} queues
-                plgpu.barrier_wait(v_ready.at[slot(step - 1)])
-                plgpu.wgmma(acc_o, p, v_smem.at[slot(step - 1)])
-                s = plgpu.wgmma_accumulator_load(acc_s, wait_n=1)  # P V may still run
-                plgpu.barrier_arrive(k_free.at[slot(step)])
-                if mask:
-                    s = masked(s, step)
-                m, p, alpha, total = softmax_step(s, m, total)
-                o = plgpu.wgmma_accumulator_load(acc_o)
-                plgpu.barrier_arrive(v_free.at[slot(step - 1)])
-                acc_o[...] = rescaled(o, alpha)
-                return m, p, total
+            def slot(step):
+                return lax.rem(first_step + step, stages)
 
-            m, p, total = steps(body, 1, (m, p, total))
-            plgpu.barrier_wait(v_ready.at[slot(kv_steps - 1)])
-            plgpu.wgmma(acc_o, p, v_smem.at[slot(kv_steps - 1)])
-            o = plgpu.wgmma_accumulator_load(acc_o)
-            plgpu.barrier_arrive(v_free.at[slot(kv_steps - 1)])
-            return o, m, total
+            def scores(step):
+                acc_s[...] = zeros(acc_s.shape)
+                plgpu.barrier_wait(k_ready.at[slot(step)])
+                plgpu.wgmma(acc_s, my_q, k_smem.at[slot(step)].T)
 
-        def pingpong(acc_s, acc_o):
-            """The two warpgroups take turns on the tensor cores: ``turns`` (both arrive) pairs
-            their steps with the second warpgroup one turn behind, so that one's products run
-            while the other computes its softmax. A warpgroup's turn queues its ``P V`` and
-            the next block's ``Q K^T`` together; it waits for both when its next turn
-            begins."""
-            def turn():
-                plgpu.barrier_arrive(turns)
-                plgpu.barrier_wait(turns)
+            def steps(body, first, carry, end=kv_steps):
+                """``body`` over key blocks ``first..end``; causal blocks wholly at or below the
+                diagonal skip the mask."""
+                if not causal:
+                    return lax.fori_loop(first, end, functools.partial(body, mask=False), carry)
+                unmasked = jnp.minimum(jnp.maximum(q0 // block_kv, first), end)
+                carry = lax.fori_loop(first, unmasked, functools.partial(body, mask=False), carry)
+                return lax.fori_loop(unmasked, end, functools.partial(body, mask=True), carry)
 
-            pl.when(wg == 1)(turn)
-            acc_o[...] = zeros(acc_o.shape)
-            scores(acc_s, 0)
+            def overlap():
+                """Each warpgroup overlaps its own work: ``Q K_j^T`` and ``P_{j-1} V_{j-1}``
+                run on the tensor cores while it computes the softmax of block ``j``."""
+                if tiles_ref is not None:  # it holds the last tile's (a fresh one is zero)
+                    acc_o[...] = zeros(acc_o.shape)
+                scores(0)
+                s = plgpu.wgmma_accumulator_load(acc_s)
+                plgpu.barrier_arrive(k_free.at[slot(0)])
+                if causal:
+                    s = masked(s, 0, q0)
+                m, p, _, total = softmax_step(s, m0, total0)
 
-            def body(step, carry, mask, issue_next=True):
-                m, total = carry
-                turn()
-                s = plgpu.wgmma_accumulator_load(acc_s)  # and the last P V before it
-                plgpu.barrier_arrive(k_free.at[slot(step)])
-
-                @pl.when(step > 0)
-                def _():
+                def body(step, carry, mask):
+                    m, p, total = carry
+                    scores(step)  # Q K_step^T runs while P_{step-1} V_{step-1} queues
+                    plgpu.barrier_wait(v_ready.at[slot(step - 1)])
+                    plgpu.wgmma(acc_o, p, v_smem.at[slot(step - 1)])
+                    s = plgpu.wgmma_accumulator_load(acc_s, wait_n=1)  # P V may still run
+                    plgpu.barrier_arrive(k_free.at[slot(step)])
+                    if mask:
+                        s = masked(s, step, q0)
+                    m, p, alpha, total = softmax_step(s, m, total)
+                    o = plgpu.wgmma_accumulator_load(acc_o)
                     plgpu.barrier_arrive(v_free.at[slot(step - 1)])
-                if mask:
-                    s = masked(s, step)
-                m, p, alpha, total = softmax_step(s, m, total)
-                acc_o[...] = rescaled(acc_o[...], alpha)
-                if issue_next:
-                    acc_s[...] = zeros(acc_s.shape)
-                plgpu.barrier_arrive(turns)  # softmax done; wait for the other's products
-                plgpu.barrier_wait(v_ready.at[slot(step)])
-                if issue_next:
-                    plgpu.barrier_wait(k_ready.at[slot(step + 1)])
-                plgpu.barrier_wait(turns)
-                plgpu.wgmma(acc_o, p, v_smem.at[slot(step)])
-                if issue_next:
-                    plgpu.wgmma(acc_s, my_q, k_smem.at[slot(step + 1)].T)
-                return m, total
+                    acc_o[...] = rescaled(o, alpha)
+                    return m, p, total
 
-            last = kv_steps - 1
-            m, total = steps(body, 0, (m0, total0), end=last)
-            m, total = body(last, (m, total), mask=causal, issue_next=False)
-            plgpu.wgmma_wait(0)
-            plgpu.barrier_arrive(v_free.at[slot(last)])
-            pl.when(wg == 0)(turn)  # the turn the other warpgroup took first
-            return acc_o[...], m, total
+                m, p, total = steps(body, 1, (m, p, total))
+                queries_spent()  # the last product that reads them is done
+                plgpu.barrier_wait(v_ready.at[slot(kv_steps - 1)])
+                plgpu.wgmma(acc_o, p, v_smem.at[slot(kv_steps - 1)])
+                o = plgpu.wgmma_accumulator_load(acc_o)
+                plgpu.barrier_arrive(v_free.at[slot(kv_steps - 1)])
+                return o, m, total
+
+            def pingpong():
+                """The two warpgroups take turns on the tensor cores: ``turns`` (both arrive)
+                pairs their steps with the second warpgroup one turn behind, so that one's
+                products run while the other computes its softmax. A warpgroup's turn queues
+                its ``P V`` and the next block's ``Q K^T`` together; it waits for both when its
+                next turn begins."""
+                def turn():
+                    plgpu.barrier_arrive(turns)
+                    plgpu.barrier_wait(turns)
+
+                pl.when(wg == 1)(turn)
+                acc_o[...] = zeros(acc_o.shape)
+                scores(0)
+
+                def body(step, carry, mask, issue_next=True):
+                    m, total = carry
+                    turn()
+                    s = plgpu.wgmma_accumulator_load(acc_s)  # and the last P V before it
+                    plgpu.barrier_arrive(k_free.at[slot(step)])
+                    if not issue_next:
+                        queries_spent()  # the last product that reads them is done
+
+                    @pl.when(step > 0)
+                    def _():
+                        plgpu.barrier_arrive(v_free.at[slot(step - 1)])
+                    if mask:
+                        s = masked(s, step, q0)
+                    m, p, alpha, total = softmax_step(s, m, total)
+                    acc_o[...] = rescaled(acc_o[...], alpha)
+                    if issue_next:
+                        acc_s[...] = zeros(acc_s.shape)
+                    plgpu.barrier_arrive(turns)  # softmax done; wait for the other's products
+                    plgpu.barrier_wait(v_ready.at[slot(step)])
+                    if issue_next:
+                        plgpu.barrier_wait(k_ready.at[slot(step + 1)])
+                    plgpu.barrier_wait(turns)
+                    plgpu.wgmma(acc_o, p, v_smem.at[slot(step)])
+                    if issue_next:
+                        plgpu.wgmma(acc_s, my_q, k_smem.at[slot(step + 1)].T)
+                    return m, total
+
+                last = kv_steps - 1
+                m, total = steps(body, 0, (m0, total0), end=last)
+                m, total = body(last, (m, total), mask=causal, issue_next=False)
+                plgpu.wgmma_wait(0)
+                plgpu.barrier_arrive(v_free.at[slot(last)])
+                pl.when(wg == 0)(turn)  # the turn the other warpgroup took first
+                return acc_o[...], m, total
+
+            return pingpong() if turns is not None else overlap()
+
+        def tiles(acc_s, acc_o):
+            def one_tile(batch, head, tile, first_step):
+                q0 = (2 * tile + wg) * block_q
+                kv_steps = kv_steps_of(tile)
+                if tiles_ref is None:  # one tile: each warpgroup loads its own queries (the copy
+                    # warpgroup's loads before the keys measured 0.97-0.98x without the mask)
+                    plgpu.copy_gmem_to_smem(q_ref.at[batch, head, pl.ds(q0, block_q)], my_q,
+                                            q_ready.at[wg])
+                plgpu.barrier_wait(q_ready.at[wg])
+                o, m, total = tile_attention(acc_s, acc_o, q0, kv_steps, first_step)
+                if o_smem is not None:
+                    plgpu.wait_smem_to_gmem(0, wait_read_only=True)  # the last tile's are out
+                my_o[...] = rescaled(o, 1.0 / total).astype(my_o.dtype)
+                rows = (batch, head, pl.ds(q0, block_q))
+                if lse_ref is not None:
+                    lse_smem.at[wg][...] = m + jnp.log(total) * _LOG2E
+                plgpu.commit_smem()
+                plgpu.copy_smem_to_gmem(my_o, o_ref.at[rows])
+                if lse_ref is not None:
+                    plgpu.copy_smem_to_gmem(lse_smem.at[wg], lse_ref.at[rows])
+                return first_step + kv_steps
+
+            walk_tiles(one_tile)
 
         head_dim = q_ref.shape[-1]
-        o, m, total = pl.run_scoped(pingpong if turns is not None else overlap,
-                                    plgpu.ACC((block_q, block_kv), jnp.float32),
-                                    plgpu.ACC((block_q, head_dim), jnp.float32))
-        # the query block is spent: its slot takes the output
-        my_q[...] = rescaled(o, 1.0 / total).astype(my_q.dtype)
-        rows = (batch, head, pl.ds(q0, block_q))
-        if lse_ref is not None:
-            lse_smem.at[wg][...] = m + jnp.log(total) * _LOG2E
-        plgpu.commit_smem()
-        plgpu.copy_smem_to_gmem(my_q, o_ref.at[rows])
-        if lse_ref is not None:
-            plgpu.copy_smem_to_gmem(lse_smem.at[wg], lse_ref.at[rows])
+        pl.run_scoped(tiles, plgpu.ACC((block_q, block_kv), jnp.float32),
+                      plgpu.ACC((block_q, head_dim), jnp.float32))
         plgpu.wait_smem_to_gmem(0)
 
     @pl.when(wg == 2)
     def _copy():
         plgpu.set_max_registers(40, action="decrease")
 
-        kv_head = head // heads_per_kv
+        def one_tile(batch, head, tile, first_step):
+            kv_steps = kv_steps_of(tile)
+            if tiles_ref is not None:  # each compute warpgroup's queries, once it is done
+                for w in range(2):       # with its last (a tile takes a step at least)
+                    pl.when(first_step > 0)(functools.partial(plgpu.barrier_wait, q_free.at[w]))
+                    plgpu.copy_gmem_to_smem(
+                        q_ref.at[batch, head, pl.ds((2 * tile + w) * block_q, block_q)],
+                        q_smem.at[w], q_ready.at[w])
+            kv_head = head // heads_per_kv
 
-        @pl.loop(0, kv_steps)
-        def _load(step):
-            slot = lax.rem(step, stages)
-            rows = (batch, kv_head, pl.ds(step * block_kv, block_kv))
+            @pl.loop(0, kv_steps)
+            def _load(step):
+                ring_step = first_step + step
+                slot = lax.rem(ring_step, stages)
+                rows = (batch, kv_head, pl.ds(step * block_kv, block_kv))
 
-            @pl.when(step >= stages)  # wait until both warpgroups are done with the slot
-            def _():
-                plgpu.barrier_wait(k_free.at[slot])
-            plgpu.copy_gmem_to_smem(k_ref.at[rows], k_smem.at[slot], k_ready.at[slot])
+                @pl.when(ring_step >= stages)  # wait until both warpgroups are done with the slot
+                def _():
+                    plgpu.barrier_wait(k_free.at[slot])
+                plgpu.copy_gmem_to_smem(k_ref.at[rows], k_smem.at[slot], k_ready.at[slot])
 
-            @pl.when(step >= stages)
-            def _():
-                plgpu.barrier_wait(v_free.at[slot])
-            plgpu.copy_gmem_to_smem(v_ref.at[rows], v_smem.at[slot], v_ready.at[slot])
+                @pl.when(ring_step >= stages)
+                def _():
+                    plgpu.barrier_wait(v_free.at[slot])
+                plgpu.copy_gmem_to_smem(v_ref.at[rows], v_smem.at[slot], v_ready.at[slot])
+
+            return first_step + kv_steps
+
+        walk_tiles(one_tile)
+
+
+@functools.lru_cache(maxsize=64)
+def _tile_table(batches, heads, q_tiles, kv_blocks, causal, rows, block_kv, ctas) -> np.ndarray:
+    """``_deal_tiles``' table for the grid's tiles: heads first, then query tiles last to first
+    (the longest causal rows first), then batches, so that concurrent tiles share keys and
+    values in L2. A tile's work: its key blocks and one more for its queries and output."""
+    steps = [pl.cdiv((q_tiles - i) * rows, block_kv) if causal else kv_blocks
+             for i in range(q_tiles)]
+    work = tuple(1 + steps[i] for _ in range(batches) for i in range(q_tiles)
+                 for _ in range(heads))
+    table = _deal_tiles(work, min(ctas, len(work)))
+    table.flags.writeable = False  # cached: shared by every call of these shapes
+    return table
 
 
 def swizzled_smem(shape, dtype, swizzle: int = _SWIZZLE_BYTES):
@@ -315,7 +427,8 @@ def mosaic_attention(q: jax.Array, k: jax.Array, v: jax.Array, *, scale: float,
 
     Softmax in float32 (``exp2`` in the approximate form), ``scale`` applied to the scores.
     ``with_lse``: also the rows' logsumexp of the scaled scores in base 2, (B, H, L) float32,
-    what ``_pallas_attention``'s backward takes (at most two key/value slots then).
+    what ``_pallas_attention``'s backward takes (at most two key/value slots then, as in a
+    persistent grid).
 
     Raises:
         ValueError: for shapes, dtypes or a causal length mismatch that
@@ -332,38 +445,51 @@ def mosaic_attention(q: jax.Array, k: jax.Array, v: jax.Array, *, scale: float,
     kv_len = k.shape[2]
     pingpong = config.schedule == "pingpong" or (config.schedule is None and is_causal)
     bq, bkv = config.block_q, config.block_kv
+    q_tiles = q_len // (2 * bq)
+    # persistent CTAs, when there are more tiles than SMs: measured faster with the pingpong
+    # schedule (1.03-1.07x causal; not against its own grid without the mask, where overlap is
+    # the default), slower with overlap (0.95-0.97x without the mask)
+    persistent = config.ctas is not None or (pingpong and b * h * q_tiles > sm_count())
+    tiles = (_tile_table(b, h, q_tiles, kv_len // bkv, is_causal, 2 * bq, bkv,
+                         config.ctas or sm_count()) if persistent else None)
     stages = min(config.stages or (2 if pingpong else 3), kv_len // bkv)
-    if with_lse:  # at head dim 128, three slots and the logsumexp's buffer exceed the 227 KiB
+    if with_lse or persistent:  # beside either buffer, three slots of head dim 128 exceed the
+        # 227 KiB (head dim 64 keeps the same cap)
         stages = min(stages, 2)
     config = dataclasses.replace(config, stages=stages)
     body = functools.partial(_kernel, config=config, scale=float(scale), causal=is_causal,
                              heads_per_kv=h // k.shape[1])
 
-    def entry(q_ref, k_ref, v_ref, o_ref, lse_ref=None):
+    def entry(q_ref, k_ref, v_ref, *refs):
+        tiles_ref, (o_ref, *lse_ref) = (refs[0], refs[1:]) if persistent else (None, refs)
+        lse_ref = lse_ref[0] if with_lse else None
         pl.run_scoped(
-            lambda *scratch: body(q_ref, k_ref, v_ref, o_ref, lse_ref, *scratch),
+            lambda *scratch: body(q_ref, k_ref, v_ref, tiles_ref, o_ref, lse_ref, *scratch),
             swizzled_smem((2, bq, d), q.dtype),
             swizzled_smem((stages, bkv, d), q.dtype),
             swizzled_smem((stages, bkv, d), q.dtype),
+            swizzled_smem((2, bq, d), q.dtype) if persistent else None,  # the output's
             plgpu.SMEM((2, bq), jnp.float32) if with_lse else None,
             plgpu.Barrier(num_barriers=stages),
             plgpu.Barrier(num_barriers=stages),
             plgpu.Barrier(num_barriers=2),
+            plgpu.Barrier(num_barriers=2) if persistent else None,
             plgpu.Barrier(num_arrivals=2, num_barriers=stages),
             plgpu.Barrier(num_arrivals=2, num_barriers=stages),
             plgpu.Barrier(num_arrivals=2) if pingpong else None,
             collective_axes="wg",
         )
 
-    outputs = plgpu.kernel(
+    grid = dict(grid=(tiles.shape[0],), grid_names=("cta",)) if persistent else dict(
+        grid=(h, q_tiles, b), grid_names=("heads", "q_tile", "batch"))  # measured faster
+    outputs = plgpu.kernel(                                             # than batches first
         entry,
         out_type=(jax.ShapeDtypeStruct(q.shape, q.dtype),
                   *[jax.ShapeDtypeStruct(q.shape[:3], jnp.float32)] * with_lse),
-        grid=(h, q_len // (2 * bq), b),  # measured faster than batch before query tiles
-        grid_names=("heads", "q_tile", "batch"),
+        **grid,
         num_threads=3,
         thread_name="wg",
         kernel_name="flash_attention_fwd_mosaic",
         compiler_params=plgpu.CompilerParams(approx_math=True),
-    )(q, k, v)
+    )(q, k, v, *([jnp.asarray(tiles)] if persistent else []))
     return outputs if with_lse else outputs[0]
