@@ -143,6 +143,12 @@ def check_operands(caller: str, q, k, v, scale: float, refusal: str | None) -> N
                          f"{k.shape} {k.dtype}, {v.shape} {v.dtype} and q {q.dtype}")
 
 
+def _key_blocks(tile, *, causal: bool, rows: int, block_kv: int, kv_blocks: int):
+    """The key blocks that query tile ``tile`` (of ``rows`` rows) reads: causal, up to its last
+    row's; else all ``kv_blocks``. On ints in ``_tile_table``, on traced ints in the kernel."""
+    return pl.cdiv((tile + 1) * rows, block_kv) if causal else kv_blocks
+
+
 def _deal_tiles(work: tuple[int, ...], ctas: int) -> np.ndarray:
     """Deals tiles of ``work`` units each, in order, to ``ctas`` CTAs, each tile to the
     CTA with the least work so far (what the hardware does with a grid of one tile per CTA);
@@ -186,10 +192,8 @@ def _kernel(q_ref, k_ref, v_ref, tiles_ref, o_ref, lse_ref, q_smem, k_smem, v_sm
 
         lax.fori_loop(0, tiles_ref[cta, 0], by_index, jnp.int32(0))
 
-    def kv_steps_of(tile):
-        if causal:
-            return pl.cdiv((tile + 1) * 2 * block_q, block_kv)
-        return k_ref.shape[2] // block_kv
+    kv_steps_of = functools.partial(_key_blocks, causal=causal, rows=2 * block_q,
+                                    block_kv=block_kv, kv_blocks=k_ref.shape[2] // block_kv)
 
     @pl.when(wg < 2)
     def _compute():
@@ -404,8 +408,8 @@ def _tile_table(batches, heads, q_tiles, kv_blocks, causal, rows, block_kv, ctas
     """``_deal_tiles``' table for the grid's tiles: heads first, then query tiles last to first
     (the longest causal rows first), then batches, so that concurrent tiles share keys and
     values in L2. A tile's work: its key blocks and one more for its queries and output."""
-    steps = [pl.cdiv((q_tiles - i) * rows, block_kv) if causal else kv_blocks
-             for i in range(q_tiles)]
+    steps = [_key_blocks(q_tiles - 1 - i, causal=causal, rows=rows, block_kv=block_kv,
+                         kv_blocks=kv_blocks) for i in range(q_tiles)]
     work = tuple(1 + steps[i] for _ in range(batches) for i in range(q_tiles)
                  for _ in range(heads))
     table = _deal_tiles(work, min(ctas, len(work)))
