@@ -145,7 +145,7 @@ def check_operands(caller: str, q, k, v, scale: float, refusal: str | None) -> N
 
 def _key_blocks(tile, *, causal: bool, rows: int, block_kv: int, kv_blocks: int):
     """The key blocks that query tile ``tile`` (of ``rows`` rows) reads: causal, up to its last
-    row's; else all ``kv_blocks``. On ints in ``_tile_table``, on traced ints in the kernel."""
+    row's; else all ``kv_blocks``. On ints for ``tile_table``, on traced ints in the kernel."""
     return pl.cdiv((tile + 1) * rows, block_kv) if causal else kv_blocks
 
 
@@ -176,21 +176,14 @@ def _kernel(q_ref, k_ref, v_ref, tiles_ref, o_ref, lse_ref, q_smem, k_smem, v_sm
 
     def walk_tiles(one_tile):
         """``one_tile(batch, head, query tile, first_step)`` -> ``first_step`` of the next, for
-        each of this CTA's tiles: the grid's one, or (persistent) those ``tiles_ref`` lists, by
-        their index in ``_tile_table``'s order; ``first_step``: the ring's steps taken
-        before."""
+        each of this CTA's tiles: the grid's one, or (persistent) those ``tiles_ref`` deals it
+        (a head's tiles last to first); ``first_step``: the ring's steps taken before."""
         if tiles_ref is None:
             one_tile(lax.axis_index("batch"), lax.axis_index("heads"),
                      q_tiles - 1 - lax.axis_index("q_tile"), 0)
             return
-        cta = lax.axis_index("cta")
-
-        def by_index(i, first_step):
-            u = tiles_ref[cta, 1 + i]
-            tile = q_tiles - 1 - lax.rem(u // heads, q_tiles)
-            return one_tile(u // (heads * q_tiles), lax.rem(u, heads), tile, first_step)
-
-        lax.fori_loop(0, tiles_ref[cta, 0], by_index, jnp.int32(0))
+        walk_dealt_tiles(tiles_ref, heads, q_tiles, lambda batch, head, i, first_step: one_tile(
+            batch, head, q_tiles - 1 - i, first_step))
 
     kv_steps_of = functools.partial(_key_blocks, causal=causal, rows=2 * block_q,
                                     block_kv=block_kv, kv_blocks=k_ref.shape[2] // block_kv)
@@ -404,17 +397,34 @@ def _kernel(q_ref, k_ref, v_ref, tiles_ref, o_ref, lse_ref, q_smem, k_smem, v_sm
 
 
 @functools.lru_cache(maxsize=64)
-def _tile_table(batches, heads, q_tiles, kv_blocks, causal, rows, block_kv, ctas) -> np.ndarray:
-    """``_deal_tiles``' table for the grid's tiles: heads first, then query tiles last to first
-    (the longest causal rows first), then batches, so that concurrent tiles share keys and
-    values in L2. A tile's work: its key blocks and one more for its queries and output."""
-    steps = [_key_blocks(q_tiles - 1 - i, causal=causal, rows=rows, block_kv=block_kv,
-                         kv_blocks=kv_blocks) for i in range(q_tiles)]
-    work = tuple(1 + steps[i] for _ in range(batches) for i in range(q_tiles)
-                 for _ in range(heads))
-    table = _deal_tiles(work, min(ctas, len(work)))
+def tile_table(batches: int, heads: int, work: tuple[int, ...], ctas: int) -> np.ndarray:
+    """``_deal_tiles``' table, for at most ``ctas`` CTAs, of ``batches * heads * len(work)``
+    tiles in the order heads first, then a head's tiles in the order of ``work`` (each one's
+    work units), then batches, so that concurrent tiles share keys and values in L2;
+    ``walk_dealt_tiles`` walks it."""
+    flat = tuple(units for _ in range(batches) for units in work for _ in range(heads))
+    table = _deal_tiles(flat, min(ctas, len(flat)))
     table.flags.writeable = False  # cached: shared by every call of these shapes
     return table
+
+
+def walk_dealt_tiles(tiles_ref, heads: int, tiles_per_head: int, one_tile) -> None:
+    """In a kernel of a persistent grid (axis ``"cta"``): ``one_tile(batch, head, i,
+    first_step)`` -> ``first_step`` of the next, for each tile that ``tile_table``'s table
+    (``tiles_ref``) deals this CTA, ``i`` its place among its head's tiles; ``first_step``
+    starts at 0 (a ring's steps taken by earlier tiles)."""
+    cta = lax.axis_index("cta")
+
+    def by_index(n, first_step):
+        return one_tile(*dealt_tile(tiles_ref[cta, 1 + n], heads, tiles_per_head), first_step)
+
+    lax.fori_loop(0, tiles_ref[cta, 0], by_index, jnp.int32(0))
+
+
+def dealt_tile(u, heads: int, tiles_per_head: int):
+    """Tile ``u`` in ``tile_table``'s order -> (batch, head, its place among its head's tiles);
+    on ints or traced ints."""
+    return u // (heads * tiles_per_head), lax.rem(u, heads), lax.rem(u // heads, tiles_per_head)
 
 
 def swizzled_smem(shape, dtype, swizzle: int = _SWIZZLE_BYTES):
@@ -454,8 +464,11 @@ def mosaic_attention(q: jax.Array, k: jax.Array, v: jax.Array, *, scale: float,
     # schedule (1.03-1.07x causal; not against its own grid without the mask, where overlap is
     # the default), slower with overlap (0.95-0.97x without the mask)
     persistent = config.ctas is not None or (pingpong and b * h * q_tiles > sm_count())
-    tiles = (_tile_table(b, h, q_tiles, kv_len // bkv, is_causal, 2 * bq, bkv,
-                         config.ctas or sm_count()) if persistent else None)
+    # query tiles last to first (the longest causal rows first, so that the short ones fill the
+    # tail); a tile's work: its key blocks and one more for its queries and output
+    work = tuple(1 + _key_blocks(q_tiles - 1 - i, causal=is_causal, rows=2 * bq, block_kv=bkv,
+                                 kv_blocks=kv_len // bkv) for i in range(q_tiles))
+    tiles = tile_table(b, h, work, config.ctas or sm_count()) if persistent else None
     stages = min(config.stages or (2 if pingpong else 3), kv_len // bkv)
     if with_lse or persistent:  # beside either buffer, three slots of head dim 128 exceed the
         # 227 KiB (head dim 64 keeps the same cap)
