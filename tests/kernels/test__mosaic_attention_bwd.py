@@ -35,7 +35,15 @@ LOWERED_ONLY = [  # one query tile; causal with grouped heads at head dim 128
     ((1, 2, 64, 128), (1, 2, 128, 128), False, jnp.bfloat16),
     ((1, 4, 256, 128), (1, 2, 256, 128), True, jnp.bfloat16),
 ]
-CONFIGS = [MosaicAttentionBwdConfig(), MosaicAttentionBwdConfig(stages=3)]
+# three query slots; three CTAs, so that some walk several key tiles (the default, one CTA per
+# SM, here gives each CTA one tile)
+CONFIGS = [MosaicAttentionBwdConfig(), MosaicAttentionBwdConfig(stages=3),
+           MosaicAttentionBwdConfig(ctas=3)]
+WALKS = [  # CTAs that walk several key tiles: one CTA, two tiles of one step each; two CTAs
+    # with tiles of 8 and then 4 steps in three slots, so that the second starts at slot 2
+    ((1, 2, 64, 128), (1, 2, 128, 128), False, jnp.bfloat16, MosaicAttentionBwdConfig(ctas=1)),
+    CASES[1] + (MosaicAttentionBwdConfig(stages=3, ctas=2),),
+]
 
 
 def _inputs(q_shape, kv_shape, dtype):
@@ -43,8 +51,8 @@ def _inputs(q_shape, kv_shape, dtype):
             jax.ShapeDtypeStruct(q_shape[:3], jnp.float32))
 
 
-@pytest.mark.parametrize("config", CONFIGS)
-@pytest.mark.parametrize("q_shape, kv_shape, causal, dtype", CASES + LOWERED_ONLY)
+@pytest.mark.parametrize("q_shape, kv_shape, causal, dtype, config", [
+    (*case, config) for case in CASES + LOWERED_ONLY for config in CONFIGS] + WALKS)
 def test_lowers_to_mosaic_gpu(q_shape, kv_shape, causal, dtype, config):
     """The kernel passes the Mosaic GPU lowering (TMA boxes, layouts, barriers, the shared
     memory's size) on the CPU; gradients come back in the inputs' shapes and dtype."""
@@ -82,12 +90,15 @@ def test_refuses_a_scale_that_is_not_positive(scale):
         mosaic_attention_bwd(q, q, q, q, lse, q, scale=scale, is_causal=True)
 
 
-def test_refuses_a_config_off_the_wgmma_rows():
-    config = MosaicAttentionBwdConfig(block_q=32)
+@pytest.mark.parametrize("config, match", [
+    (MosaicAttentionBwdConfig(block_q=32), "multiples of 64"),
+    (MosaicAttentionBwdConfig(ctas=0), "ctas must be None or at least 1, got 0"),
+])
+def test_refuses_a_config_it_cannot_run(config, match):
     assert not mosaic_attention_bwd_can((1, 2, 128, 64), (1, 2, 128, 64), jnp.bfloat16, False,
                                         config)
     q = jnp.zeros((1, 2, 128, 64), jnp.bfloat16)
-    with pytest.raises(ValueError, match="multiples of 64"):
+    with pytest.raises(ValueError, match=match):
         mosaic_attention_bwd(q, q, q, q, q[..., 0].astype(jnp.float32), q, scale=0.1,
                              is_causal=False, config=config)
 
@@ -126,8 +137,8 @@ def _reference_grads(q, k, v, d_out, causal, scale):
 
 @pytest.mark.gpu
 @hopper
-@pytest.mark.parametrize("config", CONFIGS)
-@pytest.mark.parametrize("q_shape, kv_shape, causal, dtype", CASES)
+@pytest.mark.parametrize("q_shape, kv_shape, causal, dtype, config", [
+    (*case, config) for case in CASES for config in CONFIGS] + WALKS)
 def test_gradients_match_reference(rng, q_shape, kv_shape, causal, dtype, config):
     """From the reference's output and logsumexp; dK, dV summed over grouped query heads."""
     q, k, v, d_out = (normal(rng, s, dtype) for s in (q_shape, kv_shape, kv_shape, q_shape))
@@ -167,7 +178,8 @@ def test_attention_pallas_trains_by_mosaic(rng, q_shape, kv_shape, causal, dtype
 
 @pytest.mark.gpu
 @hopper
-def test_key_and_value_gradients_are_the_same_every_run(rng):
+@pytest.mark.parametrize("config", [CONFIGS[0], CONFIGS[2]])
+def test_key_and_value_gradients_are_the_same_every_run(rng, config):
     """dK and dV are each summed in one CTA in a fixed order; only dQ's TMA reductions land in
     any order (so dQ is held to the reference's tolerance, not to bits)."""
     q_shape, kv_shape, causal, dtype = CASES[0]
@@ -175,8 +187,8 @@ def test_key_and_value_gradients_are_the_same_every_run(rng):
     scale = q_shape[-1] ** -0.5
     out = reference(q, k, v, causal, scale).astype(dtype)
     lse = reference_lse(q, k, causal, scale)
-    runs = [mosaic_attention_bwd(q, k, v, out, lse, d_out, scale=scale, is_causal=causal)
-            for _ in range(3)]
+    runs = [mosaic_attention_bwd(q, k, v, out, lse, d_out, scale=scale, is_causal=causal,
+                                 config=config) for _ in range(3)]
     for dq, dk, dv in runs[1:]:
         assert jnp.array_equal(dk, runs[0][1]) and jnp.array_equal(dv, runs[0][2])
         assert rel_err(dq, runs[0][0]) < TOL[dtype]
