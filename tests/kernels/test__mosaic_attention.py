@@ -11,7 +11,7 @@ import pytest
 
 from tests.kernels.pallas_helpers import TOL, normal, rel_err
 from tests.kernels.test__pallas_attention import reference, reference_lse
-from torsh_fn.kernels import _mosaic_attention, _pallas_attention
+from torsh_fn.kernels import _pallas_attention
 from torsh_fn.kernels._mosaic_attention import (
     MosaicAttentionConfig,
     mosaic_attention,
@@ -95,45 +95,6 @@ def test_lowers_with_the_logsumexp(config):
     assert (out.shape, out.dtype, lse.shape, lse.dtype) == (q.shape, q.dtype, q.shape[:3],
                                                             jnp.float32)
     assert "mosaic_gpu" in traced.lower(lowering_platforms=("cuda",)).as_text()
-
-
-CAUSAL_32 = tuple(range(33, 1, -1))  # B4 H16 S4096's causal query tiles: key blocks + 1
-
-
-@pytest.mark.parametrize("batches, heads, work, ctas", [
-    (4, 16, CAUSAL_32, 132),  # at the default tiles, on an H100's or H200's SMs
-    (4, 16, (33,) * 32, 132),  # without the mask
-    (2, 3, (4, 3, 2), 5),
-    (1, 4, (6, 6), 7),
-    (4, 2, (3, 9, 1, 4, 4), 3),  # work in no order
-    (3, 5, tuple(range(15, 1, -2)), 1000),  # more CTAs than tiles: one tile each
-])
-def test_tile_table_deals_every_tile_once_and_evenly(batches, heads, work, ctas):
-    """Each CTA walks its tiles in the grid's order; together they take every tile once; and no
-    CTA's work exceeds another's by more than one tile's, what dealing each tile to the
-    least-loaded CTA guarantees (a round-robin deal of the causal tiles misses it by far)."""
-    table = _mosaic_attention.tile_table(batches, heads, work, ctas)
-    total = batches * heads * len(work)
-    assert table.shape[0] == min(ctas, total)
-    dealt = [table[cta, 1:1 + table[cta, 0]].tolist() for cta in range(table.shape[0])]
-    assert all(tiles == sorted(tiles) for tiles in dealt)
-    assert sorted(u for tiles in dealt for u in tiles) == list(range(total))
-
-    def units(u):  # tiles run heads first, then a head's tiles in work's order, then batches
-        return work[(u // heads) % len(work)]
-
-    loads = [sum(map(units, tiles)) for tiles in dealt]
-    assert max(loads) - min(loads) <= max(work)
-
-
-def test_dealt_tile_decodes_tile_tables_order():
-    """The kernels' decode of a dealt tile inverts ``tile_table``'s order: heads first, then a
-    head's tiles, then batches."""
-    batches, heads, tiles_per_head = 3, 5, 4
-    decoded = [tuple(map(int, _mosaic_attention.dealt_tile(u, heads, tiles_per_head)))
-               for u in range(batches * heads * tiles_per_head)]
-    assert decoded == [(b, h, i) for b in range(batches) for i in range(tiles_per_head)
-                       for h in range(heads)]
 
 
 def test_attention_pallas_hands_it_only_what_it_takes(monkeypatch):

@@ -17,14 +17,14 @@ one of two schedules:
 Tiles run heads first, then query tiles last to first (the longest causal rows first, so that
 the short ones fill the tail), then batches, so that concurrent tiles share keys and values in
 L2. With the pingpong schedule and more tiles than SMs, the grid is persistent: one CTA per SM,
-each walking the tiles that ``_deal_tiles`` gives it (each tile to the CTA with the least work
-so far, as the hardware deals a grid of one tile per CTA), while the copy warpgroup already
-loads the next tile's queries, keys and values as the last one's finish, so that a CTA does
-not wait for a next tile's first loads, and the output leaves through a buffer of its own. On
-an H200 (causal B4 S4096 H16 D128 bf16, in interleaved rounds): 1.03-1.07x the grid of one
-tile per CTA (four runs); with the overlap schedule without the mask, 0.95-0.97x the grid with
-the same two slots, so that schedule keeps one tile per CTA. Dealt round-robin, the causal
-tiles left one CTA 29% more work than the mean (0.81x).
+each walking the tiles that ``_persistent_grid.tile_table`` deals it (each tile to the CTA with
+the least work so far, as the hardware deals a grid of one tile per CTA), while the copy
+warpgroup already loads the next tile's queries, keys and values as the last one's finish, so
+that a CTA does not wait for a next tile's first loads, and the output leaves through a buffer
+of its own. On an H200 (causal B4 S4096 H16 D128 bf16, in interleaved rounds): 1.03-1.07x the
+grid of one tile per CTA (four runs); with the overlap schedule without the mask, 0.95-0.97x the
+grid with the same two slots, so that schedule keeps one tile per CTA. Dealt round-robin, the
+causal tiles left one CTA 29% more work than the mean (0.81x).
 
 Inputs: q (B, H, L, D), k and v (B, Hk, S, D) with Hk dividing H, bfloat16 or float16, D 64 or
 128, ``L`` a multiple of ``2 * block_q`` and ``S`` of ``block_kv``; causal only with L == S (what
@@ -50,17 +50,16 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import heapq
 import math
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import mosaic_gpu as plgpu
 
 from ._pallas_common import sm_count
+from ._persistent_grid import tile_table, walk_dealt_tiles
 
 __all__ = ["MosaicAttentionConfig", "mosaic_attention", "mosaic_attention_can"]
 
@@ -147,23 +146,6 @@ def _key_blocks(tile, *, causal: bool, rows: int, block_kv: int, kv_blocks: int)
     """The key blocks that query tile ``tile`` (of ``rows`` rows) reads: causal, up to its last
     row's; else all ``kv_blocks``. On ints for ``tile_table``, on traced ints in the kernel."""
     return pl.cdiv((tile + 1) * rows, block_kv) if causal else kv_blocks
-
-
-def _deal_tiles(work: tuple[int, ...], ctas: int) -> np.ndarray:
-    """Deals tiles of ``work`` units each, in order, to ``ctas`` CTAs, each tile to the
-    CTA with the least work so far (what the hardware does with a grid of one tile per CTA);
-    (ctas, 1 + most tiles a CTA takes) int32: each CTA's count, then its tiles in order."""
-    loads = [(0, cta) for cta in range(ctas)]
-    dealt = [[] for _ in range(ctas)]
-    for tile, steps in enumerate(work):
-        load, cta = heapq.heappop(loads)
-        dealt[cta].append(tile)
-        heapq.heappush(loads, (load + steps, cta))
-    table = np.zeros((ctas, 1 + max(map(len, dealt))), np.int32)
-    for cta, tiles in enumerate(dealt):
-        table[cta, 0] = len(tiles)
-        table[cta, 1:1 + len(tiles)] = tiles
-    return table
 
 
 def _kernel(q_ref, k_ref, v_ref, tiles_ref, o_ref, lse_ref, q_smem, k_smem, v_smem, o_smem,
@@ -396,37 +378,6 @@ def _kernel(q_ref, k_ref, v_ref, tiles_ref, o_ref, lse_ref, q_smem, k_smem, v_sm
         walk_tiles(one_tile)
 
 
-@functools.lru_cache(maxsize=64)
-def tile_table(batches: int, heads: int, work: tuple[int, ...], ctas: int) -> np.ndarray:
-    """``_deal_tiles``' table, for at most ``ctas`` CTAs, of ``batches * heads * len(work)``
-    tiles in the order heads first, then a head's tiles in the order of ``work`` (each one's
-    work units), then batches, so that concurrent tiles share keys and values in L2;
-    ``walk_dealt_tiles`` walks it."""
-    flat = tuple(units for _ in range(batches) for units in work for _ in range(heads))
-    table = _deal_tiles(flat, min(ctas, len(flat)))
-    table.flags.writeable = False  # cached: shared by every call of these shapes
-    return table
-
-
-def walk_dealt_tiles(tiles_ref, heads: int, tiles_per_head: int, one_tile) -> None:
-    """In a kernel of a persistent grid (axis ``"cta"``): ``one_tile(batch, head, i,
-    first_step)`` -> ``first_step`` of the next, for each tile that ``tile_table``'s table
-    (``tiles_ref``) deals this CTA, ``i`` its place among its head's tiles; ``first_step``
-    starts at 0 (a ring's steps taken by earlier tiles)."""
-    cta = lax.axis_index("cta")
-
-    def by_index(n, first_step):
-        return one_tile(*dealt_tile(tiles_ref[cta, 1 + n], heads, tiles_per_head), first_step)
-
-    lax.fori_loop(0, tiles_ref[cta, 0], by_index, jnp.int32(0))
-
-
-def dealt_tile(u, heads: int, tiles_per_head: int):
-    """Tile ``u`` in ``tile_table``'s order -> (batch, head, its place among its head's tiles);
-    on ints or traced ints."""
-    return u // (heads * tiles_per_head), lax.rem(u, heads), lax.rem(u // heads, tiles_per_head)
-
-
 def swizzled_smem(shape, dtype, swizzle: int = _SWIZZLE_BYTES):
     """Shared memory in tiles of 8 rows by ``swizzle`` bytes, swizzled (what wgmma reads)."""
     tiling = plgpu.TilingTransform((8, swizzle // jnp.dtype(dtype).itemsize))
@@ -464,11 +415,14 @@ def mosaic_attention(q: jax.Array, k: jax.Array, v: jax.Array, *, scale: float,
     # schedule (1.03-1.07x causal; not against its own grid without the mask, where overlap is
     # the default), slower with overlap (0.95-0.97x without the mask)
     persistent = config.ctas is not None or (pingpong and b * h * q_tiles > sm_count())
-    # query tiles last to first (the longest causal rows first, so that the short ones fill the
-    # tail); a tile's work: its key blocks and one more for its queries and output
-    work = tuple(1 + _key_blocks(q_tiles - 1 - i, causal=is_causal, rows=2 * bq, block_kv=bkv,
-                                 kv_blocks=kv_len // bkv) for i in range(q_tiles))
-    tiles = tile_table(b, h, work, config.ctas or sm_count()) if persistent else None
+    tiles = None
+    if persistent:  # query tiles last to first (the longest causal rows first, so that the
+        # short ones fill the tail); a tile's work: its key blocks, one more for its queries
+        # and output
+        work = tuple(1 + _key_blocks(q_tiles - 1 - i, causal=is_causal, rows=2 * bq,
+                                     block_kv=bkv, kv_blocks=kv_len // bkv)
+                     for i in range(q_tiles))
+        tiles = tile_table(b, h, work, config.ctas or sm_count())
     stages = min(config.stages or (2 if pingpong else 3), kv_len // bkv)
     if with_lse or persistent:  # beside either buffer, three slots of head dim 128 exceed the
         # 227 KiB (head dim 64 keeps the same cap)

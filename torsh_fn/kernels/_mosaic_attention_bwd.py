@@ -83,14 +83,9 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import mosaic_gpu as plgpu
 
-from ._mosaic_attention import (
-    check_operands,
-    shape_refusal,
-    swizzled_smem,
-    tile_table,
-    walk_dealt_tiles,
-)
+from ._mosaic_attention import check_operands, shape_refusal, swizzled_smem
 from ._pallas_common import sm_count
+from ._persistent_grid import tile_table, walk_dealt_tiles
 
 __all__ = ["MosaicAttentionBwdConfig", "mosaic_attention_bwd", "mosaic_attention_bwd_can"]
 
