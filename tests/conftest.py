@@ -4,10 +4,15 @@
 * ``rng``: a numpy Generator with a fresh seed per run (``TORSH_TEST_SEED`` pins it); the seed
   is printed in the header so a failure can be replayed.
 * ``@pytest.mark.gpu`` tests are skipped where JAX sees no GPU.
+* On a GPU, tests outside ``tests/kernels`` multiply float32 at full precision
+  (``jax_default_matmul_precision`` "highest", also in the subprocesses they start): XLA's
+  default there is TF32 (docs/functional.md), while their oracles (PyTorch on the CPU) and
+  tolerances are float32's. The kernels' tests compare at their own precisions.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import zlib
 
@@ -24,6 +29,7 @@ def pytest_report_header(config):
     return f"torsh_fn test seed: TORSH_TEST_SEED={_SESSION_SEED}"
 
 
+@functools.cache
 def _has_gpu() -> bool:
     try:
         return bool(jax.devices("gpu"))
@@ -38,6 +44,16 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _float32_at_full_precision_on_a_gpu(request, monkeypatch):
+    if not _has_gpu() or "kernels" in request.node.path.relative_to(request.config.rootpath).parts:
+        yield
+        return
+    monkeypatch.setenv("JAX_DEFAULT_MATMUL_PRECISION", "highest")
+    with jax.default_matmul_precision("highest"):
+        yield
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 
@@ -19,7 +20,10 @@ def _weights(path):
 
 
 def test_main_job_trains_digits_to_97_percent_and_resumes_exactly(tmp_path, capsys):
-    """``torsh-fn train`` with its defaults is the README's first command."""
+    """``torsh-fn train`` with its defaults is the README's first command. Resumed, it ends
+    with the same weights: bit for bit on the CPU; on a GPU, to float32 rounding (XLA's GPU
+    reductions do not add in the same order every run: 7 of a layer's 288 weights differed by up
+    to 1.5e-8 on an H200)."""
     run, resumed = tmp_path / "run", tmp_path / "resumed"
     assert main(["train", "--out", str(run)]) == 0
     out = capsys.readouterr().out
@@ -34,8 +38,10 @@ def test_main_job_trains_digits_to_97_percent_and_resumes_exactly(tmp_path, caps
                  "--resume", str(run / "checkpoint_epoch13.safetensors")]) == 0
     expected, got = _weights(run / "model.safetensors"), _weights(resumed / "model.safetensors")
     assert list(got) == list(expected)
+    exact = jax.default_backend() == "cpu"
     for key in expected:
-        np.testing.assert_array_equal(got[key], expected[key], err_msg=key)
+        np.testing.assert_allclose(got[key], expected[key], rtol=0 if exact else 1e-6,
+                                   atol=0 if exact else 1e-7, err_msg=key)
     history = json.loads((resumed / "metrics.json").read_text())["history"]
     assert history == metrics["history"][:13] + history[13:] and len(history) == 15
 
