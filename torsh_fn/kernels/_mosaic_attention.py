@@ -64,13 +64,13 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import mosaic_gpu as plgpu
 
+from ._mosaic_common import swizzled_smem
 from ._pallas_common import sm_count
 from ._persistent_grid import tile_table, walk_dealt_tiles
 
 __all__ = ["MosaicAttentionConfig", "mosaic_attention", "mosaic_attention_can"]
 
 _LOG2E = math.log2(math.e)
-_SWIZZLE_BYTES = 128
 _SCHEDULES = (None, "pingpong", "overlap")
 
 
@@ -380,12 +380,6 @@ def _kernel(q_ref, k_ref, v_ref, tiles_ref, o_ref, lse_ref, q_smem, k_smem, v_sm
             return first_step + kv_steps
 
         walk_tiles(one_tile)
-
-
-def swizzled_smem(shape, dtype, swizzle: int = _SWIZZLE_BYTES):
-    """Shared memory in tiles of 8 rows by ``swizzle`` bytes, swizzled (what wgmma reads)."""
-    tiling = plgpu.TilingTransform((8, swizzle // jnp.dtype(dtype).itemsize))
-    return plgpu.SMEM(shape, dtype, transforms=(tiling, plgpu.SwizzleTransform(swizzle)))
 
 
 @functools.partial(jax.jit, static_argnames=("scale", "is_causal", "config", "with_lse"))

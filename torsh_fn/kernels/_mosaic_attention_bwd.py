@@ -74,7 +74,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import inspect
 import math
 
 import jax
@@ -83,25 +82,14 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import mosaic_gpu as plgpu
 
-from ._mosaic_attention import check_operands, shape_refusal, swizzled_smem
+from ._mosaic_attention import check_operands, shape_refusal
+from ._mosaic_common import load_whole, swizzled_smem
 from ._pallas_common import sm_count
 from ._persistent_grid import tile_table, walk_dealt_tiles
 
 __all__ = ["MosaicAttentionBwdConfig", "mosaic_attention_bwd", "mosaic_attention_bwd_can"]
 
 _LOG2E = math.log2(math.e)
-_LOAD_NEEDS_INDEX = inspect.signature(plgpu.load).parameters["idx"].default is (
-    inspect.Parameter.empty)
-
-
-def _load(ref, layout):
-    """The whole of ``ref`` into registers in ``layout`` (jax 0.10 needs the index ``()``;
-    0.11 warns when given one)."""
-    if _LOAD_NEEDS_INDEX:
-        return plgpu.load(ref, (), layout=layout)
-    return plgpu.load(ref, layout=layout)
-
-
 @dataclasses.dataclass(frozen=True)
 class MosaicAttentionBwdConfig:
     """Tiles of the backward: ``block_kv`` keys per compute warpgroup (two per CTA),
@@ -225,11 +213,11 @@ def _kernel(q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, tiles_ref, dq_ref, 
                     plgpu.barrier_wait(do_ready.at[slot])
                     plgpu.wgmma(acc_dp, v_smem.at[kv_rows], d_o.T)  # dPᵀ = V dOᵀ
                     plgpu.barrier_wait(lse_ready.at[slot])
-                    lse = _load(lse_smem.at[slot], per_query)
+                    lse = load_whole(lse_smem.at[slot], per_query)
                     s = plgpu.wgmma_accumulator_load(acc_s, wait_n=1)  # dPᵀ may still run
                     p = jnp.exp2(s * c - lax.broadcast_in_dim(lse, s.shape, [1]))
                     plgpu.barrier_wait(delta_ready.at[slot])
-                    delta = _load(delta_smem.at[slot], per_query)
+                    delta = load_whole(delta_smem.at[slot], per_query)
                     dp = plgpu.wgmma_accumulator_load(acc_dp)
                     # dSᵀ before dV's product: issued first, that product pins Pᵀ's 16-bit
                     # registers while dSᵀ is computed, and ptxas spills in the loop

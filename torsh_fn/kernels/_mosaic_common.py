@@ -1,0 +1,30 @@
+"""Helpers shared by the Mosaic GPU kernels (``_mosaic_*``): swizzled shared memory, what
+wgmma and TMA read and write, and whole-ref loads into a register layout across jax versions.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import jax.numpy as jnp
+from jax.experimental.pallas import mosaic_gpu as plgpu
+
+__all__ = ["SWIZZLE_BYTES", "load_whole", "swizzled_smem"]
+
+SWIZZLE_BYTES = 128
+_LOAD_NEEDS_INDEX = inspect.signature(plgpu.load).parameters["idx"].default is (
+    inspect.Parameter.empty)
+
+
+def swizzled_smem(shape, dtype, swizzle: int = SWIZZLE_BYTES):
+    """Shared memory in tiles of 8 rows by ``swizzle`` bytes, swizzled (what wgmma reads)."""
+    tiling = plgpu.TilingTransform((8, swizzle // jnp.dtype(dtype).itemsize))
+    return plgpu.SMEM(shape, dtype, transforms=(tiling, plgpu.SwizzleTransform(swizzle)))
+
+
+def load_whole(ref, layout):
+    """The whole of ``ref`` into registers in ``layout`` (jax 0.10 needs the index ``()``;
+    0.11 warns when given one)."""
+    if _LOAD_NEEDS_INDEX:
+        return plgpu.load(ref, (), layout=layout)
+    return plgpu.load(ref, layout=layout)
