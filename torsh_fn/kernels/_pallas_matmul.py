@@ -18,6 +18,9 @@ Backward uses the same kernel with transposed operands read in place:
 ``dA = dZ @ Bᵀ`` and ``dB = Aᵀ @ dZ``, where ``dZ = dOut * act'(Z)`` from the pre-activation ``Z``
 that the forward writes as a second output when differentiated.
 
+On Hopper GPUs, launches that ``_mosaic_matmul`` takes (16-bit, output in the inputs' dtype,
+no pre-activation to save, no ``MatmulConfig`` asked for) run its Mosaic GPU kernel instead.
+
 Use through ``torsh_fn.kernels.matmul`` / ``matmul_bias_act`` (``impl="pallas"``).
 """
 
@@ -33,7 +36,8 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
 
-from ._pallas_common import compiler_params, interpret_mode
+from ._mosaic_matmul import mosaic_matmul, mosaic_matmul_can
+from ._pallas_common import compiler_params, interpret_mode, on_hopper
 from ._pallas_tiles import dot_precision, idiv, irem, tile_size
 from .bias_act import _act, _act_grad
 
@@ -156,8 +160,18 @@ def _store_tile(ref, batch, row0, col0, value, row_ok, col_ok):
              mask=row_ok[:, None] & col_ok[None, :])
 
 
+def _mosaic_takes(a, b, ops: _Operands, cfg: MatmulConfig | None, out_dtype) -> bool:
+    """Whether a launch runs the Mosaic GPU kernel: on Hopper, with no Triton config asked
+    for, for the operands it takes and without the pre-activation (float32) to save."""
+    return (cfg is None and not ops.save_preact and on_hopper()
+            and mosaic_matmul_can(a.shape, b.shape, a.dtype, out_dtype, trans_a=ops.trans_a,
+                                  trans_b=ops.trans_b))
+
+
 def _launch(a, b, bias, ops: _Operands, cfg: MatmulConfig | None, out_dtype):
-    """One ``pallas_call``: ``a`` (batch_a, M, K) or its transpose, ``b`` likewise (K, N)."""
+    """One kernel: ``a`` (batch_a, M, K) or its transpose, ``b`` likewise (K, N)."""
+    if _mosaic_takes(a, b, ops, cfg, out_dtype):
+        return mosaic_matmul(a, b, bias, trans_a=ops.trans_a, trans_b=ops.trans_b, act=ops.act)
     m = a.shape[2] if ops.trans_a else a.shape[1]
     k = a.shape[1] if ops.trans_a else a.shape[2]
     n = b.shape[1] if ops.trans_b else b.shape[2]

@@ -1,0 +1,180 @@
+"""The Mosaic GPU matmul: on the CPU its lowering, what it refuses, its tile walk and which
+launches ``_pallas_matmul`` hands it; on a Hopper GPU its products, epilogues and gradients
+against the HIGHEST-precision reference, on shapes that its tiles do not divide."""
+
+import functools
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from tests.kernels.pallas_helpers import TOL, check_fwd_and_grad_jit, normal, rel_err
+from torsh_fn.kernels import _pallas_matmul
+from torsh_fn.kernels._mosaic_matmul import (
+    MosaicMatmulConfig,
+    _tile_origin,
+    mosaic_matmul,
+    mosaic_matmul_can,
+)
+from torsh_fn.kernels._pallas_common import on_hopper
+from torsh_fn.kernels._pallas_matmul import MatmulConfig, MatmulStatic, _Operands, matmul_pallas3
+from torsh_fn.kernels.matmul import matmul_reference
+
+hopper = pytest.mark.skipif(not on_hopper(), reason="needs a Hopper GPU (wgmma, TMA)")
+BF16 = jnp.bfloat16
+
+
+def _stored(shape, transposed: bool):
+    """A (batch, rows, cols) operand's shape as stored: its last two dims swapped if read
+    transposed."""
+    return (shape[0], shape[2], shape[1]) if transposed else shape
+
+
+def _lowered(a_shape, b_shape, dtype=BF16, with_bias=False, **kwargs) -> str:
+    args = [jax.ShapeDtypeStruct(a_shape, dtype), jax.ShapeDtypeStruct(b_shape, dtype)]
+    if with_bias:
+        n = b_shape[1] if kwargs.get("trans_b") else b_shape[2]
+        args.append(jax.ShapeDtypeStruct((n,), dtype))
+    call = jax.jit(functools.partial(mosaic_matmul, **kwargs))
+    traced = call.trace(*args)
+    m = a_shape[2] if kwargs.get("trans_a") else a_shape[1]
+    n = b_shape[1] if kwargs.get("trans_b") else b_shape[2]
+    assert traced.out_info.shape == (max(a_shape[0], b_shape[0]), m, n)
+    assert traced.out_info.dtype == dtype
+    return traced.lower(lowering_platforms=("cuda",)).as_text()
+
+
+@pytest.mark.parametrize("trans_a, trans_b", list(itertools.product([False, True], repeat=2)))
+def test_lowers_with_either_operand_transposed(trans_a, trans_b):
+    # (M, K, N) = (448, 320, 448): no tile divides M or N; B shared by both batch entries
+    text = _lowered(_stored((2, 448, 320), trans_a), _stored((1, 320, 448), trans_b),
+                    trans_a=trans_a, trans_b=trans_b)
+    assert "mosaic_gpu" in text
+
+
+@pytest.mark.parametrize("act", [None, "relu", "gelu", "gelu_tanh", "silu"])
+def test_lowers_each_epilogue(act):
+    assert "mosaic_gpu" in _lowered((1, 256, 192), (1, 192, 320), jnp.float16, with_bias=True,
+                                    act=act)
+
+
+@pytest.mark.parametrize("config", [MosaicMatmulConfig(block_m=256, block_n=128, stages=3),
+                                    MosaicMatmulConfig(block_n=128, epilogue_n=128, ctas=3)])
+def test_lowers_other_tiles(config):
+    assert "mosaic_gpu" in _lowered((1, 512, 256), (1, 256, 512), config=config)
+
+
+@pytest.mark.parametrize("a_shape, b_shape, dtype, kwargs, match", [
+    ((1, 64, 64), (1, 64, 64), jnp.float32, {}, "bfloat16 or float16, got float32"),
+    ((1, 64, 64), (1, 128, 64), BF16, {}, "do not share K"),
+    ((2, 64, 64), (3, 64, 64), BF16, {}, "do not broadcast"),
+    ((1, 64, 96), (1, 96, 64), BF16, {}, "a's stored matrices .* got 64x96"),
+    ((1, 64, 64), (1, 64, 100), BF16, {}, "b's stored matrices .* got 64x100"),
+    ((1, 64, 60), (1, 64, 64), BF16, {"trans_a": True}, "a's stored matrices .* got 64x60"),
+    ((1, 12, 64), (1, 64, 64), BF16, {}, "a's stored matrices .* got 12x64"),
+    ((1, 64, 64), (1, 64, 64), BF16, {"config": MosaicMatmulConfig(block_k=32)}, "block_k"),
+    ((1, 64, 64), (1, 64, 64), BF16, {"config": MosaicMatmulConfig(block_n=96)}, "block_n"),
+    ((1, 64, 64), (1, 64, 64), BF16, {"config": MosaicMatmulConfig(block_m=64)}, "block_m"),
+    ((1, 64, 64), (1, 64, 64), BF16, {"config": MosaicMatmulConfig(stages=0)}, "at least 1"),
+    ((1, 64, 64), (1, 64, 64), BF16, {"config": MosaicMatmulConfig(epilogue_n=96)},
+     "epilogue_n"),
+])
+def test_refuses_what_it_does_not_take(a_shape, b_shape, dtype, kwargs, match):
+    a, b = jnp.zeros(a_shape, dtype), jnp.zeros(b_shape, dtype)
+    can_kwargs = {"trans_a": False, "trans_b": False, **kwargs}
+    assert not mosaic_matmul_can(a_shape, b_shape, dtype, dtype, **can_kwargs)
+    with pytest.raises(ValueError, match=f"mosaic_matmul: .*{match}"):
+        mosaic_matmul(a, b, **kwargs)
+
+
+def test_refuses_another_output_dtype_a_mixed_pair_or_a_bias_of_the_wrong_shape():
+    a = jnp.zeros((1, 64, 64), BF16)
+    assert mosaic_matmul_can(a.shape, a.shape, BF16, BF16, trans_a=False, trans_b=False)
+    assert not mosaic_matmul_can(a.shape, a.shape, BF16, jnp.float32, trans_a=False,
+                                 trans_b=False)
+    with pytest.raises(ValueError, match="share their dtype, got bfloat16 and float16"):
+        mosaic_matmul(a, a.astype(jnp.float16))
+    with pytest.raises(ValueError, match=r"bias must be \(64,\) bfloat16, got \(32,\)"):
+        mosaic_matmul(a, a, jnp.zeros((32,), BF16))
+
+
+@pytest.mark.parametrize("batches, grid_m, grid_n, group_m", [(1, 5, 3, 2), (2, 3, 4, 8),
+                                                              (3, 1, 7, 4)])
+def test_the_walk_takes_every_tile_once_in_groups_of_tile_rows(batches, grid_m, grid_n,
+                                                               group_m):
+    tiles = jnp.arange(batches * grid_m * grid_n)
+    origin = jax.vmap(functools.partial(_tile_origin, grid_m=grid_m, grid_n=grid_n,
+                                        group_m=group_m))
+    batch, row, col = (np.asarray(x) for x in origin(tiles))
+    assert sorted(zip(batch, row, col)) == list(itertools.product(
+        range(batches), range(grid_m), range(grid_n)))
+    assert (np.diff(batch) >= 0).all()  # batches one after another
+    # within a batch: group_m tile rows at a time, each of their columns before the next
+    per_batch, width = grid_m * grid_n, group_m * grid_n
+    for first in range(0, batches * per_batch, per_batch):
+        for start in range(0, per_batch, width):
+            group = slice(first + start, first + min(start + width, per_batch))
+            first_row = start // grid_n
+            assert set(row[group]) == set(range(first_row, min(first_row + group_m, grid_m)))
+            assert (np.diff(col[group]) >= 0).all()
+
+
+def test_pallas_matmul_hands_it_only_what_it_takes(monkeypatch):
+    monkeypatch.setattr(_pallas_matmul, "on_hopper", lambda: True)
+    a = jnp.zeros((1, 64, 128), BF16)
+    plain = _Operands(False, False, True, True, False, None, False)
+    takes = _pallas_matmul._mosaic_takes
+    assert takes(a, a.mT, plain, None, BF16)
+    assert not takes(a, a.mT, plain, MatmulConfig(), BF16)  # a Triton config asked for
+    assert not takes(a, a.mT, plain._replace(save_preact=True), None, BF16)
+    assert not takes(a, a.mT, plain, None, jnp.float32)  # a gradient still to be summed
+    assert not takes(a[:, :, :100], a[:, :100].mT, plain, None, BF16)  # K = 100
+    monkeypatch.setattr(_pallas_matmul, "on_hopper", lambda: False)
+    assert not takes(a, a.mT, plain, None, BF16)
+
+
+def _reference(a, b, bias, act, trans_a, trans_b):
+    a, b = (a.mT if trans_a else a), (b.mT if trans_b else b)
+    out = matmul_reference(a, b, bias, act)
+    return jnp.broadcast_to(out, (max(a.shape[0], b.shape[0]), *out.shape[1:]))
+
+
+@pytest.mark.gpu
+@hopper
+@pytest.mark.parametrize("trans_a, trans_b", list(itertools.product([False, True], repeat=2)))
+@pytest.mark.parametrize("config", [MosaicMatmulConfig(), MosaicMatmulConfig(ctas=3),
+                                    MosaicMatmulConfig(block_m=256, block_n=128, stages=3)])
+def test_matches_reference(rng, trans_a, trans_b, config):
+    # (M, K, N) = (448, 1216, 448): ragged tiles in M and N, 19 steps of K; 3 CTAs walk 8 tiles
+    a = normal(rng, _stored((1, 448, 1216), trans_a), BF16)
+    b = normal(rng, _stored((1, 1216, 448), trans_b), BF16)
+    out = mosaic_matmul(a, b, trans_a=trans_a, trans_b=trans_b, config=config)
+    assert rel_err(out, _reference(a, b, None, None, trans_a, trans_b)) < TOL[BF16]
+
+
+@pytest.mark.gpu
+@hopper
+@pytest.mark.parametrize("act, dtype", [(None, BF16), ("relu", jnp.float16),
+                                        ("gelu", BF16), ("gelu_tanh", jnp.float16),
+                                        ("silu", BF16)])
+def test_epilogue_and_batches_match_reference(rng, act, dtype):
+    a, b = normal(rng, (3, 200, 320), dtype), normal(rng, (1, 320, 576), dtype)
+    bias = normal(rng, (576,), dtype)
+    out = mosaic_matmul(a, b, bias, act=act)
+    assert rel_err(out, _reference(a, b, bias, act, False, False)) < TOL[dtype]
+
+
+@pytest.mark.gpu
+@hopper
+@pytest.mark.parametrize("a_shape, b_shape, act", [((1, 456, 192), (1, 192, 320), None),
+                                                    ((2, 136, 256), (2, 256, 128), "gelu")])
+def test_matmul_pallas3_runs_it_forward_and_backward(rng, a_shape, b_shape, act):
+    """Through ``matmul_pallas3`` on a Hopper GPU: the forward (Mosaic without an activation,
+    Triton with one, to save the pre-activation) and both gradients (Mosaic)."""
+    args = (normal(rng, a_shape, BF16), normal(rng, b_shape, BF16), normal(rng, (b_shape[2],),
+                                                                           BF16))
+    check_fwd_and_grad_jit(lambda *x: matmul_pallas3(*x, MatmulStatic(act, None)),
+                           lambda a, b, bias: _reference(a, b, bias, act, False, False), args,
+                           rng, BF16)

@@ -1,0 +1,287 @@
+"""Matrix multiplication on Hopper through Mosaic GPU (``plgpu.kernel``: TMA, wgmma), with the
+bias + activation epilogue of ``_pallas_matmul``.
+
+    out[b] = act(op(a[b]) @ op(b[b]) + bias)        op: identity or transpose (static flags)
+
+A CTA computes ``block_m x block_n`` tiles of the output: two compute warpgroups own
+``block_m / 2`` rows each and accumulate in float32 with asynchronous wgmma, while a third
+warpgroup only issues TMA copies of the ``block_k`` slices of A and B into a ring of ``stages``
+shared-memory slots; a warpgroup frees a slot once the product after the one that read it has
+been issued and the one that read it is done. The grid is persistent: one CTA per SM walks
+tiles ``cta, cta + ctas, ...`` numbered in groups of ``group_m`` tile rows (neighbouring tiles
+share A's and B's slices in L2), and the copy warpgroup loads the next tile's first slices while
+the compute warpgroups run the last one's epilogue: bias and activation in registers, then the
+result through two shared-memory buffers of ``epilogue_n`` columns per warpgroup and TMA stores.
+
+Edges: TMA fills what lies past an operand's end with zeros and clips stores to the output, so
+the tiles need not divide M, N or K; but its copies of swizzled memory move whole (8, 64) tiles
+of 16-bit values, so every stored matrix (A, B as stored, the output) must have a multiple of 8
+rows and of 64 columns, what ``mosaic_matmul_can`` checks with the rest (16-bit inputs, output
+in their dtype). ``_pallas_matmul`` launches it on Hopper GPUs for what it takes and its Triton
+kernel for the rest (float32, an output in another dtype, the pre-activation a differentiated
+activation saves). Hopper GPUs only: on the CPU the tests check the lowering.
+
+On an H200 (bf16 8192^3, ``benchmarks/kernels.py --only matmul``): 746-756 TFLOP/s against
+XLA's 732-785 in the same runs (the clocks moved between runs), 0.99x XLA's in interleaved
+rounds at 8192^3 and 4096^3; the Triton kernel 635-652, JAX's own Mosaic matmul 714-777, PyTorch
+757-795. With the bias and activation fused, 1.02-1.12x XLA's; the backward's products
+0.94-1.01x (``benchmarks/results/kernels_matmul_attention_h200.md``, stop 31).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.experimental import pallas as pl
+from jax.experimental.pallas import mosaic_gpu as plgpu
+
+from ._mosaic_common import load_whole, swizzled_smem
+from ._pallas_common import sm_count
+from .bias_act import _act
+
+__all__ = ["MosaicMatmulConfig", "mosaic_matmul", "mosaic_matmul_can"]
+
+_SWIZZLE_TILE = (8, 64)  # rows, 16-bit columns: what a TMA copy of swizzled memory moves whole
+
+
+@dataclasses.dataclass(frozen=True)
+class MosaicMatmulConfig:
+    """Tiles of the kernel: ``block_m`` rows (``block_m / 2`` per compute warpgroup: 64 or
+    128), ``block_n`` columns (a multiple of 64 up to 256), ``block_k`` (64: one 128-byte
+    swizzle row of 16-bit values) per step, ``stages`` slots in flight, ``group_m`` tile rows per
+    group of the walk, ``epilogue_n`` columns per output store, ``ctas`` persistent CTAs (None:
+    one per SM)."""
+
+    block_m: int = 128
+    block_n: int = 256
+    block_k: int = 64
+    stages: int = 4
+    group_m: int = 8
+    epilogue_n: int = 64
+    ctas: int | None = None
+
+
+def _config_refusal(config: MosaicMatmulConfig) -> str | None:
+    if config.block_m not in (128, 256):
+        return f"block_m must be 128 or 256 (two warpgroups of 64 or 128 rows), got " \
+               f"{config.block_m}"
+    if config.block_n % 64 or not 64 <= config.block_n <= 256:
+        return f"block_n must be a multiple of 64 up to 256, got {config.block_n}"
+    if config.block_k != 64:
+        return f"block_k must be 64 (one 128-byte swizzle row), got {config.block_k}"
+    if config.epilogue_n % 64 or config.block_n % config.epilogue_n:
+        return f"epilogue_n must be a multiple of 64 dividing block_n, got {config.epilogue_n}"
+    if config.stages < 1 or config.group_m < 1 or (config.ctas is not None and config.ctas < 1):
+        return f"stages, group_m and ctas must be at least 1, got {config}"
+    return None
+
+
+def mosaic_matmul_can(a_shape, b_shape, dtype, out_dtype, *, trans_a: bool, trans_b: bool,
+                      config: MosaicMatmulConfig = MosaicMatmulConfig()) -> bool:
+    """Whether ``mosaic_matmul`` takes these operands (it raises ``ValueError`` otherwise)."""
+    return _refusal(a_shape, b_shape, dtype, out_dtype, trans_a, trans_b, config) is None
+
+
+def _refusal(a_shape, b_shape, dtype, out_dtype, trans_a, trans_b, config) -> str | None:
+    if (why := _config_refusal(config)) is not None:
+        return why
+    if jnp.dtype(dtype) not in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16)):
+        return f"dtype must be bfloat16 or float16, got {jnp.dtype(dtype)}"
+    if jnp.dtype(out_dtype) != jnp.dtype(dtype):
+        return f"the output's dtype must be the inputs' ({jnp.dtype(dtype)}), got " \
+               f"{jnp.dtype(out_dtype)}"
+    if len(a_shape) != 3 or len(b_shape) != 3:
+        return f"a and b must be 3-D (batch, rows, columns), got {a_shape} and {b_shape}"
+    m, k = a_shape[1:][::-1] if trans_a else a_shape[1:]
+    k_b, n = b_shape[1:][::-1] if trans_b else b_shape[1:]
+    if k != k_b:
+        return f"a {a_shape} and b {b_shape} do not share K (trans_a={trans_a}, " \
+               f"trans_b={trans_b})"
+    batch_a, batch_b = a_shape[0], b_shape[0]
+    if min(m, n, k, batch_a, batch_b) == 0 or (batch_a != batch_b and 1 not in (batch_a,
+                                                                                 batch_b)):
+        return f"empty operands or batches that do not broadcast: {a_shape} and {b_shape}"
+    tile_rows, tile_cols = _SWIZZLE_TILE
+    for name, (rows, cols) in (("a", a_shape[1:]), ("b", b_shape[1:]), ("the output", (m, n))):
+        if rows % tile_rows or cols % tile_cols:
+            return (f"{name}'s stored matrices must have a multiple of {tile_rows} rows and of "
+                    f"{tile_cols} columns (TMA copies whole swizzle tiles), got {rows}x{cols}")
+    return None
+
+
+def _tile_origin(tile, *, grid_m: int, grid_n: int, group_m: int):
+    """Tile number -> (batch, tile row, tile column): batches one after another, each walked
+    in groups of ``group_m`` tile rows, column by column within a group."""
+    per_batch = grid_m * grid_n
+    batch, tile = tile // per_batch, lax.rem(tile, per_batch)
+    width = group_m * grid_n
+    first_m = tile // width * group_m
+    rows = jnp.minimum(grid_m - first_m, group_m)
+    in_group = lax.rem(tile, width)
+    return batch, first_m + lax.rem(in_group, rows), in_group // rows
+
+
+def _kernel(a_ref, b_ref, bias_ref, out_ref, a_smem, b_smem, out_smem, bias_smem, loaded,
+            freed, bias_loaded, *, config: MosaicMatmulConfig, trans_a: bool, trans_b: bool,
+            act: str | None, ctas: int):
+    bm, bn, bk, stages = config.block_m, config.block_n, config.block_k, config.stages
+    half_m, en = bm // 2, config.epilogue_n
+    m = a_ref.shape[2] if trans_a else a_ref.shape[1]
+    k = a_ref.shape[1] if trans_a else a_ref.shape[2]
+    n = out_ref.shape[2]
+    grid_m, grid_n, k_steps = pl.cdiv(m, bm), pl.cdiv(n, bn), pl.cdiv(k, bk)
+    tiles = out_ref.shape[0] * grid_m * grid_n
+    wg, cta = lax.axis_index("wg"), lax.axis_index("cta")
+    origin = functools.partial(_tile_origin, grid_m=grid_m, grid_n=grid_n, group_m=config.group_m)
+
+    def walk_tiles(one_tile):
+        """``one_tile(i, batch, row0, col0)`` for this CTA's tiles, ``i`` counting them."""
+        @pl.loop(0, pl.cdiv(tiles - cta, ctas))
+        def _(i):
+            batch, tile_m, tile_n = origin(cta + i * ctas)
+            one_tile(i, batch, tile_m * bm, tile_n * bn)
+
+    def operand_batch(ref, batch):
+        return batch if ref.shape[0] > 1 else 0
+
+    @pl.when(wg < 2)
+    def _compute():
+        plgpu.set_max_registers(232, action="increase")  # 2 x 232 + 40 per lane: the 64K file
+
+        def tiles_with(acc):
+            def one_tile(i, batch, row0, col0):
+                if bias_ref is not None:  # arrives during the products
+                    plgpu.copy_gmem_to_smem(bias_ref.at[pl.ds(col0, bn)], bias_smem.at[wg],
+                                            bias_loaded.at[wg])
+                acc[...] = plgpu.layout_cast(jnp.zeros(acc.shape, jnp.float32),
+                                             plgpu.Layout.WGMMA)
+                first = i * k_steps  # the ring's steps taken by earlier tiles
+
+                @pl.loop(0, k_steps)
+                def _(step):
+                    slot = lax.rem(first + step, stages)
+                    plgpu.barrier_wait(loaded.at[slot])
+                    a = a_smem.at[slot, wg]
+                    b = b_smem.at[slot]
+                    plgpu.wgmma(acc, a.T if trans_a else a, b.T if trans_b else b)
+                    plgpu.wgmma_wait(1)  # the step before is done: its slot is free
+
+                    @pl.when(step > 0)
+                    def _():
+                        plgpu.barrier_arrive(freed.at[lax.rem(first + step - 1, stages)])
+
+                plgpu.wgmma_wait(0)
+                plgpu.barrier_arrive(freed.at[lax.rem(first + k_steps - 1, stages)])
+                z = acc[...]
+                if bias_ref is not None:
+                    plgpu.barrier_wait(bias_loaded.at[wg])
+                    bias = load_whole(bias_smem.at[wg], plgpu.Layout.WGMMA.reduce(0))
+                    z = z + lax.broadcast_in_dim(bias.astype(jnp.float32), z.shape, [1])
+                if act is not None:
+                    z = _act(z, act)
+                z = z.astype(out_ref.dtype)
+                row = row0 + wg * half_m
+                for j in range(bn // en):  # two buffers: a store leaves while the next fills
+                    buffer = out_smem.at[wg, j % 2]
+                    plgpu.wait_smem_to_gmem(1, wait_read_only=True)
+                    buffer[...] = z[:, j * en:(j + 1) * en]
+                    plgpu.commit_smem()
+                    plgpu.copy_smem_to_gmem(
+                        buffer, out_ref.at[batch, pl.ds(row, half_m), pl.ds(col0 + j * en, en)])
+
+            walk_tiles(one_tile)
+
+        pl.run_scoped(tiles_with, plgpu.ACC((half_m, bn), jnp.float32))
+        plgpu.wait_smem_to_gmem(0)
+
+    @pl.when(wg == 2)
+    def _copy():
+        plgpu.set_max_registers(40, action="decrease")
+
+        def one_tile(i, batch, row0, col0):
+            a_batch, b_batch = operand_batch(a_ref, batch), operand_batch(b_ref, batch)
+
+            @pl.loop(0, k_steps)
+            def _(step):
+                ring_step = i * k_steps + step
+                slot = lax.rem(ring_step, stages)
+
+                @pl.when(ring_step >= stages)  # both compute warpgroups are done with the slot
+                def _():
+                    plgpu.barrier_wait(freed.at[slot])
+                k0 = step * bk
+                for w in range(2):  # each compute warpgroup's rows of A
+                    rows = pl.ds(row0 + w * half_m, half_m)
+                    a_tile = (a_ref.at[a_batch, pl.ds(k0, bk), rows] if trans_a
+                              else a_ref.at[a_batch, rows, pl.ds(k0, bk)])
+                    plgpu.copy_gmem_to_smem(a_tile, a_smem.at[slot, w], loaded.at[slot])
+                b_tile = (b_ref.at[b_batch, pl.ds(col0, bn), pl.ds(k0, bk)] if trans_b
+                          else b_ref.at[b_batch, pl.ds(k0, bk), pl.ds(col0, bn)])
+                plgpu.copy_gmem_to_smem(b_tile, b_smem.at[slot], loaded.at[slot])
+
+        walk_tiles(one_tile)
+
+
+@functools.partial(jax.jit, static_argnames=("trans_a", "trans_b", "act", "config"))
+def mosaic_matmul(a: jax.Array, b: jax.Array, bias: jax.Array | None = None, *,
+                  trans_a: bool = False, trans_b: bool = False, act: str | None = None,
+                  config: MosaicMatmulConfig = MosaicMatmulConfig()) -> jax.Array:
+    """``act(op(a) @ op(b) + bias)`` per batch entry, (batch, M, N) in the inputs' dtype.
+
+    Args:
+        a: (Ba, M, K), or (Ba, K, M) with ``trans_a``; b: (Bb, K, N), or (Bb, N, K) with
+            ``trans_b``; Ba and Bb equal or 1 (one matrix for every entry); 16-bit.
+        bias: (N,) in their dtype, or None; act: as ``bias_act`` names them, or None.
+
+    Raises:
+        ValueError: for operands that ``mosaic_matmul_can`` refuses.
+
+    Example (on a Hopper GPU):
+        >>> a = jnp.ones((1, 320, 64), jnp.bfloat16)
+        >>> mosaic_matmul(a, a, trans_b=True).shape  # a @ a.T
+        (1, 320, 320)
+    """
+    why = _refusal(a.shape, b.shape, a.dtype, a.dtype, trans_a, trans_b, config)
+    n = b.shape[1] if trans_b else b.shape[2]
+    if why is None and b.dtype != a.dtype:
+        why = f"a and b must share their dtype, got {a.dtype} and {b.dtype}"
+    if why is None and bias is not None and (bias.shape != (n,) or bias.dtype != a.dtype):
+        why = f"bias must be ({n},) {a.dtype}, got {bias.shape} {bias.dtype}"
+    if why is not None:
+        raise ValueError(f"mosaic_matmul: {why}")
+    m = a.shape[2] if trans_a else a.shape[1]
+    batch = max(a.shape[0], b.shape[0])
+    bm, bn, bk, stages = config.block_m, config.block_n, config.block_k, config.stages
+    tiles = batch * pl.cdiv(m, bm) * pl.cdiv(n, bn)
+    ctas = min(config.ctas or sm_count(), tiles)
+    half_m = bm // 2
+    body = functools.partial(_kernel, config=config, trans_a=trans_a, trans_b=trans_b, act=act,
+                             ctas=ctas)
+
+    def entry(a_ref, b_ref, *refs):
+        bias_ref, out_ref = refs if bias is not None else (None, *refs)
+        pl.run_scoped(
+            lambda *scratch: body(a_ref, b_ref, bias_ref, out_ref, *scratch),
+            swizzled_smem((stages, 2, *((bk, half_m) if trans_a else (half_m, bk))), a.dtype),
+            swizzled_smem((stages, *((bn, bk) if trans_b else (bk, bn))), a.dtype),
+            swizzled_smem((2, 2, half_m, config.epilogue_n), a.dtype),
+            plgpu.SMEM((2, bn), a.dtype) if bias is not None else None,
+            plgpu.Barrier(num_arrivals=3, num_barriers=stages),  # A's two halves and B
+            plgpu.Barrier(num_arrivals=2, num_barriers=stages),  # both compute warpgroups
+            plgpu.Barrier(num_barriers=2) if bias is not None else None,
+            collective_axes="wg",
+        )
+
+    return plgpu.kernel(
+        entry,
+        out_type=jax.ShapeDtypeStruct((batch, m, n), a.dtype),
+        grid=(ctas,),
+        grid_names=("cta",),
+        num_threads=3,
+        thread_name="wg",
+        kernel_name=f"matmul_{act}_mosaic" if act else "matmul_mosaic",
+    )(a, b, *([bias] if bias is not None else []))
