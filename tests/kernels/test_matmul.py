@@ -37,6 +37,34 @@ def test_bias_act_reference_matches_torch_linear(rng, act):
                    lambda x, w, b: TORCH_ACTS[act](TF.linear(x, w, b)), x, w, b, rng=rng)
 
 
+def test_16_bit_reference_and_its_gradients_follow_torch_in_16_bit_products(rng):
+    """bf16 values and gradients as torch's (float32 accumulation, one rounding), and every
+    product of the backward on 16-bit operands: float32 cotangents made XLA run them in
+    float32, 0.46x as fast on an H200."""
+    a, b = (rng.standard_normal(s).astype(np.float32) for s in ((3, 37, 29), (29, 41)))
+    ja, jb = jnp.asarray(a, jnp.bfloat16), jnp.asarray(b, jnp.bfloat16)
+
+    def loss(a, b):
+        return jnp.sum(matmul(a, b, impl="xla").astype(jnp.float32) ** 2)
+
+    products = [eqn for eqn in jax.make_jaxpr(jax.value_and_grad(loss, (0, 1)))(ja, jb).eqns
+                if eqn.primitive.name == "dot_general"]
+    assert len(products) == 3
+    assert all(v.aval.dtype == jnp.bfloat16 for eqn in products for v in eqn.invars)
+    ta, tb = (torch.tensor(x, dtype=torch.bfloat16, requires_grad=True) for x in (a, b))
+    out = torch.matmul(ta, tb)
+    torch_loss = out.float().pow(2).sum()
+    torch_loss.backward()
+    value, grads = jax.value_and_grad(loss, (0, 1))(ja, jb)
+    np.testing.assert_allclose(float(value), torch_loss.item(), rtol=2e-2)
+    np.testing.assert_allclose(np.asarray(matmul(ja, jb, impl="xla"), np.float32),
+                               out.detach().float().numpy(), rtol=2e-2, atol=2e-2)
+    for got, want in zip(grads, (ta.grad, tb.grad), strict=True):
+        assert got.dtype == jnp.bfloat16
+        np.testing.assert_allclose(np.asarray(got, np.float32), want.float().numpy(),
+                                   rtol=3e-2, atol=0.5)
+
+
 @pytest.mark.parametrize("a_shape, b_shape, dtype", [((2, 1, 21, 18), (1, 3, 18, 17), jnp.float32),
                                                      ((18,), (2, 18, 20), jnp.bfloat16)])
 def test_pallas_path_matches_xla(rng, a_shape, b_shape, dtype):
