@@ -429,15 +429,51 @@ def _time_or_nan(timer: Callable, *args, label: str = "", **kwargs) -> float:
         return float("nan")
 
 
+def jax_hopper_matmul(tile_n: int = 128, grid_tile_width: int = 8) -> Callable | None:
+    """JAX's own Mosaic GPU matmul (``pallas.ops.gpu.hopper_matmul_mgpu``: two warpgroups of
+    128 x ``tile_n`` side by side in N, four steps in flight, a persistent grid), or None where
+    this jax has none."""
+    try:
+        from jax.experimental.pallas.ops.gpu import hopper_matmul_mgpu as hopper
+    except ImportError:
+        return None
+    config = hopper.TuningConfig(tile_m=128, tile_n=tile_n, tile_k=64, max_concurrent_steps=4,
+                                 grid_tile_width=grid_tile_width,
+                                 wg_dimension=hopper.MatmulDimension.N)
+    return lambda a, b: hopper.matmul(a, b, None, config)
+
+
+def _tile_label(cfg) -> str:
+    from torsh_fn.kernels._mosaic_matmul import MosaicMatmulConfig
+
+    if isinstance(cfg, MosaicMatmulConfig):
+        return (f"Pallas Mosaic {cfg.block_m}x{cfg.block_n}x{cfg.block_k} s{cfg.stages} "
+                f"g{cfg.group_m} e{cfg.epilogue_n}" + (f" ctas{cfg.ctas}" if cfg.ctas else ""))
+    return (f"Pallas Triton {cfg.block_m}x{cfg.block_n}x{cfg.block_k} w{cfg.num_warps} "
+            f"s{cfg.num_stages}")
+
+
+def _tile_fn(cfg) -> Callable:
+    from torsh_fn.kernels._mosaic_matmul import MosaicMatmulConfig, mosaic_matmul
+    from torsh_fn.kernels._pallas_matmul import MatmulStatic, matmul_pallas3
+
+    if isinstance(cfg, MosaicMatmulConfig):
+        return lambda a, b: mosaic_matmul(a[None], b[None], config=cfg)[0]
+    return lambda a, b: matmul_pallas3(a[None], b[None], None, MatmulStatic(None, cfg))[0]
+
+
 def bench_matmul(size: int, report: list[str], configs=()) -> None:
     """C = A @ B on size^3 (bf16 and f32): Pallas, XLA, PyTorch, tokamax (its ragged_dot with one
-    group), in TFLOP/s (2 * size^3 flops).
+    group), JAX's own Mosaic GPU matmul, in TFLOP/s (2 * size^3 flops); then, in bf16, the
+    products of the backward (an operand read transposed) against XLA's.
 
-    XLA's float32 product runs at its default precision (TF32 on the GPU) and at HIGHEST (full
-    float32, PyTorch's default); ours uses three TF32 products (float32-class accuracy).
-    ``configs`` are extra Pallas tile configs to time (tuning).
+    "Pallas (ours)" is ``kernels.matmul(impl="pallas")``: the Mosaic GPU kernel on Hopper for
+    16-bit inputs, the Triton kernel otherwise ("Pallas Triton": its default tiles). XLA's
+    float32 product runs at its default precision (TF32 on the GPU) and at HIGHEST (full float32,
+    PyTorch's default); ours uses three TF32 products (float32-class accuracy). ``configs`` are
+    extra tile configs to time (``MatmulConfig``: Triton, ``MosaicMatmulConfig``: Mosaic; bf16).
     """
-    from torsh_fn.kernels._pallas_matmul import DEFAULT_CONFIGS, MatmulStatic, matmul_pallas3
+    from torsh_fn.kernels._pallas_matmul import DEFAULT_CONFIGS
 
     rng = np.random.default_rng()
     flops = 2.0 * size**3
@@ -453,17 +489,16 @@ def bench_matmul(size: int, report: list[str], configs=()) -> None:
                  "Pallas (ours)": lambda a, b: kernels.matmul(a, b, impl="pallas")}
         if dtype == jnp.float32:
             cases["XLA HIGHEST"] = functools.partial(jnp.matmul, precision="highest")
+        else:
+            cases["Pallas Triton (default tiles)"] = _tile_fn(DEFAULT_CONFIGS[name])
+            if (hopper := jax_hopper_matmul()) is not None:
+                cases["JAX hopper_matmul_mgpu 128x256"] = hopper
         for impl in tokamax_impls("matmul"):
             cases[f"tokamax ragged_dot {impl} (1 group)"] = tokamax_fn("matmul", impl)
-        for cfg in configs:
-            tiles = (f"Pallas {cfg.block_m}x{cfg.block_n}x{cfg.block_k} w{cfg.num_warps} "
-                     f"s{cfg.num_stages}")
-            cases[tiles] = lambda a, b, cfg=cfg: matmul_pallas3(
-                a[None], b[None], None, MatmulStatic(None, cfg))[0]
+        if dtype != jnp.float32:  # tile sweeps in 16-bit only
+            cases.update({_tile_label(cfg): _tile_fn(cfg) for cfg in configs})
         times = {}
         for label, fn in cases.items():
-            if label.startswith("Pallas ") and dtype == jnp.float32 and label != "Pallas (ours)":
-                continue  # tile sweeps in bf16 only
             times[label] = _time_or_nan(time_jax, fn, a, b, iters=10, reps=5, label=label)
             if times[label] != times[label]:
                 report.append(f"| {label} | {name} | skipped: {_SKIPPED[label][:120]} | - | - |")
@@ -480,8 +515,52 @@ def bench_matmul(size: int, report: list[str], configs=()) -> None:
             report.append(f"| PyTorch torch.matmul | {name} | | {_tflops(flops, t)} | "
                           f"{times['XLA default'] / t:.2f}x |")
             print(report[-1], flush=True)
-    report.append(f"default Pallas tiles: {DEFAULT_CONFIGS}")
+    report.append(f"default Triton tiles: {DEFAULT_CONFIGS}")
+    bench_matmul_uses(size, report)
 
+
+def bench_matmul_uses(size: int, report: list[str]) -> None:
+    """bf16 size^3 as a model uses the product, ours (``impl="pallas"``) against XLA's: with a
+    bias and an activation, each of the backward's products (an operand read transposed), and a
+    training step (the product and both gradients: 3x the flops)."""
+    from torsh_fn.kernels._mosaic_matmul import mosaic_matmul
+
+    rng = np.random.default_rng()
+    flops = 2.0 * size**3
+    a, b = (jnp.asarray(rng.standard_normal((size, size)), jnp.bfloat16) for _ in range(2))
+    bias = jnp.asarray(rng.standard_normal(size), jnp.bfloat16)
+    report += ["", f"### matmul {size}^3 bf16 as models use it (TFLOP/s)", "",
+               "| call | rel err vs XLA | ours | XLA | vs XLA |", "|" + " --- |" * 5]
+
+    def transposed(trans_a, trans_b):
+        return (lambda a, b: mosaic_matmul(a[None], b[None], trans_a=trans_a,
+                                           trans_b=trans_b)[0],
+                lambda a, b: jnp.matmul(a.T if trans_a else a, b.T if trans_b else b))
+
+    def with_act(act):
+        return tuple(lambda a, b, impl=impl: kernels.matmul_bias_act(a, b, bias, act, impl=impl)
+                     for impl in ("pallas", "xla"))
+
+    def training(impl):
+        def loss(a, b):
+            return jnp.sum(kernels.matmul(a, b, impl=impl).astype(jnp.float32) ** 2)
+        return jax.grad(loss, (0, 1))
+
+    calls = {"A^T B (dB of a product)": (*transposed(True, False), 1),
+             "A B^T (dA of a product)": (*transposed(False, True), 1),
+             "act(A B + bias), relu": (*with_act("relu"), 1),
+             "act(A B + bias), gelu": (*with_act("gelu"), 1),
+             "training step (forward, dA, dB)": (training("pallas"), training("xla"), 3)}
+    for label, (ours, xla, products) in calls.items():
+        t_ours = _time_or_nan(time_jax, ours, a, b, iters=10, reps=5, label=f"ours {label}")
+        t_xla = time_jax(xla, a, b, iters=10, reps=5)
+        err = "-"
+        if t_ours == t_ours:
+            outs = (jax.tree.leaves(jax.jit(f)(a, b)) for f in (ours, xla))
+            err = f"{max(rel_err(o, x) for o, x in zip(*outs, strict=True)):.1e}"
+        report.append(f"| {label} | {err} | {_tflops(products * flops, t_ours)} | "
+                      f"{_tflops(products * flops, t_xla)} | {_speedup(t_xla, t_ours)} |")
+        print(report[-1], flush=True)
 
 def _attention_flops(b, h, sq, sk, d, causal, backward) -> float:
     """4 B H Sq Sk D for the two products of the forward (half of it when causal); the backward
@@ -589,10 +668,14 @@ def attention_reference_f32(q, k, v, causal: bool):
 
 def tile_configs():
     """A few tile configs around the defaults, timed by ``--tiles`` (H100/H200 starting points)."""
+    from torsh_fn.kernels._mosaic_matmul import MosaicMatmulConfig
     from torsh_fn.kernels._pallas_attention import AttentionConfig
     from torsh_fn.kernels._pallas_matmul import MatmulConfig
 
-    matmul = [MatmulConfig(128, 256, 64, 8, 8, 4), MatmulConfig(128, 128, 64, 8, 4, 4)]
+    matmul = [MatmulConfig(128, 256, 64, 8, 8, 4), MatmulConfig(128, 128, 64, 8, 4, 4),
+              MosaicMatmulConfig(), MosaicMatmulConfig(stages=3, epilogue_n=128),
+              MosaicMatmulConfig(group_m=16), MosaicMatmulConfig(block_n=128, stages=6),
+              MosaicMatmulConfig(block_m=256, block_n=128, stages=3)]
     attention = [AttentionConfig(128, 128, num_warps=8, num_stages=2),
                  AttentionConfig(64, 64, num_warps=4, num_stages=3,
                                  block_q_dkv=32, block_k_dkv=128, block_q_dq=128, block_k_dq=32),
