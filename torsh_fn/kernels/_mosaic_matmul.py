@@ -14,18 +14,29 @@ the compute warpgroups run the last one's epilogue: bias and activation in regis
 result through two shared-memory buffers of ``epilogue_n`` columns per warpgroup and TMA stores.
 
 Edges: TMA fills what lies past an operand's end with zeros and clips stores to the output, so
-the tiles need not divide M, N or K; but its copies of swizzled memory move whole (8, 64) tiles
-of 16-bit values, so every stored matrix (A, B as stored, the output) must have a multiple of 8
-rows and of 64 columns, what ``mosaic_matmul_can`` checks with the rest (16-bit inputs, output
-in their dtype). ``_pallas_matmul`` launches it on Hopper GPUs for what it takes and its Triton
-kernel for the rest (float32, an output in another dtype, the pre-activation a differentiated
-activation saves). Hopper GPUs only: on the CPU the tests check the lowering.
+the tiles need not divide M, N or K; but its copies of swizzled memory move whole tiles of 8 rows
+by 128 bytes (64 16-bit values), so every stored 16-bit matrix (A, B as stored, the output) must
+have a multiple of 8 rows and of 64 columns, what ``mosaic_matmul_can`` checks with the rest
+(output in the inputs' dtype).
+
+float32 runs as three TF32 products (``TF32_TF32_F32_X3``, as the Triton kernel: float32-class
+accuracy, ~1e-6 relative): XLA splits each operand into its nearest TF32 value and the TF32
+rest, lays them out K-major (the only layout TF32 wgmma reads) and side by side along K,
+``[a_lo, a_hi, a_hi] @ [b_hi; b_lo; b_hi]``, padded to whole swizzle tiles (8 rows by 32
+values), so float32 takes any shape; the kernel runs one TF32 product over 3K.
+
+``_pallas_matmul`` launches it on Hopper GPUs for what it takes and its Triton kernel for the
+rest (a 16-bit matrix off the tiles, an output in another dtype). Hopper GPUs only: on the CPU
+the tests check the lowering.
 
 On an H200 (bf16 8192^3, ``benchmarks/kernels.py --only matmul``): 746-756 TFLOP/s against
 XLA's 732-785 in the same runs (the clocks moved between runs), 0.99x XLA's in interleaved
 rounds at 8192^3 and 4096^3; the Triton kernel 635-652, JAX's own Mosaic matmul 714-777, PyTorch
 757-795. With the bias and activation fused, 1.02-1.12x XLA's; the backward's products
-0.94-1.01x (``benchmarks/results/kernels_matmul_attention_h200.md``, stop 31).
+0.94-1.01x (``benchmarks/results/kernels_matmul_attention_h200.md``, stop 31). float32 8192^3:
+107 TFLOP/s against XLA's HIGHEST 42 in interleaved rounds (the Triton kernel 29, PyTorch 51 in
+another run), 1.81x XLA's in the dispatch sweep's worse of forward and training step; XLA's
+TF32_TF32_F32_X3 runs 111 with 20x the error (stop 33).
 """
 
 from __future__ import annotations
@@ -39,22 +50,30 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import mosaic_gpu as plgpu
 
-from ._mosaic_common import load_whole, swizzled_smem
+from ._mosaic_common import SWIZZLE_BYTES, load_whole, swizzled_smem
 from ._pallas_common import sm_count
 from .bias_act import _act
 
-__all__ = ["MosaicMatmulConfig", "mosaic_matmul", "mosaic_matmul_can"]
+__all__ = ["DEFAULT_CONFIGS", "MosaicMatmulConfig", "mosaic_matmul", "mosaic_matmul_can"]
 
-_SWIZZLE_TILE = (8, 64)  # rows, 16-bit columns: what a TMA copy of swizzled memory moves whole
+_TILE_ROWS = 8  # a TMA copy of swizzled memory moves whole tiles of 8 rows by SWIZZLE_BYTES
+_DTYPES = tuple(jnp.dtype(t) for t in (jnp.bfloat16, jnp.float16, jnp.float32))
+
+
+def _tile_cols(dtype) -> int:
+    """Values per swizzle row: 64 of 16 bits, 32 of float32 (one step of K)."""
+    return SWIZZLE_BYTES // jnp.dtype(dtype).itemsize
 
 
 @dataclasses.dataclass(frozen=True)
 class MosaicMatmulConfig:
     """Tiles of the kernel: ``block_m`` rows (``block_m / 2`` per compute warpgroup: 64 or
-    128), ``block_n`` columns (a multiple of 64 up to 256), ``block_k`` (64: one 128-byte
-    swizzle row of 16-bit values) per step, ``stages`` slots in flight, ``group_m`` tile rows per
-    group of the walk, ``epilogue_n`` columns per output store, ``ctas`` persistent CTAs (None:
-    one per SM)."""
+    128), ``block_n`` columns (a multiple of 64 up to 256), ``block_k`` per step (one 128-byte
+    swizzle row: 64 16-bit values, 32 float32), ``stages`` slots in flight, ``group_m`` tile
+    rows per group of the walk, ``epilogue_n`` columns per output store (whole swizzle rows),
+    ``ctas`` persistent CTAs (None: one per SM), ``flush_steps``: add the tensor cores'
+    accumulator into a float32 sum in registers every so many steps (None: never; see
+    ``DEFAULT_CONFIGS``)."""
 
     block_m: int = 128
     block_n: int = 256
@@ -63,34 +82,49 @@ class MosaicMatmulConfig:
     group_m: int = 8
     epilogue_n: int = 64
     ctas: int | None = None
+    flush_steps: int | None = None
 
 
-def _config_refusal(config: MosaicMatmulConfig) -> str | None:
+# float32: wgmma's float32 accumulator drops what falls below its last bit instead of rounding
+# it, an error that grows with K (2.0e-5 of the largest output at 8192^3, as XLA's own
+# TF32_TF32_F32_X3; XLA's HIGHEST 1.7e-6); summed into registers every 8 steps (256 of K),
+# 7.0e-7 (every 4: 6.0e-7 but 0.94x as fast; every 16: 1.3e-6). The second sum costs
+# registers: 128-column tiles (on an H200, 107 TFLOP/s; 114 without the sums).
+DEFAULT_CONFIGS = {"bfloat16": MosaicMatmulConfig(), "float16": MosaicMatmulConfig(),
+                   "float32": MosaicMatmulConfig(block_n=128, block_k=32, stages=5,
+                                                 flush_steps=8)}
+
+
+def _config_refusal(config: MosaicMatmulConfig, dtype) -> str | None:
+    cols = _tile_cols(dtype)
     if config.block_m not in (128, 256):
         return f"block_m must be 128 or 256 (two warpgroups of 64 or 128 rows), got " \
                f"{config.block_m}"
     if config.block_n % 64 or not 64 <= config.block_n <= 256:
         return f"block_n must be a multiple of 64 up to 256, got {config.block_n}"
-    if config.block_k != 64:
-        return f"block_k must be 64 (one 128-byte swizzle row), got {config.block_k}"
-    if config.epilogue_n % 64 or config.block_n % config.epilogue_n:
-        return f"epilogue_n must be a multiple of 64 dividing block_n, got {config.epilogue_n}"
-    if config.stages < 1 or config.group_m < 1 or (config.ctas is not None and config.ctas < 1):
-        return f"stages, group_m and ctas must be at least 1, got {config}"
+    if config.block_k != cols:
+        return f"block_k must be {cols} for {jnp.dtype(dtype)} (one 128-byte swizzle row), " \
+               f"got {config.block_k}"
+    if config.epilogue_n % cols or config.block_n % config.epilogue_n:
+        return f"epilogue_n must be a multiple of {cols} dividing block_n, got " \
+               f"{config.epilogue_n}"
+    optional = (v for v in (config.ctas, config.flush_steps) if v is not None)
+    if min(config.stages, config.group_m, *optional) < 1:
+        return f"stages, group_m, ctas and flush_steps must be at least 1, got {config}"
     return None
 
 
 def mosaic_matmul_can(a_shape, b_shape, dtype, out_dtype, *, trans_a: bool, trans_b: bool,
-                      config: MosaicMatmulConfig = MosaicMatmulConfig()) -> bool:
+                      config: MosaicMatmulConfig | None = None) -> bool:
     """Whether ``mosaic_matmul`` takes these operands (it raises ``ValueError`` otherwise)."""
     return _refusal(a_shape, b_shape, dtype, out_dtype, trans_a, trans_b, config) is None
 
 
 def _refusal(a_shape, b_shape, dtype, out_dtype, trans_a, trans_b, config) -> str | None:
-    if (why := _config_refusal(config)) is not None:
+    if jnp.dtype(dtype) not in _DTYPES:
+        return f"dtype must be bfloat16, float16 or float32, got {jnp.dtype(dtype)}"
+    if (why := _config_refusal(config or DEFAULT_CONFIGS[jnp.dtype(dtype).name], dtype)):
         return why
-    if jnp.dtype(dtype) not in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16)):
-        return f"dtype must be bfloat16 or float16, got {jnp.dtype(dtype)}"
     if jnp.dtype(out_dtype) != jnp.dtype(dtype):
         return f"the output's dtype must be the inputs' ({jnp.dtype(dtype)}), got " \
                f"{jnp.dtype(out_dtype)}"
@@ -105,7 +139,9 @@ def _refusal(a_shape, b_shape, dtype, out_dtype, trans_a, trans_b, config) -> st
     if min(m, n, k, batch_a, batch_b) == 0 or (batch_a != batch_b and 1 not in (batch_a,
                                                                                  batch_b)):
         return f"empty operands or batches that do not broadcast: {a_shape} and {b_shape}"
-    tile_rows, tile_cols = _SWIZZLE_TILE
+    if jnp.dtype(dtype) == jnp.float32:  # laid out anew, padded to whole tiles
+        return None
+    tile_rows, tile_cols = _TILE_ROWS, _tile_cols(dtype)
     for name, (rows, cols) in (("a", a_shape[1:]), ("b", b_shape[1:]), ("the output", (m, n))):
         if rows % tile_rows or cols % tile_cols:
             return (f"{name}'s stored matrices must have a multiple of {tile_rows} rows and of "
@@ -157,26 +193,41 @@ def _kernel(a_ref, b_ref, bias_ref, out_ref, a_smem, b_smem, out_smem, bias_smem
                 if bias_ref is not None:  # arrives during the products
                     plgpu.copy_gmem_to_smem(bias_ref.at[pl.ds(col0, bn)], bias_smem.at[wg],
                                             bias_loaded.at[wg])
-                acc[...] = plgpu.layout_cast(jnp.zeros(acc.shape, jnp.float32),
-                                             plgpu.Layout.WGMMA)
                 first = i * k_steps  # the ring's steps taken by earlier tiles
 
-                @pl.loop(0, k_steps)
-                def _(step):
-                    slot = lax.rem(first + step, stages)
-                    plgpu.barrier_wait(loaded.at[slot])
-                    a = a_smem.at[slot, wg]
-                    b = b_smem.at[slot]
-                    plgpu.wgmma(acc, a.T if trans_a else a, b.T if trans_b else b)
-                    plgpu.wgmma_wait(1)  # the step before is done: its slot is free
+                def products(start, count: int):
+                    """The wgmma accumulator over steps ``start + [0, count)``."""
+                    acc[...] = plgpu.layout_cast(jnp.zeros(acc.shape, jnp.float32),
+                                                 plgpu.Layout.WGMMA)
 
-                    @pl.when(step > 0)
-                    def _():
-                        plgpu.barrier_arrive(freed.at[lax.rem(first + step - 1, stages)])
+                    @pl.loop(0, count)
+                    def _(j):
+                        slot = lax.rem(first + start + j, stages)
+                        plgpu.barrier_wait(loaded.at[slot])
+                        a = a_smem.at[slot, wg]
+                        b = b_smem.at[slot]
+                        plgpu.wgmma(acc, a.T if trans_a else a, b.T if trans_b else b)
+                        plgpu.wgmma_wait(1)  # the step before is done: its slot is free
 
-                plgpu.wgmma_wait(0)
-                plgpu.barrier_arrive(freed.at[lax.rem(first + k_steps - 1, stages)])
-                z = acc[...]
+                        @pl.when(j > 0)
+                        def _():
+                            plgpu.barrier_arrive(freed.at[lax.rem(first + start + j - 1,
+                                                                  stages)])
+
+                    plgpu.wgmma_wait(0)
+                    plgpu.barrier_arrive(freed.at[lax.rem(first + start + count - 1, stages)])
+                    return acc[...]
+
+                flush = config.flush_steps
+                if flush is None or flush >= k_steps:
+                    z = products(0, k_steps)
+                else:  # partial sums of ``flush`` steps, added up outside the tensor cores
+                    z = lax.fori_loop(0, k_steps // flush,
+                                      lambda c, total: total + products(c * flush, flush),
+                                      plgpu.layout_cast(jnp.zeros(acc.shape, jnp.float32),
+                                                        plgpu.Layout.WGMMA))
+                    if k_steps % flush:
+                        z = z + products(k_steps - k_steps % flush, k_steps % flush)
                 if bias_ref is not None:
                     plgpu.barrier_wait(bias_loaded.at[wg])
                     bias = load_whole(bias_smem.at[wg], plgpu.Layout.WGMMA.reduce(0))
@@ -226,34 +277,48 @@ def _kernel(a_ref, b_ref, bias_ref, out_ref, a_smem, b_smem, out_smem, bias_smem
         walk_tiles(one_tile)
 
 
-@functools.partial(jax.jit, static_argnames=("trans_a", "trans_b", "act", "config"))
-def mosaic_matmul(a: jax.Array, b: jax.Array, bias: jax.Array | None = None, *,
-                  trans_a: bool = False, trans_b: bool = False, act: str | None = None,
-                  config: MosaicMatmulConfig = MosaicMatmulConfig()) -> jax.Array:
-    """``act(op(a) @ op(b) + bias)`` per batch entry, (batch, M, N) in the inputs' dtype.
+def _nearest_tf32(x: jax.Array) -> jax.Array:
+    """float32 rounded to the nearest TF32 value (10 mantissa bits; ties away from zero);
+    what would round past float32's largest value is truncated instead, inf and NaN kept."""
+    bits = lax.bitcast_convert_type(x, jnp.uint32)
+    keep = jnp.uint32(0xFFFFE000)
+    nearest = lax.bitcast_convert_type((bits + jnp.uint32(0x1000)) & keep, jnp.float32)
+    truncated = lax.bitcast_convert_type(bits & keep, jnp.float32)
+    return jnp.where(jnp.isfinite(x), jnp.where(jnp.isfinite(nearest), nearest, truncated), x)
 
-    Args:
-        a: (Ba, M, K), or (Ba, K, M) with ``trans_a``; b: (Bb, K, N), or (Bb, N, K) with
-            ``trans_b``; Ba and Bb equal or 1 (one matrix for every entry); 16-bit.
-        bias: (N,) in their dtype, or None; act: as ``bias_act`` names them, or None.
 
-    Raises:
-        ValueError: for operands that ``mosaic_matmul_can`` refuses.
+def _tf32_halves(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(hi, lo)``: ``hi`` the nearest TF32 value of ``x``, ``lo`` the nearest to the rest
+    (zero where ``x`` is not finite, which ``hi`` carries)."""
+    hi = _nearest_tf32(x)
+    return hi, _nearest_tf32(jnp.where(jnp.isfinite(x), x - hi, 0.0))
 
-    Example (on a Hopper GPU):
-        >>> a = jnp.ones((1, 320, 64), jnp.bfloat16)
-        >>> mosaic_matmul(a, a, trans_b=True).shape  # a @ a.T
-        (1, 320, 320)
-    """
-    why = _refusal(a.shape, b.shape, a.dtype, a.dtype, trans_a, trans_b, config)
-    n = b.shape[1] if trans_b else b.shape[2]
-    if why is None and b.dtype != a.dtype:
-        why = f"a and b must share their dtype, got {a.dtype} and {b.dtype}"
-    if why is None and bias is not None and (bias.shape != (n,) or bias.dtype != a.dtype):
-        why = f"bias must be ({n},) {a.dtype}, got {bias.shape} {bias.dtype}"
-    if why is not None:
-        raise ValueError(f"mosaic_matmul: {why}")
+
+def _pad_to(x: jax.Array, rows: int, cols: int) -> jax.Array:
+    """``x`` (batch, R, C) padded with zeros to multiples of ``rows`` and ``cols``."""
+    pad = [(0, 0), (0, -x.shape[1] % rows), (0, -x.shape[2] % cols)]
+    return jnp.pad(x, pad) if any(p[1] for p in pad) else x
+
+
+def _three_tf32_products(a, b, bias, trans_a, trans_b, act, config):
+    """float32 ``act(op(a) @ op(b) + bias)`` as one TF32 product over 3K of K-major operands."""
+    a = jnp.swapaxes(a, 1, 2) if trans_a else a  # (Ba, M, K)
+    b = b if trans_b else jnp.swapaxes(b, 1, 2)  # (Bb, N, K): TF32 wgmma reads K-major only
+    m, n = a.shape[1], b.shape[1]
+    (a_hi, a_lo), (b_hi, b_lo) = _tf32_halves(a), _tf32_halves(b)
+    cols = _tile_cols(jnp.float32)
+    # the small products first: they are added to the accumulator before the large one
+    a3 = _pad_to(jnp.concatenate([a_lo, a_hi, a_hi], axis=2), _TILE_ROWS, cols)
+    b3 = _pad_to(jnp.concatenate([b_hi, b_lo, b_hi], axis=2), cols, cols)  # N: output columns
+    if bias is not None and b3.shape[1] != n:
+        bias = jnp.pad(bias, (0, b3.shape[1] - n))
+    out = _kernel_call(a3, b3, bias, trans_a=False, trans_b=True, act=act, config=config)
+    return out[:, :m, :n] if out.shape[1:] != (m, n) else out
+
+
+def _kernel_call(a, b, bias, *, trans_a, trans_b, act, config):
     m = a.shape[2] if trans_a else a.shape[1]
+    n = b.shape[1] if trans_b else b.shape[2]
     batch = max(a.shape[0], b.shape[0])
     bm, bn, bk, stages = config.block_m, config.block_n, config.block_k, config.stages
     tiles = batch * pl.cdiv(m, bm) * pl.cdiv(n, bn)
@@ -285,3 +350,38 @@ def mosaic_matmul(a: jax.Array, b: jax.Array, bias: jax.Array | None = None, *,
         thread_name="wg",
         kernel_name=f"matmul_{act}_mosaic" if act else "matmul_mosaic",
     )(a, b, *([bias] if bias is not None else []))
+
+
+@functools.partial(jax.jit, static_argnames=("trans_a", "trans_b", "act", "config"))
+def mosaic_matmul(a: jax.Array, b: jax.Array, bias: jax.Array | None = None, *,
+                  trans_a: bool = False, trans_b: bool = False, act: str | None = None,
+                  config: MosaicMatmulConfig | None = None) -> jax.Array:
+    """``act(op(a) @ op(b) + bias)`` per batch entry, (batch, M, N) in the inputs' dtype.
+
+    Args:
+        a: (Ba, M, K), or (Ba, K, M) with ``trans_a``; b: (Bb, K, N), or (Bb, N, K) with
+            ``trans_b``; Ba and Bb equal or 1 (one matrix for every entry); bfloat16, float16
+            or float32 (three TF32 products).
+        bias: (N,) in their dtype, or None; act: as ``bias_act`` names them, or None.
+        config: tiles (None: ``DEFAULT_CONFIGS`` for the dtype).
+
+    Raises:
+        ValueError: for operands that ``mosaic_matmul_can`` refuses.
+
+    Example (on a Hopper GPU):
+        >>> a = jnp.ones((1, 320, 64), jnp.bfloat16)
+        >>> mosaic_matmul(a, a, trans_b=True).shape  # a @ a.T
+        (1, 320, 320)
+    """
+    why = _refusal(a.shape, b.shape, a.dtype, a.dtype, trans_a, trans_b, config)
+    n = b.shape[1] if trans_b else b.shape[2]
+    if why is None and b.dtype != a.dtype:
+        why = f"a and b must share their dtype, got {a.dtype} and {b.dtype}"
+    if why is None and bias is not None and (bias.shape != (n,) or bias.dtype != a.dtype):
+        why = f"bias must be ({n},) {a.dtype}, got {bias.shape} {bias.dtype}"
+    if why is not None:
+        raise ValueError(f"mosaic_matmul: {why}")
+    config = config or DEFAULT_CONFIGS[jnp.dtype(a.dtype).name]
+    if a.dtype == jnp.float32:
+        return _three_tf32_products(a, b, bias, trans_a, trans_b, act, config)
+    return _kernel_call(a, b, bias, trans_a=trans_a, trans_b=trans_b, act=act, config=config)

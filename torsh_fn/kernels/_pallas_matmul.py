@@ -18,8 +18,9 @@ Backward uses the same kernel with transposed operands read in place:
 ``dA = dZ @ Bᵀ`` and ``dB = Aᵀ @ dZ``, where ``dZ = dOut * act'(Z)`` from the pre-activation ``Z``
 that the forward writes as a second output when differentiated.
 
-On Hopper GPUs, launches that ``_mosaic_matmul`` takes (16-bit, output in the inputs' dtype,
-no pre-activation to save, no ``MatmulConfig`` asked for) run its Mosaic GPU kernel instead.
+On Hopper GPUs, launches that ``_mosaic_matmul`` takes (output in the inputs' dtype, 16-bit
+matrices on whole swizzle tiles or float32 of any shape, no ``MatmulConfig`` asked for, a
+pre-activation to save only from float32) run its Mosaic GPU kernel instead.
 
 Use through ``torsh_fn.kernels.matmul`` / ``matmul_bias_act`` (``impl="pallas"``).
 """
@@ -162,8 +163,10 @@ def _store_tile(ref, batch, row0, col0, value, row_ok, col_ok):
 
 def _mosaic_takes(a, b, ops: _Operands, cfg: MatmulConfig | None, out_dtype) -> bool:
     """Whether a launch runs the Mosaic GPU kernel: on Hopper, with no Triton config asked
-    for, for the operands it takes and without the pre-activation (float32) to save."""
-    return (cfg is None and not ops.save_preact and on_hopper()
+    for, for the operands it takes; a float32 pre-activation to save only from float32 inputs
+    (the kernel's output is then the pre-activation itself)."""
+    keeps_preact = not ops.save_preact or jnp.dtype(a.dtype) == jnp.float32
+    return (cfg is None and keeps_preact and on_hopper()
             and mosaic_matmul_can(a.shape, b.shape, a.dtype, out_dtype, trans_a=ops.trans_a,
                                   trans_b=ops.trans_b))
 
@@ -171,6 +174,9 @@ def _mosaic_takes(a, b, ops: _Operands, cfg: MatmulConfig | None, out_dtype) -> 
 def _launch(a, b, bias, ops: _Operands, cfg: MatmulConfig | None, out_dtype):
     """One kernel: ``a`` (batch_a, M, K) or its transpose, ``b`` likewise (K, N)."""
     if _mosaic_takes(a, b, ops, cfg, out_dtype):
+        if ops.save_preact:  # float32: the activation applied to the kernel's output
+            preact = mosaic_matmul(a, b, bias, trans_a=ops.trans_a, trans_b=ops.trans_b)
+            return [_act(preact, ops.act), preact]
         return mosaic_matmul(a, b, bias, trans_a=ops.trans_a, trans_b=ops.trans_b, act=ops.act)
     m = a.shape[2] if ops.trans_a else a.shape[1]
     k = a.shape[1] if ops.trans_a else a.shape[2]
