@@ -467,10 +467,10 @@ def bench_matmul(size: int, report: list[str], configs=()) -> None:
     group), JAX's own Mosaic GPU matmul, in TFLOP/s (2 * size^3 flops); then, in bf16, the
     products of the backward (an operand read transposed) against XLA's.
 
-    "Pallas (ours)" is ``kernels.matmul(impl="pallas")``: the Mosaic GPU kernel on Hopper for
-    16-bit inputs, the Triton kernel otherwise ("Pallas Triton": its default tiles). XLA's
-    float32 product runs at its default precision (TF32 on the GPU) and at HIGHEST (full float32,
-    PyTorch's default); ours uses three TF32 products (float32-class accuracy). ``configs`` are
+    "Pallas (ours)" is ``kernels.matmul(impl="pallas")``: the Mosaic GPU kernel on Hopper, the
+    Triton kernel otherwise ("Pallas Triton": its default tiles). XLA's float32 product runs at
+    its default precision (TF32 on the GPU), at HIGHEST (full float32, PyTorch's default) and
+    with its own float32-class algorithms; ours uses three TF32 products. ``configs`` are
     extra tile configs to time (``MatmulConfig``: Triton, ``MosaicMatmulConfig``: Mosaic; bf16).
     """
     from torsh_fn.kernels._pallas_matmul import DEFAULT_CONFIGS
@@ -487,10 +487,13 @@ def bench_matmul(size: int, report: list[str], configs=()) -> None:
         name = jnp.dtype(dtype).name
         cases = {"XLA default": jnp.matmul,
                  "Pallas (ours)": lambda a, b: kernels.matmul(a, b, impl="pallas")}
+        cases["Pallas Triton (default tiles)"] = _tile_fn(DEFAULT_CONFIGS[name])
         if dtype == jnp.float32:
             cases["XLA HIGHEST"] = functools.partial(jnp.matmul, precision="highest")
+            for preset in ("TF32_TF32_F32_X3", "BF16_BF16_F32_X6"):  # float32-class, on tensor
+                cases[f"XLA {preset}"] = functools.partial(  # cores (GPU only)
+                    jnp.matmul, precision=getattr(jax.lax.DotAlgorithmPreset, preset))
         else:
-            cases["Pallas Triton (default tiles)"] = _tile_fn(DEFAULT_CONFIGS[name])
             if (hopper := jax_hopper_matmul()) is not None:
                 cases["JAX hopper_matmul_mgpu 128x256"] = hopper
         for impl in tokamax_impls("matmul"):
@@ -844,6 +847,9 @@ def _public_cases(dtype):
     def square(n):  # matmul's size key is the geometric mean of M, N, K
         return tuple(jnp.asarray(rng.standard_normal((n, n)), dtype) for _ in range(2))
 
+    def square_and_bias(n):
+        return (*square(n), jnp.asarray(rng.standard_normal(n), dtype))
+
     def heads(s):  # attention's size key is the key length; B H D fixed at 4 16 128
         return tuple(jnp.asarray(rng.standard_normal((4, 16, s, 128)), dtype) for _ in range(3))
 
@@ -879,7 +885,9 @@ def _public_cases(dtype):
     return {
         **attention_cases,
         "matmul": ((1024, 4096, 8192), square, lambda impl: functools.partial(
-            kernels.matmul, impl=impl), True),
+            kernels.matmul, impl=impl), "all"),
+        "matmul_bias_act": ((1024, 4096, 8192), square_and_bias, lambda impl: functools.partial(
+            kernels.matmul_bias_act, act="gelu", impl=impl), "all"),
         "softmax": (row_keys, rows, lambda impl: functools.partial(
             kernels.softmax, dim=-1, impl=impl), True),
         "log_softmax": (row_keys, rows, lambda impl: functools.partial(

@@ -7,10 +7,12 @@ Numerics follow PyTorch's defaults: products accumulate in float32 and the resul
 inputs' (promoted) dtype; float32 inputs are multiplied at full float32 precision by the
 reference (``Precision.HIGHEST``, as ``torch.backends.cuda.matmul.allow_tf32 = False``) and by
 the Pallas kernel with three TF32 products per tile (float32-class accuracy, ~1e-6 relative;
-see ``_pallas_matmul``); on Hopper GPUs, 16-bit products run its Mosaic GPU kernel
-(``_mosaic_matmul``). ``impl="auto"`` runs the Pallas kernel only on a GPU and only where the
-dispatch table measured it faster than XLA for that dtype and size (the size key is the geometric
-mean of M, N and K).
+see ``_pallas_matmul``); on Hopper GPUs the Pallas path runs its Mosaic GPU kernel
+(``_mosaic_matmul``; float32 again as three TF32 products). ``impl="auto"`` runs the Pallas
+kernel only on a GPU and only where the dispatch table measured it faster than XLA for that
+dtype and size (the size key is the geometric mean of M, N and K): on an H200, float32 from
+size 4096 (1.65-1.88x XLA's HIGHEST; error 7e-7 of the largest output at 8192^3 against
+HIGHEST's 1.7e-6), while 16-bit products stay on XLA (level with it).
 
 Example:
     >>> import jax.numpy as jnp
