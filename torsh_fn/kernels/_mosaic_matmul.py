@@ -50,7 +50,7 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import mosaic_gpu as plgpu
 
-from ._mosaic_common import SWIZZLE_BYTES, load_whole, swizzled_smem
+from ._mosaic_common import load_whole, swizzle_cols, swizzled_smem
 from ._pallas_common import sm_count
 from .bias_act import _act
 
@@ -58,11 +58,6 @@ __all__ = ["DEFAULT_CONFIGS", "MosaicMatmulConfig", "mosaic_matmul", "mosaic_mat
 
 _TILE_ROWS = 8  # a TMA copy of swizzled memory moves whole tiles of 8 rows by SWIZZLE_BYTES
 _DTYPES = tuple(jnp.dtype(t) for t in (jnp.bfloat16, jnp.float16, jnp.float32))
-
-
-def _tile_cols(dtype) -> int:
-    """Values per swizzle row: 64 of 16 bits, 32 of float32 (one step of K)."""
-    return SWIZZLE_BYTES // jnp.dtype(dtype).itemsize
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,7 +91,7 @@ DEFAULT_CONFIGS = {"bfloat16": MosaicMatmulConfig(), "float16": MosaicMatmulConf
 
 
 def _config_refusal(config: MosaicMatmulConfig, dtype) -> str | None:
-    cols = _tile_cols(dtype)
+    cols = swizzle_cols(dtype)
     if config.block_m not in (128, 256):
         return f"block_m must be 128 or 256 (two warpgroups of 64 or 128 rows), got " \
                f"{config.block_m}"
@@ -141,7 +136,7 @@ def _refusal(a_shape, b_shape, dtype, out_dtype, trans_a, trans_b, config) -> st
         return f"empty operands or batches that do not broadcast: {a_shape} and {b_shape}"
     if jnp.dtype(dtype) == jnp.float32:  # laid out anew, padded to whole tiles
         return None
-    tile_rows, tile_cols = _TILE_ROWS, _tile_cols(dtype)
+    tile_rows, tile_cols = _TILE_ROWS, swizzle_cols(dtype)
     for name, (rows, cols) in (("a", a_shape[1:]), ("b", b_shape[1:]), ("the output", (m, n))):
         if rows % tile_rows or cols % tile_cols:
             return (f"{name}'s stored matrices must have a multiple of {tile_rows} rows and of "
@@ -296,8 +291,7 @@ def _tf32_halves(x: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 def _pad_to(x: jax.Array, rows: int, cols: int) -> jax.Array:
     """``x`` (batch, R, C) padded with zeros to multiples of ``rows`` and ``cols``."""
-    pad = [(0, 0), (0, -x.shape[1] % rows), (0, -x.shape[2] % cols)]
-    return jnp.pad(x, pad) if any(p[1] for p in pad) else x
+    return jnp.pad(x, [(0, 0), (0, -x.shape[1] % rows), (0, -x.shape[2] % cols)])
 
 
 def _three_tf32_products(a, b, bias, trans_a, trans_b, act, config):
@@ -306,14 +300,14 @@ def _three_tf32_products(a, b, bias, trans_a, trans_b, act, config):
     b = b if trans_b else jnp.swapaxes(b, 1, 2)  # (Bb, N, K): TF32 wgmma reads K-major only
     m, n = a.shape[1], b.shape[1]
     (a_hi, a_lo), (b_hi, b_lo) = _tf32_halves(a), _tf32_halves(b)
-    cols = _tile_cols(jnp.float32)
+    cols = swizzle_cols(jnp.float32)
     # the small products first: they are added to the accumulator before the large one
     a3 = _pad_to(jnp.concatenate([a_lo, a_hi, a_hi], axis=2), _TILE_ROWS, cols)
     b3 = _pad_to(jnp.concatenate([b_hi, b_lo, b_hi], axis=2), cols, cols)  # N: output columns
-    if bias is not None and b3.shape[1] != n:
+    if bias is not None:
         bias = jnp.pad(bias, (0, b3.shape[1] - n))
     out = _kernel_call(a3, b3, bias, trans_a=False, trans_b=True, act=act, config=config)
-    return out[:, :m, :n] if out.shape[1:] != (m, n) else out
+    return out[:, :m, :n]
 
 
 def _kernel_call(a, b, bias, *, trans_a, trans_b, act, config):
