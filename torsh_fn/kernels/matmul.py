@@ -4,7 +4,9 @@
     matmul_bias_act(a, b, bias, act) = act(a @ b + bias)      act in relu | gelu | gelu_tanh | silu
 
 Numerics follow PyTorch's defaults: products accumulate in float32 and the result has the
-inputs' (promoted) dtype; float32 inputs are multiplied at full float32 precision by the
+inputs' (promoted) dtype (the epilogue acts on the float32 sums and rounds once); gradients of
+16-bit products are 16-bit products, as PyTorch's (the epilogue's derivative rounded to the
+inputs' dtype first); float32 inputs are multiplied at full float32 precision by the
 reference (``Precision.HIGHEST``, as ``torch.backends.cuda.matmul.allow_tf32 = False``) and by
 the Pallas kernel with three TF32 products per tile (float32-class accuracy, ~1e-6 relative;
 see ``_pallas_matmul``); on Hopper GPUs the Pallas path runs its Mosaic GPU kernel
@@ -22,10 +24,12 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
 import jax.numpy as jnp
+from jax.custom_derivatives import SymbolicZero
 
 from ._dispatch import measured_faster, resolve_impl
 from ._explicit_sharding import typed_like
@@ -38,6 +42,30 @@ __all__ = ["matmul", "matmul_bias_act", "matmul_reference"]
 
 def _precision(dtype) -> jax.lax.Precision | None:
     return jax.lax.Precision.HIGHEST if jnp.dtype(dtype) == jnp.float32 else None
+
+
+@jax.custom_jvp
+def _product_in_float32(a: jax.Array, b: jax.Array) -> jax.Array:
+    """``a @ b`` of 16-bit operands, its float32 sums not rounded: what the epilogue adds the
+    bias to and activates before the one rounding."""
+    return jnp.matmul(a, b, preferred_element_type=jnp.float32)
+
+
+@functools.partial(_product_in_float32.defjvp, symbolic_zeros=True)
+def _product_jvp(primals, tangents):
+    # The tangent's products are rounded to the operands' dtype, as PyTorch's bf16 Linear
+    # rounds its output: transposed, the float32 cotangent is rounded first and the backward's
+    # two products stay 16-bit (float32 cotangents made XLA run them in float32: a bf16
+    # training step at 0.5x the speed on an H200).
+    a, b = primals
+    da, db = tangents
+    out = _product_in_float32(a, b)
+    parts = []
+    if not isinstance(da, SymbolicZero):
+        parts.append(jnp.matmul(da, b).astype(jnp.float32))
+    if not isinstance(db, SymbolicZero):
+        parts.append(jnp.matmul(a, db).astype(jnp.float32))
+    return out, functools.reduce(jnp.add, parts) if parts else jnp.zeros_like(out)
 
 
 def matmul_reference(a: jax.Array, b: jax.Array, bias: jax.Array | None = None,
@@ -59,8 +87,11 @@ def matmul_reference(a: jax.Array, b: jax.Array, bias: jax.Array | None = None,
     if bias is None and act is None:  # rounded once either way; without a float32 result the
         # backward's products stay 16-bit too (float32 cotangents ran them in float32: 0.46x)
         return jnp.matmul(a, b, precision=_precision(dtype))
-    acc = jnp.promote_types(dtype, jnp.float32)
-    z = jnp.matmul(a, b, precision=_precision(dtype), preferred_element_type=acc)
+    if jnp.dtype(dtype).itemsize == 2:
+        z = _product_in_float32(a, b)
+    else:
+        z = jnp.matmul(a, b, precision=_precision(dtype))
+    acc = z.dtype
     if bias is not None:
         z = z + bias.astype(acc)
     if act is not None:
