@@ -525,7 +525,8 @@ def bench_matmul(size: int, report: list[str], configs=()) -> None:
 def bench_matmul_uses(size: int, report: list[str]) -> None:
     """bf16 size^3 as a model uses the product, ours (``impl="pallas"``) against XLA's: with a
     bias and an activation, each of the backward's products (an operand read transposed), and a
-    training step (the product and both gradients: 3x the flops)."""
+    training step (the product and both gradients: 3x the flops), plain and with the bias and
+    GELU (the forward saving the pre-activation)."""
     from torsh_fn.kernels._mosaic_matmul import mosaic_matmul
 
     rng = np.random.default_rng()
@@ -544,16 +545,20 @@ def bench_matmul_uses(size: int, report: list[str]) -> None:
         return tuple(lambda a, b, impl=impl: kernels.matmul_bias_act(a, b, bias, act, impl=impl)
                      for impl in ("pallas", "xla"))
 
-    def training(impl):
-        def loss(a, b):
-            return jnp.sum(kernels.matmul(a, b, impl=impl).astype(jnp.float32) ** 2)
-        return jax.grad(loss, (0, 1))
+    def training(impl, act=None):
+        def loss(a, b, bias):
+            out = (kernels.matmul(a, b, impl=impl) if act is None else
+                   kernels.matmul_bias_act(a, b, bias, act, impl=impl))
+            return jnp.sum(out.astype(jnp.float32) ** 2)
+        return lambda a, b: jax.grad(loss, (0, 1, 2))(a, b, bias)
 
     calls = {"A^T B (dB of a product)": (*transposed(True, False), 1),
              "A B^T (dA of a product)": (*transposed(False, True), 1),
              "act(A B + bias), relu": (*with_act("relu"), 1),
              "act(A B + bias), gelu": (*with_act("gelu"), 1),
-             "training step (forward, dA, dB)": (training("pallas"), training("xla"), 3)}
+             "training step (forward, dA, dB)": (training("pallas"), training("xla"), 3),
+             "training step, bias and gelu": (training("pallas", "gelu"),
+                                              training("xla", "gelu"), 3)}
     for label, (ours, xla, products) in calls.items():
         t_ours = _time_or_nan(time_jax, ours, a, b, iters=10, reps=5, label=f"ours {label}")
         t_xla = time_jax(xla, a, b, iters=10, reps=5)

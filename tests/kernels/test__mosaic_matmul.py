@@ -70,6 +70,36 @@ def test_lowers_other_tiles(config):
     assert "mosaic_gpu" in _lowered((1, 512, 256), (1, 256, 512), config=config)
 
 
+@pytest.mark.parametrize("dtype, config", [(BF16, None),
+                                           (jnp.float16, MosaicMatmulConfig(block_n=192)),
+                                           (jnp.float32, None)])
+def test_lowers_with_the_pre_activation(dtype, config):
+    """``save_preact``: the output and the pre-activation, both (batch, M, N) in the inputs'
+    dtype; 192-column tiles store three slices of each, through buffers that alternate over
+    the CTA's tiles."""
+    a, b = jax.ShapeDtypeStruct((2, 448, 320), dtype), jax.ShapeDtypeStruct((1, 320, 576), dtype)
+    call = jax.jit(functools.partial(mosaic_matmul, act="gelu", config=config, save_preact=True))
+    traced = call.trace(a, b, jax.ShapeDtypeStruct((576,), dtype))
+    for info in traced.out_info:
+        assert info.shape == (2, 448, 576) and info.dtype == dtype
+    assert "mosaic_gpu" in traced.lower(lowering_platforms=("cuda",)).as_text()
+
+
+def test_a_differentiated_16_bit_epilogue_runs_on_mosaic_only(monkeypatch):
+    """On Hopper, a bf16 ``matmul_bias_act`` under ``grad`` lowers to Mosaic GPU kernels alone:
+    the forward saving its pre-activation and the backward's two products."""
+    monkeypatch.setattr(_pallas_matmul, "on_hopper", lambda: True)
+    args = [jax.ShapeDtypeStruct(shape, BF16) for shape in ((1, 448, 320), (1, 320, 576),
+                                                            (576,))]
+
+    def loss(*x):
+        return matmul_pallas3(*x, MatmulStatic("gelu", None)).astype(jnp.float32).sum()
+
+    text = jax.jit(jax.grad(loss, argnums=(0, 1, 2))).trace(*args).lower(
+        lowering_platforms=("cuda",)).as_text()
+    assert "matmul_gelu_mosaic" in text and "matmul_mosaic" in text and "triton" not in text
+
+
 @pytest.mark.parametrize("trans_a, trans_b", list(itertools.product([False, True], repeat=2)))
 def test_float32_lowers_for_any_shape_and_layout(trans_a, trans_b):
     # (M, K, N) = (201, 77, 99): no dimension on whole (8, 32) tiles; a bias and an activation
@@ -184,7 +214,7 @@ def test_pallas_matmul_hands_it_only_what_it_takes(monkeypatch):
     takes = _pallas_matmul._mosaic_takes
     assert takes(a, a.mT, plain, None, BF16)
     assert not takes(a, a.mT, plain, MatmulConfig(), BF16)  # a Triton config asked for
-    assert not takes(a, a.mT, plain._replace(save_preact=True), None, BF16)
+    assert takes(a, a.mT, plain._replace(act="gelu", save_preact=True), None, BF16)
     assert not takes(a, a.mT, plain, None, jnp.float32)  # a gradient still to be summed
     assert not takes(a[:, :, :100], a[:, :100].mT, plain, None, BF16)  # K = 100
     f32 = a[:, :, :100].astype(jnp.float32)  # float32: any shape, the pre-activation too
@@ -228,11 +258,26 @@ def test_epilogue_and_batches_match_reference(rng, act, dtype):
 
 @pytest.mark.gpu
 @hopper
+@pytest.mark.parametrize("config", [None, MosaicMatmulConfig(block_n=192, ctas=3)])
+def test_saves_the_pre_activation(rng, config):
+    """The output and the pre-activation; 192-column tiles store three slices of each, and 3
+    CTAs walk 4 tiles each, so the two store buffers alternate across tiles."""
+    a, b = normal(rng, (2, 200, 320), BF16), normal(rng, (1, 320, 576), BF16)
+    bias = normal(rng, (576,), BF16)
+    out, preact = mosaic_matmul(a, b, bias, act="silu", config=config, save_preact=True)
+    assert rel_err(out, _reference(a, b, bias, "silu", False, False)) < TOL[BF16]
+    assert rel_err(preact, _reference(a, b, bias, None, False, False)) < TOL[BF16]
+    np.testing.assert_array_equal(np.asarray(out), np.asarray(mosaic_matmul(
+        a, b, bias, act="silu", config=config)))  # the same output as without it
+
+
+@pytest.mark.gpu
+@hopper
 @pytest.mark.parametrize("a_shape, b_shape, act", [((1, 456, 192), (1, 192, 320), None),
                                                     ((2, 136, 256), (2, 256, 128), "gelu")])
 def test_matmul_pallas3_runs_it_forward_and_backward(rng, a_shape, b_shape, act):
-    """Through ``matmul_pallas3`` on a Hopper GPU: the forward (Mosaic without an activation,
-    Triton with one, to save the pre-activation) and both gradients (Mosaic)."""
+    """Through ``matmul_pallas3`` on a Hopper GPU: the forward (with an activation, saving
+    the pre-activation) and both gradients, all on Mosaic."""
     args = (normal(rng, a_shape, BF16), normal(rng, b_shape, BF16), normal(rng, (b_shape[2],),
                                                                            BF16))
     check_fwd_and_grad_jit(lambda *x: matmul_pallas3(*x, MatmulStatic(act, None)),

@@ -6,11 +6,13 @@ already span several tiles and ragged edges in M, N and K; ``@pytest.mark.gpu`` 
 compiled kernel with its default tiles.
 """
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from tests.kernels.pallas_helpers import check_fwd_and_grad_jit, normal
-from torsh_fn.kernels._pallas_matmul import MatmulConfig, MatmulStatic, matmul_pallas3
+from torsh_fn.kernels._pallas_matmul import MatmulConfig, MatmulStatic, _matmul_fwd, matmul_pallas3
 from torsh_fn.kernels.matmul import matmul_reference
 
 SMALL = MatmulConfig(16, 16, 16, group_m=2, num_warps=4, num_stages=1)
@@ -54,6 +56,27 @@ def test_compiled_kernel_matches_reference(rng, dtype, act):
 @pytest.mark.gpu
 def test_compiled_batched_gelu(rng):
     check(rng, jnp.bfloat16, (4, 300, 200), (4, 200, 500), "gelu", True, None)
+
+
+@pytest.mark.parametrize("dtype, cfg", [
+    (jnp.bfloat16, SMALL), (jnp.float16, SMALL), (jnp.float32, SMALL),
+    pytest.param(jnp.bfloat16, None, marks=pytest.mark.gpu),  # on Hopper: the Mosaic kernel
+    pytest.param(jnp.float32, None, marks=pytest.mark.gpu)])
+def test_saves_the_pre_activation_in_the_inputs_dtype(rng, dtype, cfg):
+    """What the activation's backward reads: ``a @ b + bias`` rounded once to the inputs' dtype
+    (what PyTorch's Linear saves for the activation after it in bf16), beside the output."""
+    a, b = normal(rng, (2, 40, 70), dtype), normal(rng, (1, 70, 300), dtype)
+    bias = normal(rng, (300,), dtype)
+    out, saved = jax.jit(_matmul_fwd, static_argnums=3)(a, b, bias, MatmulStatic("gelu", cfg))
+    preact = saved[3]
+    assert preact.shape == out.shape == (2, 40, 300) and preact.dtype == out.dtype == dtype
+    f64 = [np.asarray(x, np.float64) for x in (a, b, bias)]
+    z = f64[0] @ f64[1] + f64[2]
+    # 16-bit: the nearest value or a neighbour (the sum's order); float32: the three TF32
+    # products' ~1e-6 on a GPU
+    tol = max(float(jnp.finfo(dtype).eps), 1e-5)
+    np.testing.assert_allclose(np.asarray(preact, np.float64), z, rtol=tol,
+                               atol=tol * np.abs(z).max())
 
 
 def test_config_rejects_bad_blocks():

@@ -12,6 +12,8 @@ tiles ``cta, cta + ctas, ...`` numbered in groups of ``group_m`` tile rows (neig
 share A's and B's slices in L2), and the copy warpgroup loads the next tile's first slices while
 the compute warpgroups run the last one's epilogue: bias and activation in registers, then the
 result through two shared-memory buffers of ``epilogue_n`` columns per warpgroup and TMA stores.
+With ``save_preact`` the same buffers also take the pre-activation (bias added, activation not
+yet applied) in the inputs' dtype, slice by slice, for the activation's backward.
 
 Edges: TMA fills what lies past an operand's end with zeros and clips stores to the output, so
 the tiles need not divide M, N or K; but its copies of swizzled memory move whole tiles of 8 rows
@@ -36,7 +38,9 @@ rounds at 8192^3 and 4096^3; the Triton kernel 635-652, JAX's own Mosaic matmul 
 0.94-1.01x (``benchmarks/results/kernels_matmul_attention_h200.md``, stop 31). float32 8192^3:
 107 TFLOP/s against XLA's HIGHEST 42 in interleaved rounds (the Triton kernel 29, PyTorch 51 in
 another run), 1.81x XLA's in the dispatch sweep's worse of forward and training step; XLA's
-TF32_TF32_F32_X3 runs 111 with 20x the error (stop 33).
+TF32_TF32_F32_X3 runs 111 with 20x the error (stop 33). bf16 bias + GELU saving the
+pre-activation (a differentiated forward): 0.91-0.98x XLA's forward, where the Triton kernel
+that saved it before ran 0.58-0.70x; a training step of it 0.94-0.97x XLA's (stop 34).
 """
 
 from __future__ import annotations
@@ -156,9 +160,9 @@ def _tile_origin(tile, *, grid_m: int, grid_n: int, group_m: int):
     return batch, first_m + lax.rem(in_group, rows), in_group // rows
 
 
-def _kernel(a_ref, b_ref, bias_ref, out_ref, a_smem, b_smem, out_smem, bias_smem, loaded,
-            freed, bias_loaded, *, config: MosaicMatmulConfig, trans_a: bool, trans_b: bool,
-            act: str | None, ctas: int):
+def _kernel(a_ref, b_ref, bias_ref, out_ref, preact_ref, a_smem, b_smem, out_smem, bias_smem,
+            loaded, freed, bias_loaded, *, config: MosaicMatmulConfig, trans_a: bool,
+            trans_b: bool, act: str | None, ctas: int):
     bm, bn, bk, stages = config.block_m, config.block_n, config.block_k, config.stages
     half_m, en = bm // 2, config.epilogue_n
     m = a_ref.shape[2] if trans_a else a_ref.shape[1]
@@ -227,17 +231,22 @@ def _kernel(a_ref, b_ref, bias_ref, out_ref, a_smem, b_smem, out_smem, bias_smem
                     plgpu.barrier_wait(bias_loaded.at[wg])
                     bias = load_whole(bias_smem.at[wg], plgpu.Layout.WGMMA.reduce(0))
                     z = z + lax.broadcast_in_dim(bias.astype(jnp.float32), z.shape, [1])
-                if act is not None:
-                    z = _act(z, act)
-                z = z.astype(out_ref.dtype)
                 row = row0 + wg * half_m
-                for j in range(bn // en):  # two buffers: a store leaves while the next fills
-                    buffer = out_smem.at[wg, j % 2]
+                stores = []  # (output, column, value): the slices of this tile, in order
+                for col in range(0, bn, en):
+                    z_slice = z[:, col:col + en]
+                    if preact_ref is not None:
+                        stores.append((preact_ref, col, z_slice))
+                    stores.append((out_ref, col, z_slice if act is None else _act(z_slice, act)))
+                for s, (ref, col, value) in enumerate(stores):
+                    # two buffers, a store leaving one while the next fills the other; counted
+                    # over the CTA's tiles, so that an odd count per tile alternates too
+                    buffer = out_smem.at[wg, lax.rem(i * len(stores) + s, 2)]
                     plgpu.wait_smem_to_gmem(1, wait_read_only=True)
-                    buffer[...] = z[:, j * en:(j + 1) * en]
+                    buffer[...] = value.astype(ref.dtype)
                     plgpu.commit_smem()
                     plgpu.copy_smem_to_gmem(
-                        buffer, out_ref.at[batch, pl.ds(row, half_m), pl.ds(col0 + j * en, en)])
+                        buffer, ref.at[batch, pl.ds(row, half_m), pl.ds(col0 + col, en)])
 
             walk_tiles(one_tile)
 
@@ -310,7 +319,8 @@ def _three_tf32_products(a, b, bias, trans_a, trans_b, act, config):
     return out[:, :m, :n]
 
 
-def _kernel_call(a, b, bias, *, trans_a, trans_b, act, config):
+def _kernel_call(a, b, bias, *, trans_a, trans_b, act, config, save_preact=False):
+    """The kernel's launch: its output, or (output, pre-activation) with ``save_preact``."""
     m = a.shape[2] if trans_a else a.shape[1]
     n = b.shape[1] if trans_b else b.shape[2]
     batch = max(a.shape[0], b.shape[0])
@@ -322,9 +332,10 @@ def _kernel_call(a, b, bias, *, trans_a, trans_b, act, config):
                              ctas=ctas)
 
     def entry(a_ref, b_ref, *refs):
-        bias_ref, out_ref = refs if bias is not None else (None, *refs)
+        bias_ref, *refs = refs if bias is not None else (None, *refs)
+        out_ref, preact_ref = refs if save_preact else (*refs, None)
         pl.run_scoped(
-            lambda *scratch: body(a_ref, b_ref, bias_ref, out_ref, *scratch),
+            lambda *scratch: body(a_ref, b_ref, bias_ref, out_ref, preact_ref, *scratch),
             swizzled_smem((stages, 2, *((bk, half_m) if trans_a else (half_m, bk))), a.dtype),
             swizzled_smem((stages, *((bn, bk) if trans_b else (bk, bn))), a.dtype),
             swizzled_smem((2, 2, half_m, config.epilogue_n), a.dtype),
@@ -335,9 +346,10 @@ def _kernel_call(a, b, bias, *, trans_a, trans_b, act, config):
             collective_axes="wg",
         )
 
+    out_type = jax.ShapeDtypeStruct((batch, m, n), a.dtype)
     return plgpu.kernel(
         entry,
-        out_type=jax.ShapeDtypeStruct((batch, m, n), a.dtype),
+        out_type=(out_type, out_type) if save_preact else out_type,
         grid=(ctas,),
         grid_names=("cta",),
         num_threads=3,
@@ -346,10 +358,12 @@ def _kernel_call(a, b, bias, *, trans_a, trans_b, act, config):
     )(a, b, *([bias] if bias is not None else []))
 
 
-@functools.partial(jax.jit, static_argnames=("trans_a", "trans_b", "act", "config"))
+@functools.partial(jax.jit,
+                   static_argnames=("trans_a", "trans_b", "act", "config", "save_preact"))
 def mosaic_matmul(a: jax.Array, b: jax.Array, bias: jax.Array | None = None, *,
                   trans_a: bool = False, trans_b: bool = False, act: str | None = None,
-                  config: MosaicMatmulConfig | None = None) -> jax.Array:
+                  config: MosaicMatmulConfig | None = None,
+                  save_preact: bool = False) -> jax.Array | tuple[jax.Array, jax.Array]:
     """``act(op(a) @ op(b) + bias)`` per batch entry, (batch, M, N) in the inputs' dtype.
 
     Args:
@@ -358,6 +372,12 @@ def mosaic_matmul(a: jax.Array, b: jax.Array, bias: jax.Array | None = None, *,
             or float32 (three TF32 products).
         bias: (N,) in their dtype, or None; act: as ``bias_act`` names them, or None.
         config: tiles (None: ``DEFAULT_CONFIGS`` for the dtype).
+        save_preact: also return the pre-activation ``op(a) @ op(b) + bias`` in the inputs'
+            dtype, what the activation's backward reads (the output rounded from float32
+            before the activation, as PyTorch's Linear and activation in that dtype save it).
+
+    Returns:
+        The output, or ``(output, pre-activation)`` with ``save_preact``.
 
     Raises:
         ValueError: for operands that ``mosaic_matmul_can`` refuses.
@@ -377,5 +397,13 @@ def mosaic_matmul(a: jax.Array, b: jax.Array, bias: jax.Array | None = None, *,
         raise ValueError(f"mosaic_matmul: {why}")
     config = config or DEFAULT_CONFIGS[jnp.dtype(a.dtype).name]
     if a.dtype == jnp.float32:
+        if save_preact:  # the kernel's output is the pre-activation
+            preact = _three_tf32_products(a, b, bias, trans_a, trans_b, None, config)
+            return (preact if act is None else _act(preact, act)), preact
         return _three_tf32_products(a, b, bias, trans_a, trans_b, act, config)
-    return _kernel_call(a, b, bias, trans_a=trans_a, trans_b=trans_b, act=act, config=config)
+    call = functools.partial(_kernel_call, a, b, bias, trans_a=trans_a, trans_b=trans_b,
+                             act=act, config=config)
+    if save_preact and act is None:  # the output is its own pre-activation
+        out = call()
+        return out, out
+    return call(save_preact=save_preact)

@@ -16,11 +16,12 @@ each operand), which is float32-class accuracy (relative error ~1e-6, far better
 
 Backward uses the same kernel with transposed operands read in place:
 ``dA = dZ @ Bᵀ`` and ``dB = Aᵀ @ dZ``, where ``dZ = dOut * act'(Z)`` from the pre-activation ``Z``
-that the forward writes as a second output when differentiated.
+that the forward writes as a second output when differentiated, in the inputs' dtype (what
+PyTorch's Linear and activation save in bf16: the product rounded once, before the activation).
 
 On Hopper GPUs, launches that ``_mosaic_matmul`` takes (output in the inputs' dtype, 16-bit
-matrices on whole swizzle tiles or float32 of any shape, no ``MatmulConfig`` asked for, a
-pre-activation to save only from float32) run its Mosaic GPU kernel instead.
+matrices on whole swizzle tiles or float32 of any shape, no ``MatmulConfig`` asked for) run its
+Mosaic GPU kernel instead, the pre-activation included.
 
 Use through ``torsh_fn.kernels.matmul`` / ``matmul_bias_act`` (``impl="pallas"``).
 """
@@ -163,10 +164,8 @@ def _store_tile(ref, batch, row0, col0, value, row_ok, col_ok):
 
 def _mosaic_takes(a, b, ops: _Operands, cfg: MatmulConfig | None, out_dtype) -> bool:
     """Whether a launch runs the Mosaic GPU kernel: on Hopper, with no Triton config asked
-    for, for the operands it takes; a float32 pre-activation to save only from float32 inputs
-    (the kernel's output is then the pre-activation itself)."""
-    keeps_preact = not ops.save_preact or jnp.dtype(a.dtype) == jnp.float32
-    return (cfg is None and keeps_preact and on_hopper()
+    for, for the operands it takes."""
+    return (cfg is None and on_hopper()
             and mosaic_matmul_can(a.shape, b.shape, a.dtype, out_dtype, trans_a=ops.trans_a,
                                   trans_b=ops.trans_b))
 
@@ -174,10 +173,8 @@ def _mosaic_takes(a, b, ops: _Operands, cfg: MatmulConfig | None, out_dtype) -> 
 def _launch(a, b, bias, ops: _Operands, cfg: MatmulConfig | None, out_dtype):
     """One kernel: ``a`` (batch_a, M, K) or its transpose, ``b`` likewise (K, N)."""
     if _mosaic_takes(a, b, ops, cfg, out_dtype):
-        if ops.save_preact:  # float32: the activation applied to the kernel's output
-            preact = mosaic_matmul(a, b, bias, trans_a=ops.trans_a, trans_b=ops.trans_b)
-            return [_act(preact, ops.act), preact]
-        return mosaic_matmul(a, b, bias, trans_a=ops.trans_a, trans_b=ops.trans_b, act=ops.act)
+        return mosaic_matmul(a, b, bias, trans_a=ops.trans_a, trans_b=ops.trans_b, act=ops.act,
+                             save_preact=ops.save_preact)
     m = a.shape[2] if ops.trans_a else a.shape[1]
     k = a.shape[1] if ops.trans_a else a.shape[2]
     n = b.shape[1] if ops.trans_b else b.shape[2]
@@ -186,7 +183,7 @@ def _launch(a, b, bias, ops: _Operands, cfg: MatmulConfig | None, out_dtype):
     grid = (pl.cdiv(m, cfg.block_m) * pl.cdiv(n, cfg.block_n), batch)
     out_shape = [jax.ShapeDtypeStruct((batch, m, n), out_dtype)]
     if ops.save_preact:
-        out_shape.append(jax.ShapeDtypeStruct((batch, m, n), jnp.float32))
+        out_shape.append(jax.ShapeDtypeStruct((batch, m, n), a.dtype))
     operands = (a, b, bias) if ops.bias else (a, b)
     outs = pl.pallas_call(
         functools.partial(_matmul_kernel, ops=ops, cfg=cfg, m=m, n=n, k=k),
@@ -250,7 +247,10 @@ def _matmul_fwd(a, b, bias, static):
 
 def _matmul_bwd(static, saved, d_out):
     a, b, bias, preact = saved
-    d_z = d_out if preact is None else (d_out * _act_grad(preact, static.act)).astype(a.dtype)
+    if preact is None:
+        d_z = d_out
+    else:  # the derivative in float32 at the saved (16-bit: rounded) pre-activation
+        d_z = (d_out * _act_grad(preact.astype(jnp.float32), static.act)).astype(a.dtype)
     shared_a, shared_b = a.shape[0] < d_z.shape[0], b.shape[0] < d_z.shape[0]
     # dA = dZ @ Bᵀ: B read as stored (Bb, K, N) with trans_b.
     d_a = _plain(d_z, b, False, True, True, not shared_b, _grad_dtype(a, shared_a), static.cfg)
