@@ -8,8 +8,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import torch
 import torch.nn.functional as TF
 
+from tests.kernels.test__float32_sums import dot_operand_dtypes
 from tests.kernels.test__pallas_attention import check_batch_sharded_training
 from tests.oracle import check_vs_torch
 from torsh_fn.kernels import _dispatch, _pallas_attention
@@ -31,6 +33,39 @@ def test_attention_reference_matches_torch(rng):
     check_vs_torch(lambda q, k, v: attention_reference(q, k, v, is_causal=True),
                    lambda q, k, v: TF.scaled_dot_product_attention(q, k, v, is_causal=True),
                    q, k, v, rng=rng, variant=jax.jit, rtol=1e-4, atol=1e-4)
+
+
+def test_16_bit_reference_runs_16_bit_products_as_torch(rng):
+    """bf16 with a padding mask (what always takes the reference): values and gradients as
+    torch's SDPA in bf16 and near the float32 computation, and every product, forward and
+    backward, on bf16 operands (float32 products of the upcast inputs ran at a fraction of the
+    tensor cores' bf16 speed)."""
+    q, k, v = (rng.standard_normal((2, 3, 37, 16)).astype(np.float32) for _ in range(3))
+    mask = np.arange(37)[None, None, None, :] < np.array([37, 20])[:, None, None, None]
+    cot = rng.standard_normal((2, 3, 37, 16)).astype(np.float32)
+    jq, jk, jv = (jnp.asarray(x, jnp.bfloat16) for x in (q, k, v))
+
+    def loss(q, k, v):
+        out = attention(q, k, v, jnp.asarray(mask), impl="xla")
+        return jnp.sum(out.astype(jnp.float32) * cot)
+
+    dtypes = dot_operand_dtypes(jax.make_jaxpr(jax.value_and_grad(loss, (0, 1, 2)))(
+        jq, jk, jv).jaxpr)
+    assert len(dtypes) == 6 and all(d == jnp.bfloat16 for pair in dtypes for d in pair), dtypes
+    tq, tk, tv = (torch.tensor(x, dtype=torch.bfloat16, requires_grad=True) for x in (q, k, v))
+    t_out = TF.scaled_dot_product_attention(tq, tk, tv, attn_mask=torch.tensor(mask))
+    (t_out.float() * torch.tensor(cot)).sum().backward()
+    out = attention(jq, jk, jv, jnp.asarray(mask), impl="xla")
+    exact = attention_reference(*(jnp.asarray(x) for x in (q, k, v)), jnp.asarray(mask))
+    assert out.dtype == jnp.bfloat16
+    np.testing.assert_allclose(np.asarray(out, np.float32), t_out.detach().float().numpy(),
+                               rtol=2e-2, atol=2e-2)
+    np.testing.assert_allclose(np.asarray(out, np.float32), exact, rtol=2e-2, atol=2e-2)
+    for got, want in zip(jax.grad(loss, (0, 1, 2))(jq, jk, jv), (tq.grad, tk.grad, tv.grad),
+                         strict=True):
+        want = want.float().numpy()
+        np.testing.assert_allclose(np.asarray(got, np.float32), want, rtol=5e-2,
+                                   atol=2e-2 * np.abs(want).max())
 
 
 def test_pallas_refuses_what_the_kernel_does_not_cover():

@@ -7,7 +7,8 @@ Shapes: ``q`` (..., L, E), ``k`` (..., S, E), ``v`` (..., S, Ev); leading dims b
 grouped-query heads are accepted: ``k``/``v`` may have fewer heads (dim -3) than ``q``, dividing
 them (query head ``h`` uses key/value head ``h // (H // Hk)``). Rows whose every score is ``-inf``
 (fully masked) give zeros, as PyTorch's math path does. Scores and softmax are taken in float32
-for low-precision inputs.
+for low-precision inputs; their product with ``v`` takes the weights rounded to the inputs' dtype,
+as the fused kernels do (ours, cuDNN's, PyTorch's), so that both products run on 16-bit operands.
 
 Implementations (``impl``): "xla" is the ``jax.numpy`` reference below (it builds the
 ``[L, S]`` score matrix); "pallas" the flash attention kernels of ``_pallas_attention`` (no
@@ -27,6 +28,7 @@ differentiation, which the kernels' ``custom_vjp`` refuses, keeps working).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -38,6 +40,7 @@ from . import _dispatch
 from ._cudnn_attention import cudnn_attention, has_backward
 from ._dispatch import resolve_impl
 from ._explicit_sharding import typed_like
+from ._float32_sums import float32_sums
 from ._pallas_attention import (
     MAX_HEAD_DIM,
     AttentionConfig,
@@ -49,6 +52,10 @@ from ._pallas_attention import (
 from ._pallas_tiles import SUPPORTED_DTYPES
 
 __all__ = ["attention", "attention_reference"]
+
+
+_SCORES = functools.partial(jnp.einsum, "...le,...se->...ls")  # q @ kᵀ
+_WEIGHTED_VALUES = functools.partial(jnp.einsum, "...ls,...se->...le")  # weights @ v
 
 
 def _safe_softmax(scores: jax.Array) -> jax.Array:
@@ -74,8 +81,13 @@ def attention_reference(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Arra
     """
     ct = jnp.promote_types(q.dtype, jnp.float32)
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
-    scores = jnp.einsum("...le,...se->...ls", q.astype(ct), k.astype(ct),
-                        precision=jax.lax.Precision.HIGHEST) * scale
+    # 16-bit: both products on 16-bit operands with float32 sums (their products are exact in
+    # float32, so the scores are those of float32 inputs), their derivatives 16-bit products too
+    sixteen_bit = q.dtype == k.dtype == v.dtype and jnp.dtype(q.dtype).itemsize == 2
+    if sixteen_bit:
+        scores = float32_sums(_SCORES, q, k) * scale
+    else:
+        scores = _SCORES(q.astype(ct), k.astype(ct), precision=jax.lax.Precision.HIGHEST) * scale
     if is_causal:
         length, source = scores.shape[-2:]
         scores = jnp.where(jnp.tril(jnp.ones((length, source), bool)), scores, -jnp.inf)
@@ -86,8 +98,10 @@ def attention_reference(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Arra
     if dropout_p > 0.0:
         keep = jax.random.bernoulli(key, 1.0 - dropout_p, weights.shape)
         weights = jnp.where(keep, weights / (1.0 - dropout_p), 0.0)
-    out = jnp.einsum("...ls,...se->...le", weights, v.astype(ct),
-                     precision=jax.lax.Precision.HIGHEST)
+    if sixteen_bit:
+        out = float32_sums(_WEIGHTED_VALUES, weights.astype(v.dtype), v)
+    else:
+        out = _WEIGHTED_VALUES(weights, v.astype(ct), precision=jax.lax.Precision.HIGHEST)
     return out.astype(q.dtype)
 
 

@@ -24,15 +24,14 @@ Example:
 
 from __future__ import annotations
 
-import functools
 import math
 
 import jax
 import jax.numpy as jnp
-from jax.custom_derivatives import SymbolicZero
 
 from ._dispatch import measured_faster, resolve_impl
 from ._explicit_sharding import typed_like
+from ._float32_sums import float32_sums
 from ._pallas_matmul import MatmulConfig, MatmulStatic, matmul_pallas3
 from ._pallas_tiles import SUPPORTED_DTYPES
 from .bias_act import _act, check_act
@@ -42,30 +41,6 @@ __all__ = ["matmul", "matmul_bias_act", "matmul_reference"]
 
 def _precision(dtype) -> jax.lax.Precision | None:
     return jax.lax.Precision.HIGHEST if jnp.dtype(dtype) == jnp.float32 else None
-
-
-@jax.custom_jvp
-def _product_in_float32(a: jax.Array, b: jax.Array) -> jax.Array:
-    """``a @ b`` of 16-bit operands, its float32 sums not rounded: what the epilogue adds the
-    bias to and activates before the one rounding."""
-    return jnp.matmul(a, b, preferred_element_type=jnp.float32)
-
-
-@functools.partial(_product_in_float32.defjvp, symbolic_zeros=True)
-def _product_jvp(primals, tangents):
-    # The tangent's products are rounded to the operands' dtype, as PyTorch's bf16 Linear
-    # rounds its output: transposed, the float32 cotangent is rounded first and the backward's
-    # two products stay 16-bit (float32 cotangents made XLA run them in float32: a bf16
-    # training step at 0.5x the speed on an H200).
-    a, b = primals
-    da, db = tangents
-    out = _product_in_float32(a, b)
-    parts = []
-    if not isinstance(da, SymbolicZero):
-        parts.append(jnp.matmul(da, b).astype(jnp.float32))
-    if not isinstance(db, SymbolicZero):
-        parts.append(jnp.matmul(a, db).astype(jnp.float32))
-    return out, functools.reduce(jnp.add, parts) if parts else jnp.zeros_like(out)
 
 
 def matmul_reference(a: jax.Array, b: jax.Array, bias: jax.Array | None = None,
@@ -88,7 +63,7 @@ def matmul_reference(a: jax.Array, b: jax.Array, bias: jax.Array | None = None,
         # backward's products stay 16-bit too (float32 cotangents ran them in float32: 0.46x)
         return jnp.matmul(a, b, precision=_precision(dtype))
     if jnp.dtype(dtype).itemsize == 2:
-        z = _product_in_float32(a, b)
+        z = float32_sums(jnp.matmul, a, b)  # its backward's products stay 16-bit
     else:
         z = jnp.matmul(a, b, precision=_precision(dtype))
     acc = z.dtype
