@@ -93,6 +93,10 @@ def test_measured_ms_gives_the_nearest_entry_and_can_refuse_to_extrapolate(fake_
     assert _dispatch.measured_ms("softmax", jnp.float32, 64, within=2.0,
                                  above_largest=True) is None
     assert _dispatch.measured_ms("softmax", jnp.float32, 0) is None
+    # halfway between 512 and 32768 on the log scale: the smaller's entry, or with
+    # above_largest (a lead over XLA that grows with the size) the larger's
+    assert _dispatch.measured_ms("softmax", jnp.float32, 4096) == (1.0, 2.0)
+    assert _dispatch.measured_ms("softmax", jnp.float32, 4096, above_largest=True) == (2.0, 2.1)
     assert _dispatch.beats_xla((1.0, 2.0)) and not _dispatch.beats_xla((1.0, 1.1))
     assert not _dispatch.beats_xla(None)
 

@@ -130,13 +130,15 @@ def measured_ms(op: str, dtype: object, size_key: int, within: float | None = No
     ``size_key`` (on a log scale), on a GPU; None off the GPU, where nothing was measured, or
     (with ``within``) where the nearest entry is more than that factor away, except, with
     ``above_largest``, above the largest measured size (for ops whose lead over XLA grows with
-    the size)."""
+    the size). A size halfway between two measured ones takes the smaller's entry, or with
+    ``above_largest`` the larger's."""
     if jax.default_backend() != "gpu" or size_key <= 0:
         return None
     entries = _entries(op, dtype)
     if not entries:
         return None
-    key, kernel_ms, xla_ms = min(entries, key=lambda e: abs(math.log(e[0] / size_key)))
+    key, kernel_ms, xla_ms = min(entries, key=lambda e: (abs(math.log(e[0] / size_key)),
+                                                         -e[0] if above_largest else e[0]))
     far = within is not None and abs(math.log(key / size_key)) > math.log(within)
     if far and not (above_largest and size_key > max(e[0] for e in entries)):
         return None

@@ -20,10 +20,12 @@ for that dtype and key length; a mask or dropout always takes the reference. "au
 twice: by the forward's times for a call that is not differentiated, by a training step's
 (forward and backward) for one that is; where the two differ, ``inference_or_training`` runs
 each where it was measured faster (a table with the Pallas forward fastest alone and cuDNN's
-step or the pair fastest in training; the H200's table has the Mosaic kernels fastest both
-alone and in training at every length it measured, B4 H16 D128 bf16, so there the two choices
-agree), unless training's choice is XLA, which then runs throughout (forward-mode
-differentiation, which the kernels' ``custom_vjp`` refuses, keeps working).
+step or the pair fastest in training; the H200's table, B4 H16 D128 bf16, has the Mosaic
+kernels fastest both alone and in training at every length it measured but one: at 256 keys
+without the mask XLA's forward is within the margin of theirs, 1.08x, so inference runs XLA
+there and training the Mosaic kernels), unless training's choice is XLA, which then runs
+throughout (forward-mode differentiation, which the kernels' ``custom_vjp`` refuses, keeps
+working).
 """
 
 from __future__ import annotations
@@ -210,7 +212,7 @@ def _auto_choice(q, k, v, is_causal, training: bool, config=None, scale: float =
     in decoding, is not the work that was measured). Lengths take the nearest
     measured one within a factor of two, and any length above the longest measured takes the
     longest's: the kernels' lead over XLA, whose score matrix grows as the square of the
-    length, grows with it (H200, causal training: 4x at 256 keys, 11x at 1024, 20x at 4096).
+    length, grows with it (H200, causal training: 1.5x at 256 keys, 4.8x at 1024, 6.7x at 4096).
     ``training``: by the times of a forward and backward; else of the forward alone (the
     table's ``_fwd`` entries). ``config``: the Pallas tile config the call was given.
     ``scale``: the call's score scale; where it is not positive, only the Triton kernels are
