@@ -667,11 +667,67 @@ def bench_attention(batch: int, seq: int, heads: int, head_dim: int, report: lis
         print(report[-1], flush=True)
 
 
-def attention_reference_f32(q, k, v, causal: bool):
+def attention_reference_f32(q, k, v, causal: bool, mask=None):
     """The float32 Precision.HIGHEST reference on upcast inputs."""
     from torsh_fn.kernels.attention import attention_reference
 
-    return attention_reference(*(x.astype(jnp.float32) for x in (q, k, v)), is_causal=causal)
+    return attention_reference(*(x.astype(jnp.float32) for x in (q, k, v)), mask,
+                               is_causal=causal)
+
+
+def bench_masked_attention(batch: int, heads: int, seq: int, head_dim: int,
+                           report: list[str]) -> None:
+    """Attention (B, H, S, D) bf16 with a key padding mask (lengths S, 3S/4, S/2, S/4): what a
+    mask runs (``kernels.attention``'s XLA reference, its 16-bit products with float32 sums),
+    the same on float32 products of the upcast inputs, and PyTorch's SDPA with the mask, in
+    TFLOP/s counted dense (every key, as the products do)."""
+    rng = np.random.default_rng()
+    shape = (batch, heads, seq, head_dim)
+    q, k, v, d_out = (jnp.asarray(rng.standard_normal(shape), jnp.bfloat16)
+                      for _ in range(4))
+    lengths = np.array([seq, 3 * seq // 4, seq // 2, seq // 4])[np.arange(batch) % 4]
+    mask = jnp.asarray(np.arange(seq)[None, None, None, :] < lengths[:, None, None, None])
+    report += ["", f"### attention with a padding mask B{batch} S{seq} H{heads} "
+               f"D{head_dim} bf16 (TFLOP/s, dense)", "",
+               "| impl | fwd rel err | fwd | fwd+bwd | fwd vs XLA | fwd+bwd vs XLA |",
+               "|" + " --- |" * 6]
+    flops_f = _attention_flops(batch, heads, seq, seq, head_dim, False, False)
+    flops_b = _attention_flops(batch, heads, seq, seq, head_dim, False, True)
+    exact = jax.jit(lambda q, k, v: attention_reference_f32(q, k, v, False, mask))(q, k, v)
+    cases = {"XLA (kernels.attention with the mask)":
+             lambda q, k, v: kernels.attention(q, k, v, mask),
+             "XLA on float32 products (upcast inputs, HIGHEST)":
+             lambda q, k, v: attention_reference_f32(q, k, v, False, mask).astype(q.dtype)}
+    xla = None
+    for label, fn in cases.items():
+        def train(q, k, v, g, fn=fn):
+            return jax.vjp(fn, q, k, v)[1](g)
+
+        t_f = time_jax(fn, q, k, v, iters=5, reps=5)
+        t_b = time_jax(train, q, k, v, d_out, iters=3, reps=5)
+        xla = xla or (t_f, t_b)
+        err = rel_err(jax.jit(fn)(q, k, v), exact)
+        report.append(f"| {label} | {err:.1e} | {_tflops(flops_f, t_f)} | "
+                      f"{_tflops(flops_b, t_b)} | {_speedup(xla[0], t_f)} | "
+                      f"{_speedup(xla[1], t_b)} |")
+        print(report[-1], flush=True)
+    if torch:
+        F = torch.nn.functional
+        tq, tk, tv = (to_torch(x).clone().requires_grad_(True) for x in (q, k, v))
+        tg, tm = to_torch(d_out), torch.as_tensor(np.array(mask), device="cuda")  # a copy
+
+        def torch_train(tq, tk, tv):
+            for x in (tq, tk, tv):
+                x.grad = None
+            F.scaled_dot_product_attention(tq, tk, tv, attn_mask=tm).backward(tg)
+
+        t_f = time_torch(lambda a, b, c: F.scaled_dot_product_attention(a, b, c,
+                                                                        attn_mask=tm),
+                         tq.detach(), tk.detach(), tv.detach(), iters=5, reps=5)
+        t_b = time_torch(torch_train, tq, tk, tv, iters=3, reps=5)
+        report.append(f"| PyTorch SDPA with the mask | | {_tflops(flops_f, t_f)} | "
+                      f"{_tflops(flops_b, t_b)} | {xla[0] / t_f:.2f}x | {xla[1] / t_b:.2f}x |")
+        print(report[-1], flush=True)
 
 
 def tile_configs():
@@ -1105,8 +1161,9 @@ def main(argv=None) -> None:
     parser.add_argument("--quick", action="store_true", help="small shapes (CPU smoke run)")
     parser.add_argument("--tune", action="store_true", help="sweep warps per kernel first")
     parser.add_argument("--only", default="rows,ce,pool,matmul,attention",
-                        help="sections to run, from rows,ce,pool,matmul,attention,auto,tokamax "
-                             "(auto: impl='auto' vs 'xla' on the dispatch table's shapes; "
+                        help="sections to run, from rows,ce,pool,matmul,attention,masked,auto,"
+                             "tokamax (masked: attention with a padding mask; "
+                             "auto: impl='auto' vs 'xla' on the dispatch table's shapes; "
                              "tokamax: only the ops tokamax has, rows layer_norm / rms_norm, "
                              "matmul and attention, with every column); tokamax's columns are "
                              "in every section that has its op")
@@ -1132,7 +1189,8 @@ def main(argv=None) -> None:
     if args.tokamax_autotune:
         TOKAMAX_FLAGS.append("--tokamax_autotuning_cache_miss_fallback=autotune")
     sections = set(args.only.split(","))
-    unknown = sections - {"rows", "ce", "pool", "matmul", "attention", "auto", "tokamax"}
+    unknown = sections - {"rows", "ce", "pool", "matmul", "attention", "masked", "auto",
+                          "tokamax"}
     if unknown:
         parser.error(f"--only: unknown sections {sorted(unknown)}")
     dev = jax.devices()[0]
@@ -1172,6 +1230,10 @@ def main(argv=None) -> None:
         shape = (1, 64, 2, 64) if args.quick else (4, 4096, 16, 128)
         for causal in (True, False):
             bench_attention(*shape, report, attn_tiles, causal=causal)
+    if "masked" in sections:
+        for seq in (64,) if args.quick else (1024, 4096):
+            bench_masked_attention(4, 2 if args.quick else 16, seq, 64 if args.quick else 128,
+                                   report)
     if "auto" in sections:
         check_auto(report)
     if args.out:
