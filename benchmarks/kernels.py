@@ -649,22 +649,27 @@ def bench_attention(batch: int, seq: int, heads: int, head_dim: int, report: lis
                       f"{_speedup(xla[1], t_b)} |")
         print(report[-1], flush=True)
     if torch:
-        F = torch.nn.functional
-        tq, tk, tv = (to_torch(x).clone().requires_grad_(True) for x in (q, k, v))
-        tg = to_torch(d_out)
-
-        def torch_train(tq, tk, tv):
-            for x in (tq, tk, tv):
-                x.grad = None
-            F.scaled_dot_product_attention(tq, tk, tv, is_causal=causal).backward(tg)
-
-        t_f = time_torch(lambda a, b, c: F.scaled_dot_product_attention(a, b, c,
-                                                                        is_causal=causal),
-                         tq.detach(), tk.detach(), tv.detach(), iters=10, reps=5)
-        t_b = time_torch(torch_train, tq, tk, tv, iters=5, reps=5)
+        t_f, t_b = _torch_sdpa_times(q, k, v, d_out, (10, 5), is_causal=causal)
         report.append(f"| PyTorch SDPA | | {_tflops(flops_f, t_f)} | {_tflops(flops_b, t_b)} | "
                       f"| {xla[0] / t_f:.2f}x | {xla[1] / t_b:.2f}x |")
         print(report[-1], flush=True)
+
+
+def _torch_sdpa_times(q, k, v, d_out, iters: tuple[int, int], **sdpa_kwargs):
+    """PyTorch's SDPA on the same arrays: (forward ms, forward+backward ms), timed with
+    ``iters`` calls per sample for each."""
+    F = torch.nn.functional
+    tq, tk, tv = (to_torch(x).clone().requires_grad_(True) for x in (q, k, v))
+    tg = to_torch(d_out)
+
+    def torch_train(tq, tk, tv):
+        for x in (tq, tk, tv):
+            x.grad = None
+        F.scaled_dot_product_attention(tq, tk, tv, **sdpa_kwargs).backward(tg)
+
+    t_f = time_torch(lambda a, b, c: F.scaled_dot_product_attention(a, b, c, **sdpa_kwargs),
+                     tq.detach(), tk.detach(), tv.detach(), iters=iters[0], reps=5)
+    return t_f, time_torch(torch_train, tq, tk, tv, iters=iters[1], reps=5)
 
 
 def attention_reference_f32(q, k, v, causal: bool, mask=None):
@@ -712,19 +717,8 @@ def bench_masked_attention(batch: int, heads: int, seq: int, head_dim: int,
                       f"{_speedup(xla[1], t_b)} |")
         print(report[-1], flush=True)
     if torch:
-        F = torch.nn.functional
-        tq, tk, tv = (to_torch(x).clone().requires_grad_(True) for x in (q, k, v))
-        tg, tm = to_torch(d_out), torch.as_tensor(np.array(mask), device="cuda")  # a copy
-
-        def torch_train(tq, tk, tv):
-            for x in (tq, tk, tv):
-                x.grad = None
-            F.scaled_dot_product_attention(tq, tk, tv, attn_mask=tm).backward(tg)
-
-        t_f = time_torch(lambda a, b, c: F.scaled_dot_product_attention(a, b, c,
-                                                                        attn_mask=tm),
-                         tq.detach(), tk.detach(), tv.detach(), iters=5, reps=5)
-        t_b = time_torch(torch_train, tq, tk, tv, iters=3, reps=5)
+        t_f, t_b = _torch_sdpa_times(q, k, v, d_out, (5, 3), attn_mask=torch.as_tensor(
+            np.array(mask), device="cuda"))  # np.array: a writable copy for torch
         report.append(f"| PyTorch SDPA with the mask | | {_tflops(flops_f, t_f)} | "
                       f"{_tflops(flops_b, t_b)} | {xla[0] / t_f:.2f}x | {xla[1] / t_b:.2f}x |")
         print(report[-1], flush=True)

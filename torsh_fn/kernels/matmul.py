@@ -66,9 +66,8 @@ def matmul_reference(a: jax.Array, b: jax.Array, bias: jax.Array | None = None,
         z = float32_sums(jnp.matmul, a, b)  # its backward's products stay 16-bit
     else:
         z = jnp.matmul(a, b, precision=_precision(dtype))
-    acc = z.dtype
     if bias is not None:
-        z = z + bias.astype(acc)
+        z = z + bias.astype(z.dtype)
     if act is not None:
         z = _act(z, act)
     return z.astype(dtype)
