@@ -577,6 +577,12 @@ def _attention_flops(b, h, sq, sk, d, causal, backward) -> float:
     return fwd * (3.5 if backward else 1.0)
 
 
+def _attention_tiles(c) -> str:
+    return (f"fwd {c.block_q}x{c.block_k} w{c.num_warps} s{c.num_stages}, dkv "
+            f"{c.block_q_dkv}x{c.block_k_dkv}, dq {c.block_q_dq}x{c.block_k_dq} "
+            f"w{c.bwd_num_warps} s{c.bwd_num_stages}")
+
+
 def _attention_cases(causal: bool, configs=()):
     """impl -> (function of q, k, v in (B, H, S, D)), the peers in their own layouts inside."""
     def cudnn(q, k, v):
@@ -602,10 +608,7 @@ def _attention_cases(causal: bool, configs=()):
         mosaic_attention(q, k, v, scale=q.shape[-1] ** -0.5, is_causal=causal,
                          config=MosaicAttentionConfig(schedule=other)))
     for c in configs:
-        tiles = (f"Pallas fwd {c.block_q}x{c.block_k} w{c.num_warps} s{c.num_stages}, dkv "
-                 f"{c.block_q_dkv}x{c.block_k_dkv}, dq {c.block_q_dq}x{c.block_k_dq} "
-                 f"w{c.bwd_num_warps} s{c.bwd_num_stages}")
-        cases[tiles] = lambda q, k, v, cfg=c: attention_pallas(
+        cases["Pallas " + _attention_tiles(c)] = lambda q, k, v, cfg=c: attention_pallas(
             q, k, v, AttentionStatic(causal, q.shape[-1] ** -0.5, cfg))
     for impl in tokamax_impls("attention"):
         cases[f"tokamax {impl} (BHSD<->BSHD)"] = tokamax_fn("attention", impl, causal)
@@ -680,29 +683,42 @@ def attention_reference_f32(q, k, v, causal: bool, mask=None):
                                is_causal=causal)
 
 
+def padding_mask(batch: int, seq: int) -> jax.Array:
+    """A (batch, 1, 1, seq) key padding mask: batch rows of seq, 3/4, 1/2 and 1/4 of it keys."""
+    lengths = np.array([seq, 3 * seq // 4, seq // 2, seq // 4])[np.arange(batch) % 4]
+    return jnp.asarray(np.arange(seq)[None, None, None, :] < lengths[:, None, None, None])
+
+
 def bench_masked_attention(batch: int, heads: int, seq: int, head_dim: int,
-                           report: list[str]) -> None:
-    """Attention (B, H, S, D) bf16 with a key padding mask (lengths S, 3S/4, S/2, S/4): what a
-    mask runs (``kernels.attention``'s XLA reference, its 16-bit products with float32 sums),
-    the same on float32 products of the upcast inputs, and PyTorch's SDPA with the mask, in
-    TFLOP/s counted dense (every key, as the products do)."""
+                           report: list[str], causal: bool = False, configs=()) -> None:
+    """Attention (B, H, S, D) bf16 with a key padding mask (``padding_mask``): the XLA reference
+    (its 16-bit products with float32 sums), the same on float32 products of the upcast inputs,
+    the Pallas (Triton) kernels that read the mask tile by tile (with the tile ``configs`` too),
+    what ``impl="auto"`` picks, and PyTorch's SDPA with the mask, in TFLOP/s counted dense
+    (every key, as the products do)."""
     rng = np.random.default_rng()
     shape = (batch, heads, seq, head_dim)
     q, k, v, d_out = (jnp.asarray(rng.standard_normal(shape), jnp.bfloat16)
                       for _ in range(4))
-    lengths = np.array([seq, 3 * seq // 4, seq // 2, seq // 4])[np.arange(batch) % 4]
-    mask = jnp.asarray(np.arange(seq)[None, None, None, :] < lengths[:, None, None, None])
-    report += ["", f"### attention with a padding mask B{batch} S{seq} H{heads} "
-               f"D{head_dim} bf16 (TFLOP/s, dense)", "",
+    mask = padding_mask(batch, seq)
+    report += ["", f"### {'causal ' if causal else ''}attention with a padding mask B{batch} "
+               f"S{seq} H{heads} D{head_dim} bf16 (TFLOP/s, dense)", "",
                "| impl | fwd rel err | fwd | fwd+bwd | fwd vs XLA | fwd+bwd vs XLA |",
                "|" + " --- |" * 6]
-    flops_f = _attention_flops(batch, heads, seq, seq, head_dim, False, False)
-    flops_b = _attention_flops(batch, heads, seq, seq, head_dim, False, True)
-    exact = jax.jit(lambda q, k, v: attention_reference_f32(q, k, v, False, mask))(q, k, v)
-    cases = {"XLA (kernels.attention with the mask)":
-             lambda q, k, v: kernels.attention(q, k, v, mask),
+    flops_f = _attention_flops(batch, heads, seq, seq, head_dim, causal, False)
+    flops_b = _attention_flops(batch, heads, seq, seq, head_dim, causal, True)
+    exact = jax.jit(lambda q, k, v: attention_reference_f32(q, k, v, causal, mask))(q, k, v)
+
+    def ours(impl, config=None):
+        return lambda q, k, v: kernels.attention(q, k, v, mask, is_causal=causal, impl=impl,
+                                                 config=config)
+
+    cases = {"XLA (impl='xla')": ours("xla"),
              "XLA on float32 products (upcast inputs, HIGHEST)":
-             lambda q, k, v: attention_reference_f32(q, k, v, False, mask).astype(q.dtype)}
+             lambda q, k, v: attention_reference_f32(q, k, v, causal, mask).astype(q.dtype),
+             "Pallas, Triton kernels reading the mask (impl='pallas')": ours("pallas"),
+             **{f"Pallas, Triton {_attention_tiles(c)}": ours("pallas", c) for c in configs},
+             "auto": ours("auto")}
     xla = None
     for label, fn in cases.items():
         def train(q, k, v, g, fn=fn):
@@ -718,7 +734,7 @@ def bench_masked_attention(batch: int, heads: int, seq: int, head_dim: int,
         print(report[-1], flush=True)
     if torch:
         t_f, t_b = _torch_sdpa_times(q, k, v, d_out, (5, 3), attn_mask=torch.as_tensor(
-            np.array(mask), device="cuda"))  # np.array: a writable copy for torch
+            np.array(mask), device="cuda"), is_causal=causal)  # np.array: a writable copy
         report.append(f"| PyTorch SDPA with the mask | | {_tflops(flops_f, t_f)} | "
                       f"{_tflops(flops_b, t_b)} | {xla[0] / t_f:.2f}x | {xla[1] / t_b:.2f}x |")
         print(report[-1], flush=True)
@@ -916,9 +932,19 @@ def _public_cases(dtype):
                                           default_config(q.shape[-1]), "pallas")
         return lambda q, k, v: kernels.attention(q, k, v, is_causal=causal, impl=impl)
 
+    def masked(impl, causal):  # a key padding mask: the Triton kernels (the only ones taking it)
+        return lambda q, k, v: kernels.attention(q, k, v, padding_mask(q.shape[0], q.shape[2]),
+                                                 is_causal=causal, impl=impl)
+
     row_keys, plane_keys = (512, 4096, 32768), (49, 196, 784, 3136, 12544)
     attention_cases = {}
     if dtype == jnp.bfloat16:  # bf16 only: cuDNN's and the peers'
+        for causal in (True, False):
+            op = "triton_attention" + ("_causal" if causal else "") + "_masked"
+            attention_cases[op] = ((256, 1024, 4096), heads,
+                                   functools.partial(masked, causal=causal), "step")
+            attention_cases[op + "_fwd"] = ((256, 1024, 4096), heads,
+                                            functools.partial(masked, causal=causal), False)
         for causal in (True, False):
             for kernel in ("pallas", "cudnn", "pallas_cudnn", "triton"):
                 # the other kernels' entries: their "pallas" column is theirs (the table's
@@ -1225,9 +1251,10 @@ def main(argv=None) -> None:
         for causal in (True, False):
             bench_attention(*shape, report, attn_tiles, causal=causal)
     if "masked" in sections:
-        for seq in (64,) if args.quick else (1024, 4096):
+        for seq, causal in ((64, False), (64, True)) if args.quick else (
+                (1024, False), (4096, False), (4096, True)):
             bench_masked_attention(4, 2 if args.quick else 16, seq, 64 if args.quick else 128,
-                                   report)
+                                   report, causal, attn_tiles)
     if "auto" in sections:
         check_auto(report)
     if args.out:

@@ -18,6 +18,7 @@ from torsh_fn.kernels._pallas_attention import (
     AttentionConfig,
     AttentionStatic,
     attention_pallas,
+    mask_as_bhls,
 )
 from torsh_fn.kernels.attention import attention, attention_reference
 
@@ -121,7 +122,7 @@ def test_forward_without_gradient_matches_reference(rng, shapes, causal, dtype):
 def test_forward_saves_the_base2_logsumexp(rng, shapes, causal, dtype):
     """The residual the backward (and the Mosaic forward's ``with_lse``) agree on."""
     q, k, v = (normal(rng, s, dtype) for s in shapes)
-    _, lse = _pallas_attention._forward(q, k, v, AttentionStatic(causal, 0.3, SMALL))
+    _, lse = _pallas_attention._forward(q, k, v, None, AttentionStatic(causal, 0.3, SMALL))
     assert lse.shape == q.shape[:3] and lse.dtype == jnp.float32
     assert float(jnp.max(jnp.abs(lse - reference_lse(q, k, causal, 0.3)))) < 1e-2
 
@@ -134,7 +135,7 @@ def test_cudnn_backward_takes_the_forward_residuals(rng, monkeypatch):
 
     def cudnn_attention_bwd(q, k, v, out, lse, d_out, *, scale, is_causal):
         calls.append((lse.shape, lse.dtype, scale, is_causal))  # traced: no values
-        return _pallas_attention._backward(q, k, v, out, lse, d_out,
+        return _pallas_attention._backward(q, k, v, None, out, lse, d_out,
                                            AttentionStatic(is_causal, scale, SMALL))
 
     monkeypatch.setattr(_pallas_attention, "cudnn_attention_bwd", cudnn_attention_bwd)
@@ -176,8 +177,11 @@ def test_config_rejects_bad_blocks():
 
 def test_public_op_refuses_what_the_kernel_does_not_cover():
     q = jnp.ones((1, 2, 5, 8))
-    with pytest.raises(ValueError, match="attention: the Pallas kernel does not take an attn mask"):
-        attention(q, q, q, jnp.ones((5, 5), bool), impl="pallas")
+    with pytest.raises(ValueError, match="does not take a mask of dtype int32 \\(bool or float"):
+        attention(q, q, q, jnp.ones((5, 5), jnp.int32), impl="pallas")
+    with pytest.raises(ValueError, match=r"attention: mask of shape \(3, 5\) does not broadcast "
+                       r"to \(batch, heads, L, S\) = \(1, 2, 5, 5\)"):
+        attention(q, q, q, jnp.ones((3, 5), bool), impl="pallas")
     with pytest.raises(ValueError, match="does not take dropout_p > 0"):
         attention(q, q, q, dropout_p=0.5, key=jax.random.PRNGKey(0), impl="pallas")
     with pytest.raises(ValueError, match="does not take key/value heads that do not divide"):
@@ -188,3 +192,157 @@ def test_auto_is_xla_on_the_cpu(rng):
     q = normal(rng, (1, 2, 9, 8), jnp.float32)
     assert jnp.array_equal(attention(q, q, q, is_causal=True),
                            attention(q, q, q, is_causal=True, impl="xla"))
+
+
+def masked_reference(q, k, v, mask, causal, scale):
+    """The reference with grouped heads repeated and an attention mask."""
+    return attention_reference(q, _grouped(q, k), _grouped(q, v), mask, is_causal=causal,
+                               scale=scale)
+
+
+MASK_CASES = [  # q, k/v shapes; the mask's shape and dtype; causal: every broadcast the kernels
+    # read (batch, heads and query rows each 1 or whole), ragged tiles, grouped heads
+    (((2, 4, 37, 24), (2, 2, 45, 24)), (2, 1, 1, 45), jnp.bool_, False),  # key padding
+    (((2, 4, 37, 24), (2, 2, 45, 24)), (1, 4, 37, 45), jnp.float32, True),  # per-head bias
+    (((2, 2, 29, 16), (2, 2, 29, 16)), (2, 2, 29, 29), jnp.bool_, True),  # all dims
+    (((1, 2, 20, 16), (1, 1, 33, 16)), (20, 1), jnp.bool_, False),  # per query: some rows hidden
+    (((2, 2, 20, 16), (2, 1, 33, 16)), (2, 1, 33), jnp.float32, False),  # per-head key bias
+]
+
+
+def random_mask(rng, shape, dtype):
+    if dtype == jnp.bool_:
+        return jnp.asarray(rng.random(shape) < 0.7)
+    return normal(rng, shape, dtype)
+
+
+@pytest.mark.parametrize("shapes, mask_shape, mask_dtype, causal", MASK_CASES)
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_masks_match_reference(rng, shapes, mask_shape, mask_dtype, causal, dtype):
+    """Outputs and gradients (of a float mask too) against the reference, the kernels reading
+    the mask as ``mask_as_bhls`` lays it out."""
+    q_shape, kv_shape = shapes
+    q, k, v = (normal(rng, s, dtype) for s in (q_shape, kv_shape, kv_shape))
+    mask = random_mask(rng, mask_shape, mask_dtype)
+    static = AttentionStatic(causal, 0.3, SMALL)
+
+    def kernels(q, k, v, mask):
+        bhls = mask_as_bhls(mask, q.shape[:1], *q.shape[1:3], k.shape[2])
+        return attention_pallas(q, k, v, static, bhls)
+
+    args = (q, k, v, mask)
+    if mask_dtype == jnp.bool_:  # not differentiable: closed over
+        check_fwd_and_grad_jit(lambda q, k, v: kernels(q, k, v, mask),
+                               lambda q, k, v: masked_reference(q, k, v, mask, causal, 0.3),
+                               args[:3], rng, dtype)
+    else:
+        check_fwd_and_grad_jit(kernels, lambda *a: masked_reference(*a, causal, 0.3), args, rng,
+                               dtype)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_hidden_rows_give_zeros_and_zero_gradients(rng, dtype):
+    """A query row that sees no key (a mask of False, or of -inf, over every key) gives zeros
+    and passes no gradient, as PyTorch's math path; the others match the reference."""
+    q, k, v = (normal(rng, (1, 2, 21, 16), dtype) for _ in range(3))
+    hidden = np.zeros((21, 1), bool)
+    hidden[[0, 7, 20]] = True
+    for mask in (jnp.asarray(~hidden & (rng.random((21, 21)) < 0.8)),
+                 jnp.where(hidden, -jnp.inf, normal(rng, (21, 21), jnp.float32))):
+        def loss(q, k, v, fn):
+            return jnp.sum(fn(q, k, v).astype(jnp.float32) ** 2)
+
+        def kernels(q, k, v, mask=mask):
+            return attention(q, k, v, mask, impl="pallas", config=SMALL)
+
+        out = kernels(q, k, v)
+        assert not np.asarray(out[:, :, hidden[:, 0]], np.float32).any()
+        assert rel_err(out, masked_reference(q, k, v, mask, False, None)) < TOL[dtype]
+        grads = jax.grad(loss, argnums=(0, 1, 2))(q, k, v, kernels)
+        assert all(np.isfinite(np.asarray(g, np.float32)).all() for g in grads)
+        assert not np.asarray(grads[0][:, :, hidden[:, 0]], np.float32).any()
+        expected = jax.grad(loss, argnums=(0, 1, 2))(
+            q, k, v, lambda *a, mask=mask: masked_reference(*a, mask, False, None))
+        for g, e in zip(grads, expected, strict=True):
+            assert rel_err(g, e) < 5 * TOL[dtype]
+
+
+def test_the_mask_gradient_is_computed_only_where_it_is_differentiated(rng, monkeypatch):
+    """dS, a [Sq, Sk] matrix per head, is written only for a float mask that is differentiated;
+    a constant float mask and a bool mask do without."""
+    asked = []
+
+    def spy(*args, **kwargs):
+        asked.append(args[-1])
+        return backward(*args, **kwargs)
+
+    backward = _pallas_attention._backward
+    monkeypatch.setattr(_pallas_attention, "_backward", spy)
+    q = normal(rng, (2, 2, 19, 16), jnp.float32)
+    bias = normal(rng, (2, 1, 1, 19), jnp.float32)
+
+    def loss(q, mask):
+        return jnp.sum(attention(q, q, q, mask, impl="pallas", config=SMALL) ** 2)
+
+    jax.grad(loss)(q, bias)
+    jax.grad(loss)(q, bias > 0)
+    assert asked and not any(asked)
+    asked.clear()
+    grad_q, grad_bias = jax.grad(loss, argnums=(0, 1))(q, bias)
+    assert asked and all(asked)
+    expected = jax.grad(lambda q, m: jnp.sum(masked_reference(q, q, q, m, False, None) ** 2),
+                        argnums=(0, 1))(q, bias)
+    assert grad_bias.shape == bias.shape
+    assert rel_err(grad_bias, expected[1]) < 5 * TOL[jnp.float32]
+    assert rel_err(grad_q, expected[0]) < 5 * TOL[jnp.float32]
+
+
+@pytest.mark.parametrize("mask_shape, batch_shape, laid_out", [
+    ((2, 1, 1, 7), (2,), (2, 1, 1, 7)),  # key padding
+    ((7,), (2,), (1, 1, 1, 7)),  # one row for every batch, head and query
+    ((5, 1), (2,), (1, 1, 5, 7)),  # per query: the keys broadcast
+    ((1, 3, 8, 1, 7), (2, 3), (6, 8, 1, 7)),  # one batch dim broadcast: both laid out
+    ((1, 1, 1, 5, 7), (2, 3), (1, 1, 5, 7)),
+])
+def test_mask_as_bhls_keeps_what_varies(mask_shape, batch_shape, laid_out):
+    mask = jnp.arange(np.prod(mask_shape)).reshape(mask_shape)
+    got = mask_as_bhls(mask, batch_shape, 8, 5, 7)
+    assert got.shape == laid_out
+    np.testing.assert_array_equal(
+        np.broadcast_to(got.reshape(*(batch_shape if got.shape[0] > 1 else (1,) * len(batch_shape)),
+                                    *got.shape[1:]), (*batch_shape, 8, 5, 7)),
+        np.broadcast_to(mask, (*batch_shape, 8, 5, 7)))
+
+
+def test_masked_training_lowers_to_the_triton_kernels(monkeypatch):
+    """On a GPU a mask takes the three Triton kernels (the Mosaic ones take none): the program
+    of a training step, lowered for CUDA on the CPU, holds them and no Mosaic GPU kernel."""
+    monkeypatch.setattr(_pallas_attention, "interpret_mode", lambda: False)
+    monkeypatch.setattr(_pallas_attention, "on_hopper", lambda: True)
+    q = jnp.zeros((2, 4, 256, 128), jnp.bfloat16)
+    mask = jnp.zeros((2, 1, 1, 256), bool)
+
+    def loss(q, bias):
+        static = AttentionStatic(False, 0.1, None)
+        return jnp.sum(attention_pallas(q, q, q, static, mask) + attention_pallas(
+            q, q, q, static, bias).astype(jnp.float32))
+
+    text = jax.jit(jax.grad(loss, argnums=(0, 1))).trace(
+        q, jnp.zeros((1, 4, 256, 256), jnp.bfloat16)).lower(lowering_platforms=("cuda",)).as_text()
+    assert text.count("xla.gpu.triton") == 6 and "mosaic_gpu" not in text
+    assert "flash_attention_fwd" in text
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("head_dim, causal", [(64, True), (128, False)])
+def test_compiled_masks_match_reference(rng, head_dim, causal):
+    q_shape, kv_shape = (2, 8, 1000, head_dim), (2, 2, 1000, head_dim)
+    q, k, v = (normal(rng, s, jnp.bfloat16) for s in (q_shape, kv_shape, kv_shape))
+    padding = jnp.arange(1000) < jnp.array([1000, 613])[:, None, None, None]
+    bias = normal(rng, (1, 8, 1000, 1000), jnp.bfloat16)
+    static = AttentionStatic(causal, head_dim ** -0.5, None)
+    check_fwd_and_grad_jit(
+        lambda q, k, v, bias: attention_pallas(q, k, v, static, jnp.where(padding, bias, -jnp.inf)),
+        lambda q, k, v, bias: masked_reference(q, k, v, jnp.where(padding, bias, -jnp.inf), causal,
+                                               head_dim ** -0.5),
+        (q, k, v, bias), rng, jnp.bfloat16)

@@ -35,6 +35,22 @@ def test_attention_reference_matches_torch(rng):
                    q, k, v, rng=rng, variant=jax.jit, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("impl", ["xla", "pallas"])
+@pytest.mark.parametrize("float_mask", [False, True])
+def test_hidden_rows_give_zeros_and_zero_gradients_as_torch(rng, impl, float_mask):
+    """Query rows that the mask hides from every key: zeros and zero gradients, as torch's SDPA
+    (the reference's softmax once divided 0 by 0 there, and its gradients were NaN)."""
+    q = rng.standard_normal((2, 3, 6, 8)).astype(np.float32)
+    k, v = (rng.standard_normal((2, 3, 7, 8)).astype(np.float32) for _ in range(2))
+    mask = rng.random((2, 1, 6, 7)) < 0.7
+    mask[0, 0, [1, 4]] = mask[1, 0, 5] = False
+    if float_mask:  # -inf where hidden, and a bias (differentiated) where not
+        mask = np.where(mask, rng.standard_normal(mask.shape), -np.inf).astype(np.float32)
+    check_vs_torch(lambda *a: attention(*a, impl=impl),
+                   lambda *a: TF.scaled_dot_product_attention(*a),
+                   q, k, v, mask, rng=rng, rtol=1e-5, atol=1e-5, grad=(0, 1, 2))
+
+
 def test_16_bit_reference_runs_16_bit_products_as_torch(rng):
     """bf16 with a padding mask (what always takes the reference): values and gradients as
     torch's SDPA in bf16 and near the float32 computation, and every product, forward and
@@ -70,8 +86,9 @@ def test_16_bit_reference_runs_16_bit_products_as_torch(rng):
 
 def test_pallas_refuses_what_the_kernel_does_not_cover():
     x = jnp.ones((1, 5, 4))
-    with pytest.raises(ValueError, match="attention: the Pallas kernel does not take an attn mask"):
-        attention(x, x, x, jnp.ones((5, 5), bool), impl="pallas")
+    with pytest.raises(ValueError, match="attention: the Pallas kernel does not take a mask of "
+                       "dtype int8"):
+        attention(x, x, x, jnp.ones((5, 5), jnp.int8), impl="pallas")
     with pytest.raises(ValueError, match="does not take dropout_p > 0"):
         attention(x, x, x, dropout_p=0.5, key=jax.random.key(0), impl="pallas")
 
@@ -177,9 +194,9 @@ def _fake_gpu(monkeypatch, ops):
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     flashes = []
 
-    def flash(q, k, v, is_causal, scale, config, kernels):
+    def flash(q, k, v, is_causal, scale, config, kernels, mask=None):
         flashes.append(kernels)
-        return attention_reference(q, k, v, is_causal=is_causal, scale=scale)
+        return attention_reference(q, k, v, mask, is_causal=is_causal, scale=scale)
 
     monkeypatch.setattr(attention_module, "_flash", flash)
     return flashes
@@ -194,6 +211,25 @@ def split_table(monkeypatch):
         "cudnn_attention_causal_fwd": {"bfloat16": [[4096, 1.2, 20.0]]},
         "triton_attention_causal": {"bfloat16": [[4096, 4.0, 40.0]]},
         "cudnn_attention_causal": {"bfloat16": [[4096, 3.0, 40.0]]}})
+
+
+def test_auto_takes_a_mask_to_the_triton_kernels_where_measured_faster(rng, monkeypatch):
+    """With a mask only the Triton kernels are candidates (the ``_masked`` entries): not cuDNN
+    nor the Mosaic kernels, however fast their entries; without its entry XLA runs."""
+    flashes = _fake_gpu(monkeypatch, {
+        "triton_attention_masked": {"bfloat16": [[1024, 2.0, 6.0]]},
+        "triton_attention_masked_fwd": {"bfloat16": [[1024, 1.0, 1.1]]},
+        "cudnn_attention": {"bfloat16": [[1024, 0.1, 6.0]]},
+        "cudnn_attention_fwd": {"bfloat16": [[1024, 0.1, 6.0]]}})
+    monkeypatch.setattr(_pallas_attention, "on_hopper", lambda: True)
+    q = jnp.asarray(rng.standard_normal((2, 2, 1024, 64)), jnp.bfloat16)
+    assert _auto_choice(q, q, q, False, training=True, masked=True) == "pallas"
+    assert _auto_choice(q, q, q, False, training=False, masked=True) == "xla"  # within margin
+    assert _auto_choice(q, q, q, True, training=True, masked=True) == "xla"  # not measured
+    assert _auto_choice(q, q, q, False, training=True) == "cudnn"
+    mask = jnp.arange(1024) < jnp.array([1024, 700])[:, None, None, None]
+    jax.grad(lambda q: jnp.sum(attention(q, q, q, mask).astype(jnp.float32)))(q)
+    assert flashes == ["pallas"]
 
 
 def test_auto_chooses_the_forward_and_the_training_step_apart(rng, split_table):

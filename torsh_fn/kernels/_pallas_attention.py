@@ -19,7 +19,14 @@ query head that shares it (grouped-query attention needs no atomics), one progra
 tile accumulates its dQ over the key tiles.
 
 Masks: causal is PyTorch's ``is_causal`` (top-left aligned: query row ``i`` sees keys ``<= i``).
-Tiles wholly visible skip the mask arithmetic; only diagonal and ragged-edge tiles pay for it.
+Tiles wholly visible skip the causal arithmetic; only diagonal and ragged-edge tiles pay for it.
+An attention mask (``attn_mask``: bool, True takes part, or float, added to the scores) comes as
+a (Bm, Hm, Lm, Sk) array whose first three dims are 1 or the batch, heads and query length
+(``mask_as_bhls`` lays a broadcastable mask out so): every tile reads its [block_q, block_k]
+slice of it (one row of it for Lm = 1, a key padding mask), so no [Sq, Sk] matrix is made for
+a mask that broadcasts. A row that the mask hides wholly gives zeros (and zero gradients), as
+PyTorch's math path does. A float mask that is differentiated gets its gradient, dS summed over
+the dims it broadcasts: the dQ kernel then writes dS, one [Sq, Sk] float32 matrix per head.
 Sequence lengths need not divide the blocks (masked loads and stores); head dims are padded in
 registers to a power of two (at least 16). Grouped-query heads: ``k``/``v`` may have ``Hk``
 heads dividing ``q``'s ``H``; query head ``h`` reads key/value head ``h // (H // Hk)``.
@@ -41,6 +48,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.custom_derivatives import SymbolicZero
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
 
@@ -159,6 +167,44 @@ def _kv_head(program_head, dims: _Dims):
     return batch * dims.kv_heads + idiv(head, dims.group)
 
 
+class _MaskDims(NamedTuple):
+    """A (Bm, Hm, Lm, Sk) attention mask's broadcast dims (1 or the batch, heads, query length)
+    and ``bias``: float, added to the scores (else bool, stored as int8: nonzero takes part)."""
+
+    batches: int
+    heads: int
+    rows: int
+    bias: bool
+
+    @classmethod
+    def of(cls, mask: jax.Array | None) -> _MaskDims | None:
+        if mask is None:
+            return None
+        return cls(*mask.shape[:3], bias=jnp.issubdtype(mask.dtype, jnp.floating))
+
+
+def _mask_tile(mask_ref, mdims: _MaskDims, head, q_start, block_q: int, k_start, block_k: int,
+               dims: _Dims):
+    """The mask's [block_q, block_k] tile for flattened query head ``head`` (a [1, block_k] row
+    where the mask has one row for every query), zeros past the ends."""
+    batch, q_head = idiv(head, dims.heads), irem(head, dims.heads)
+    index = jnp.int32((batch if mdims.batches > 1 else 0) * mdims.heads
+                      + (q_head if mdims.heads > 1 else 0))  # an array even where both are 0
+    rows, start = (block_q, q_start) if mdims.rows > 1 else (1, 0)
+    ok = (k_start + jnp.arange(block_k) < dims.kv_len)[None, :]
+    if mdims.rows > 1:
+        ok = ok & (q_start + jnp.arange(block_q) < dims.q_len)[:, None]
+    return plgpu.load(mask_ref.at[index, pl.ds(start, rows), pl.ds(k_start, block_k)], mask=ok,
+                      other=0)
+
+
+def _masked_scores(s, tile, mdims: _MaskDims):
+    """Base-2 scores ``s`` with a mask tile (of ``s``'s orientation) applied."""
+    if mdims.bias:
+        return s + tile.astype(jnp.float32) * _LOG2_E
+    return jnp.where(tile != 0, s, -jnp.inf)
+
+
 def _kv_steps(i, block_q: int, block_k: int, dims: _Dims, causal: bool, kv_edge: bool):
     """For query tile ``i``: (key tiles needing no mask, key tiles to visit in all)."""
     n_kv = pl.cdiv(dims.kv_len, block_k)
@@ -171,8 +217,8 @@ def _kv_steps(i, block_q: int, block_k: int, dims: _Dims, causal: bool, kv_edge:
     return full, last
 
 
-def _fwd_kernel(q_ref, k_ref, v_ref, o_ref, lse_ref, *, static: AttentionStatic, dims: _Dims,
-                cfg: AttentionConfig):
+def _fwd_kernel(q_ref, k_ref, v_ref, mask_ref, o_ref, lse_ref, *, static: AttentionStatic,
+                dims: _Dims, cfg: AttentionConfig, mdims: _MaskDims | None):
     bq, bk = cfg.block_q, cfg.block_k
     i, head = pl.program_id(0), pl.program_id(1)
     kv = _kv_head(head, dims)
@@ -191,9 +237,14 @@ def _fwd_kernel(q_ref, k_ref, v_ref, o_ref, lse_ref, *, static: AttentionStatic,
             if static.causal:
                 ok = ok & (k_pos[None, :] <= q_pos[:, None])
             s = jnp.where(ok, s, -jnp.inf)
+        if mdims is not None:
+            s = _masked_scores(s, _mask_tile(mask_ref, mdims, head, i * bq, bq, j * bk, bk, dims),
+                               mdims)
         m_new = jnp.maximum(m, jnp.max(s, axis=1))
-        alpha = jnp.exp2(m - m_new)
-        p = jnp.exp2(s - m_new[:, None])  # [bq, bk]
+        # a row the mask hides so far has m_new = -inf: exponents from 0 keep it at zeros
+        shift = m_new if mdims is None else jnp.where(jnp.isneginf(m_new), 0.0, m_new)
+        alpha = jnp.exp2(m - shift)
+        p = jnp.exp2(s - shift[:, None])  # [bq, bk]
         v = _rows(v_ref, kv, j * bk, bk, dims.kv_len, dims.dv_pad, dims.v_dim, masked)
         pv = plgpu.dot(p.astype(v.dtype), v, precision=dot_precision(v.dtype))
         return acc * alpha[:, None] + pv, m_new, row_sum * alpha + jnp.sum(p, axis=1)
@@ -203,12 +254,17 @@ def _fwd_kernel(q_ref, k_ref, v_ref, o_ref, lse_ref, *, static: AttentionStatic,
              jnp.zeros((bq,), jnp.float32))
     carry = lax.fori_loop(0, full, functools.partial(step, masked=False), carry)
     acc, m, row_sum = lax.fori_loop(full, last, functools.partial(step, masked=True), carry)
-    _store_rows(o_ref, head, i * bq, acc / row_sum[:, None], dims.q_len, dims.v_dim)
-    plgpu.store(lse_ref.at[head, pl.ds(i * bq, bq)], m + jnp.log2(row_sum), mask=q_pos < dims.q_len)
+    out, lse = acc / row_sum[:, None], m + jnp.log2(row_sum)
+    if mdims is not None:  # hidden rows: zeros, and lse = +inf makes the backward's p zero
+        dead = row_sum == 0.0
+        out, lse = jnp.where(dead[:, None], 0.0, out), jnp.where(dead, jnp.inf, lse)
+    _store_rows(o_ref, head, i * bq, out, dims.q_len, dims.v_dim)
+    plgpu.store(lse_ref.at[head, pl.ds(i * bq, bq)], lse, mask=q_pos < dims.q_len)
 
 
-def _dkdv_kernel(q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, dk_ref, dv_ref, *,
-                 static: AttentionStatic, dims: _Dims, cfg: AttentionConfig):
+def _dkdv_kernel(q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, mask_ref, dk_ref, dv_ref, *,
+                 static: AttentionStatic, dims: _Dims, cfg: AttentionConfig,
+                 mdims: _MaskDims | None):
     bq, bk = cfg.block_q_dkv, cfg.block_k_dkv
     j, kv = pl.program_id(0), pl.program_id(1)
     k_edge = dims.kv_len % bk != 0
@@ -228,6 +284,9 @@ def _dkdv_kernel(q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, dk_ref, dv_ref
         lse = _row_stats(lse_ref, head, i * bq, bq, dims.q_len, jnp.inf)
         delta = _row_stats(delta_ref, head, i * bq, bq, dims.q_len, 0.0)
         s_t = plgpu.dot(k, q, trans_b=True, precision=dot_precision(k.dtype)) * qk_scale  # [bk, bq]
+        if mdims is not None:
+            s_t = _masked_scores(
+                s_t, _mask_tile(mask_ref, mdims, head, i * bq, bq, j * bk, bk, dims).T, mdims)
         p_t = jnp.exp2(s_t - lse[None, :])
         if masked:
             p_t = jnp.where(k_pos[:, None] <= i * bq + jnp.arange(bq)[None, :], p_t, 0.0)
@@ -254,8 +313,9 @@ def _dkdv_kernel(q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, dk_ref, dv_ref
     _store_rows(dv_ref, kv, j * bk, dv, dims.kv_len, dims.v_dim)
 
 
-def _dq_kernel(q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, dq_ref, *,
-               static: AttentionStatic, dims: _Dims, cfg: AttentionConfig):
+def _dq_kernel(q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, mask_ref, dq_ref, ds_ref=None, *,
+               static: AttentionStatic, dims: _Dims, cfg: AttentionConfig,
+               mdims: _MaskDims | None):
     bq, bk = cfg.block_q_dq, cfg.block_k_dq
     i, head = pl.program_id(0), pl.program_id(1)
     kv = _kv_head(head, dims)
@@ -272,14 +332,23 @@ def _dq_kernel(q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, dq_ref, *,
         k = _rows(k_ref, kv, j * bk, bk, dims.kv_len, dims.d_pad, dims.head_dim, masked)
         v = _rows(v_ref, kv, j * bk, bk, dims.kv_len, dims.dv_pad, dims.v_dim, masked)
         s = plgpu.dot(q, k, trans_b=True, precision=dot_precision(q.dtype)) * qk_scale  # [bq, bk]
+        if mdims is not None:
+            s = _masked_scores(s, _mask_tile(mask_ref, mdims, head, i * bq, bq, j * bk, bk, dims),
+                               mdims)
         p = jnp.exp2(s - lse[:, None])
         if masked and static.causal:
             p = jnp.where(j * bk + jnp.arange(bk)[None, :] <= q_pos[:, None], p, 0.0)
         dp = plgpu.dot(do, v, trans_b=True, precision=dot_precision(do.dtype))  # [bq, bk]
         ds = p * (dp - delta[:, None])
+        if ds_ref is not None:  # the mask's gradient: dS itself
+            k_pos = j * bk + jnp.arange(bk)
+            plgpu.store(ds_ref.at[head, pl.ds(i * bq, bq), pl.ds(j * bk, bk)], ds,
+                        mask=(q_pos < dims.q_len)[:, None] & (k_pos < dims.kv_len)[None, :])
         return dq + plgpu.dot(ds.astype(k.dtype), k, precision=dot_precision(k.dtype))
 
     full, last = _kv_steps(i, bq, bk, dims, static.causal, dims.kv_len % bk != 0)
+    if ds_ref is not None:  # every tile of dS is written: past the causal diagonal, zeros
+        last = pl.cdiv(dims.kv_len, bk)
     dq = jnp.zeros((bq, dims.d_pad), jnp.float32)
     dq = lax.fori_loop(0, full, functools.partial(step, masked=False), dq)
     dq = lax.fori_loop(full, last, functools.partial(step, masked=True), dq)
@@ -300,32 +369,52 @@ def _flat(x):
     return x.reshape(-1, *x.shape[2:])
 
 
-def _forward(q, k, v, static: AttentionStatic):
+def _mask_operand(mask):
+    """The mask as the kernels read it: (Bm * Hm, Lm, Sk); bool as int8 (Triton loads bytes)."""
+    if mask is None:
+        return ()
+    return (_flat(mask.astype(jnp.int8) if mask.dtype == jnp.bool_ else mask),)
+
+
+def _mask_slot(kernel, n_inputs: int, mask):
+    """``kernel`` with its ``mask_ref`` (after its ``n_inputs`` other inputs) None when there is
+    no mask."""
+    if mask is not None:
+        return kernel
+    return lambda *refs: kernel(*refs[:n_inputs], None, *refs[n_inputs:])
+
+
+def _forward(q, k, v, mask, static: AttentionStatic):
     dims = _dims(q, k, v)
     cfg = _config(static, dims)
     batch_heads = q.shape[0] * dims.heads
+    kernel = functools.partial(_fwd_kernel, static=static, dims=dims, cfg=cfg,
+                               mdims=_MaskDims.of(mask))
     out, lse = pl.pallas_call(
-        functools.partial(_fwd_kernel, static=static, dims=dims, cfg=cfg),
+        _mask_slot(kernel, 3, mask),
         out_shape=[jax.ShapeDtypeStruct((batch_heads, dims.q_len, dims.v_dim), q.dtype),
                    jax.ShapeDtypeStruct((batch_heads, dims.q_len), jnp.float32)],
         grid=(pl.cdiv(dims.q_len, cfg.block_q), batch_heads),
         interpret=interpret_mode(),
         compiler_params=compiler_params(cfg.num_warps, cfg.num_stages),
         name="flash_attention_fwd",
-    )(_flat(q), _flat(k), _flat(v))
+    )(_flat(q), _flat(k), _flat(v), *_mask_operand(mask))
     return out.reshape(*q.shape[:3], dims.v_dim), lse.reshape(q.shape[:3])
 
 
-def _backward(q, k, v, out, lse, d_out, static: AttentionStatic):
+def _backward(q, k, v, mask, out, lse, d_out, static: AttentionStatic, mask_grad: bool = False):
+    """(dq, dk, dv) by the Triton kernels, and with ``mask_grad`` dS, (B, H, Sq, Sk) float32."""
     dims = _dims(q, k, v)
     cfg = _config(static, dims)
     batch = q.shape[0]
+    mdims = _MaskDims.of(mask)
     delta = jnp.sum(out.astype(jnp.float32) * d_out.astype(jnp.float32), axis=-1)
     args = (_flat(q), _flat(k), _flat(v), _flat(d_out.astype(q.dtype)), _flat(lse),
-            _flat(delta))
+            _flat(delta), *_mask_operand(mask))
     params = compiler_params(cfg.bwd_num_warps, cfg.bwd_num_stages)
     dk, dv = pl.pallas_call(
-        functools.partial(_dkdv_kernel, static=static, dims=dims, cfg=cfg),
+        _mask_slot(functools.partial(_dkdv_kernel, static=static, dims=dims, cfg=cfg,
+                                     mdims=mdims), 6, mask),
         out_shape=[jax.ShapeDtypeStruct((batch * dims.kv_heads, *k.shape[2:]), k.dtype),
                    jax.ShapeDtypeStruct((batch * dims.kv_heads, *v.shape[2:]), v.dtype)],
         grid=(pl.cdiv(dims.kv_len, cfg.block_k_dkv), batch * dims.kv_heads),
@@ -333,33 +422,40 @@ def _backward(q, k, v, out, lse, d_out, static: AttentionStatic):
         compiler_params=params,
         name="flash_attention_dkdv",
     )(*args)
-    dq = pl.pallas_call(
-        functools.partial(_dq_kernel, static=static, dims=dims, cfg=cfg),
-        out_shape=jax.ShapeDtypeStruct((batch * dims.heads, *q.shape[2:]), q.dtype),
+    dq_shape = jax.ShapeDtypeStruct((batch * dims.heads, *q.shape[2:]), q.dtype)
+    ds_shape = jax.ShapeDtypeStruct((batch * dims.heads, dims.q_len, dims.kv_len), jnp.float32)
+    dq, *ds = pl.pallas_call(
+        _mask_slot(functools.partial(_dq_kernel, static=static, dims=dims, cfg=cfg,
+                                     mdims=mdims), 6, mask),
+        out_shape=[dq_shape, ds_shape] if mask_grad else [dq_shape],
         grid=(pl.cdiv(dims.q_len, cfg.block_q_dq), batch * dims.heads),
         interpret=interpret_mode(),
         compiler_params=params,
         name="flash_attention_dq",
     )(*args)
-    return dq.reshape(q.shape), dk.reshape(k.shape), dv.reshape(v.shape)
+    grads = dq.reshape(q.shape), dk.reshape(k.shape), dv.reshape(v.shape)
+    return (*grads, ds[0].reshape(*q.shape[:3], dims.kv_len)) if mask_grad else grads
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def attention_pallas(q: jax.Array, k: jax.Array, v: jax.Array,
-                     static: AttentionStatic) -> jax.Array:
+def attention_pallas(q: jax.Array, k: jax.Array, v: jax.Array, static: AttentionStatic,
+                     mask: jax.Array | None = None) -> jax.Array:
     """Flash attention by the Pallas kernels.
 
     On a Hopper GPU the forward (alone, or with the logsumexp that the backward takes) and the
     backward are Mosaic GPU kernels (``_mosaic_attention``, ``_mosaic_attention_bwd``: TMA and
-    wgmma, faster than the Triton kernels) where they take the shapes and no tile config is
-    given; the Triton kernels do the rest. ``static.cudnn_backward`` takes the backward from
-    cuDNN instead. The Mosaic backward adds dQ up in whatever order its CTAs finish: run to
-    run, dQ may differ in its last bits.
+    wgmma, faster than the Triton kernels) where they take the shapes and no tile config or
+    mask is given; the Triton kernels do the rest. ``static.cudnn_backward`` takes the backward
+    from cuDNN instead. The Mosaic backward adds dQ up in whatever order its CTAs finish: run
+    to run, dQ may differ in its last bits.
 
     Args:
         q: (B, H, Sq, D); k: (B, Hk, Sk, D); v: (B, Hk, Sk, Dv), one dtype of
             ``_pallas_tiles.SUPPORTED_DTYPES``; Hk divides H; D, Dv <= 256; Sq, Sk >= 1.
         static: causal (top-left aligned), the score scale, and the tile config (None: default).
+        mask: None, or (Bm, Hm, Lm, Sk) with Bm in (1, B), Hm in (1, H), Lm in (1, Sq)
+            (``mask_as_bhls``): bool (True takes part) or float (added to the scores; its
+            gradient is computed where it is differentiated).
 
     Returns:
         (B, H, Sq, Dv) in ``q``'s dtype.
@@ -368,14 +464,45 @@ def attention_pallas(q: jax.Array, k: jax.Array, v: jax.Array,
         >>> q = jnp.ones((1, 4, 10, 64)); kv = jnp.ones((1, 2, 12, 64))
         >>> attention_pallas(q, kv, kv, AttentionStatic(True, 0.125, None)).shape
         (1, 4, 10, 64)
+        >>> keys_kept = jnp.arange(12).reshape(1, 1, 1, 12) < 9  # a key padding mask
+        >>> attention_pallas(q, kv, kv, AttentionStatic(False, 0.125, None), keys_kept).shape
+        (1, 4, 10, 64)
     """
-    return _by_batch(functools.partial(_any_forward, with_lse=False), static, q, k, v)
+    return _by_batch(functools.partial(_any_forward, with_lse=False), static, q, k, v, mask)
+
+
+def mask_as_bhls(mask: jax.Array, batch_shape: tuple[int, ...], heads: int, q_len: int,
+                 kv_len: int) -> jax.Array:
+    """A mask broadcastable to (*batch_shape, heads, q_len, kv_len) as the (Bm, Hm, Lm, Sk)
+    array ``attention_pallas`` takes: each of its batch dims, heads and queries kept where it
+    varies and 1 where it broadcasts (the batch dims all or none), the keys broadcast to Sk.
+
+    Example:
+        >>> mask_as_bhls(jnp.ones((2, 1, 1, 7), bool), (2,), 8, 5, 7).shape
+        (2, 1, 1, 7)
+    """
+    full = (*batch_shape, heads, q_len, kv_len)
+    try:
+        target = jnp.broadcast_shapes(mask.shape, full)
+    except ValueError:
+        target = None
+    if target != full:
+        raise ValueError(f"attention: mask of shape {mask.shape} does not broadcast to (batch, "
+                         f"heads, L, S) = {full}")
+    mask = mask.reshape((1,) * (len(full) - mask.ndim) + mask.shape)
+    n_batch = len(batch_shape)
+    lead = mask.shape[:n_batch]
+    batches = 1 if all(n == 1 for n in lead) else math.prod(batch_shape)
+    mask = jnp.broadcast_to(mask, (*(batch_shape if batches > 1 else lead), *mask.shape[n_batch:-1],
+                                   kv_len))
+    return mask.reshape(batches, *mask.shape[n_batch:])
 
 
 def mosaic_takes(q, k, v, static: AttentionStatic, can=mosaic_attention_can) -> bool:
     """Whether a Mosaic GPU kernel runs this call of (B, H, S, D) arrays (or their shapes): on
     Hopper, without a tile config, with a scale the kernels take (``scale_refusal``), where
-    ``can`` (the forward's or the backward's admission) takes the shapes."""
+    ``can`` (the forward's or the backward's admission) takes the shapes. (With a mask none
+    does: ``_any_forward`` and ``_any_backward`` ask this only without one.)"""
     return (static.cfg is None and scale_refusal(static.scale) is None and on_hopper()
             and k.shape == v.shape
             and q.dtype == k.dtype == v.dtype
@@ -384,45 +511,68 @@ def mosaic_takes(q, k, v, static: AttentionStatic, can=mosaic_attention_can) -> 
 
 def mosaic_runs(q, k, v, static: AttentionStatic, training: bool) -> bool:
     """Whether ``attention_pallas`` runs the Mosaic GPU kernels for these (B, H, S, D) arrays (or
-    shapes): the forward, and in training the backward too (else the Triton kernels run)."""
+    shapes) without a mask: the forward, and in training the backward too (else the Triton
+    kernels run)."""
     return mosaic_takes(q, k, v, static) and (
         not training or mosaic_takes(q, k, v, static, mosaic_attention_bwd_can))
 
 
-def _any_forward(q, k, v, static: AttentionStatic, with_lse: bool):
+def _any_forward(q, k, v, mask, static: AttentionStatic, with_lse: bool):
     """The output, and with ``with_lse`` its logsumexp for the backward: by Mosaic GPU where it
     applies, else by the Triton kernel."""
-    if mosaic_takes(q, k, v, static):
+    if mask is None and mosaic_takes(q, k, v, static):
         return mosaic_attention(q, k, v, scale=static.scale, is_causal=static.causal,
                                 with_lse=with_lse)
-    out, lse = _forward(q, k, v, static)
+    out, lse = _forward(q, k, v, mask, static)
     return (out, lse) if with_lse else out
 
 
-def _by_batch(kernels, static: AttentionStatic, *args: jax.Array):
-    """``kernels(*args, static)``, each device taking its own batch rows under sharding."""
-    return partition_rows(lambda *a: kernels(*a, static), [True] * len(args))(*args)
+def _by_batch(kernels, static: AttentionStatic, *args: jax.Array | None):
+    """``kernels(*args, static)``, each device taking its own batch rows under sharding (a mask
+    with one batch row for all is replicated; a missing mask stays None)."""
+    present = [a for a in args if a is not None]
+
+    def run(*arrays):
+        given = iter(arrays)
+        return kernels(*(None if a is None else next(given) for a in args), static)
+
+    return partition_rows(run, [a.shape[0] == args[0].shape[0] for a in present])(*present)
 
 
-def _attention_fwd(q, k, v, static):
-    out, lse = _by_batch(functools.partial(_any_forward, with_lse=True), static, q, k, v)
-    return out, (q, k, v, out, lse)
+def _attention_fwd(q, k, v, static, mask):
+    # symbolic zeros: each argument comes with whether it is differentiated (``perturbed``)
+    q, k, v = q.value, k.value, v.value
+    mask_grad = mask is not None and mask.perturbed and jnp.issubdtype(mask.value.dtype,
+                                                                       jnp.floating)
+    mask = None if mask is None else mask.value
+    out, lse = _by_batch(functools.partial(_any_forward, with_lse=True), static, q, k, v, mask)
+    # the residuals' tree tells the backward whether to compute the mask's gradient
+    return out, (q, k, v, mask, out, lse, jnp.zeros((0,)) if mask_grad else None)
 
 
-def _any_backward(q, k, v, out, lse, d_out, static: AttentionStatic):
-    """(dq, dk, dv): by cuDNN where ``static`` asks for it, else by the Mosaic GPU kernel where
-    it applies, else by the Triton kernels."""
-    if static.cudnn_backward:
+def _any_backward(q, k, v, mask, out, lse, d_out, static: AttentionStatic, mask_grad: bool):
+    """(dq, dk, dv), and with ``mask_grad`` dS: by cuDNN where ``static`` asks for it, else by
+    the Mosaic GPU kernel where it applies, else by the Triton kernels."""
+    if static.cudnn_backward and mask is None:
         return cudnn_attention_bwd(q, k, v, out, lse, d_out, scale=static.scale,
                                    is_causal=static.causal)
-    if mosaic_takes(q, k, v, static, mosaic_attention_bwd_can):
+    if mask is None and mosaic_takes(q, k, v, static, mosaic_attention_bwd_can):
         return mosaic_attention_bwd(q, k, v, out, lse, d_out, scale=static.scale,
                                     is_causal=static.causal)
-    return _backward(q, k, v, out, lse, d_out, static)
+    return _backward(q, k, v, mask, out, lse, d_out, static, mask_grad)
 
 
 def _attention_bwd(static, saved, d_out):
-    return _by_batch(_any_backward, static, *saved, d_out)
+    q, k, v, mask, out, lse, mask_grad = saved
+    if isinstance(d_out, SymbolicZero):
+        d_out = jnp.zeros(d_out.shape, d_out.dtype)
+    grads = _by_batch(functools.partial(_any_backward, mask_grad=mask_grad is not None), static,
+                      q, k, v, mask, out, lse, d_out)
+    if mask_grad is None:
+        return (*grads, None)
+    *grads, ds = grads  # (B, H, Sq, Sk): summed over the dims the mask broadcasts
+    broadcast = tuple(axis for axis in range(4) if mask.shape[axis] == 1 < ds.shape[axis])
+    return (*grads, jnp.sum(ds, axis=broadcast, keepdims=True).astype(mask.dtype))
 
 
-attention_pallas.defvjp(_attention_fwd, _attention_bwd)
+attention_pallas.defvjp(_attention_fwd, _attention_bwd, symbolic_zeros=True)

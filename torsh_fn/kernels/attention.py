@@ -12,11 +12,13 @@ as the fused kernels do (ours, cuDNN's, PyTorch's), so that both products run on
 
 Implementations (``impl``): "xla" is the ``jax.numpy`` reference below (it builds the
 ``[L, S]`` score matrix); "pallas" the flash attention kernels of ``_pallas_attention`` (no
-``[L, S]`` matrix in memory; causal or no mask, no dropout, float32/bfloat16/float16, head dims
-up to 256); "auto" is "xla" off the GPU, and on a GPU the Pallas kernel, cuDNN's fused
-attention (``_cudnn_attention``, on the (B, H, S, D) inputs as they are), or, in training, the
-Pallas forward with cuDNN's backward, only where the dispatch table measured it faster than XLA
-for that dtype and key length; a mask or dropout always takes the reference. "auto" chooses
+``[L, S]`` matrix in memory; causal or not, a bool or float mask read tile by tile where it is
+given, no dropout, float32/bfloat16/float16, head dims up to 256); "auto" is "xla" off the GPU,
+and on a GPU the Pallas kernel, cuDNN's fused attention (``_cudnn_attention``, on the
+(B, H, S, D) inputs as they are), or, in training, the Pallas forward with cuDNN's backward,
+only where the dispatch table measured it faster than XLA for that dtype and key length; with
+a mask only the Pallas (Triton) kernels are candidates (the table's ``_masked`` entries), and
+dropout always takes the reference. "auto" chooses
 twice: by the forward's times for a call that is not differentiated, by a training step's
 (forward and backward) for one that is; where the two differ, ``inference_or_training`` runs
 each where it was measured faster (a table with the Pallas forward fastest alone and cuDNN's
@@ -48,6 +50,7 @@ from ._pallas_attention import (
     AttentionConfig,
     AttentionStatic,
     attention_pallas,
+    mask_as_bhls,
     mosaic_runs,
     mosaic_takes,
 )
@@ -61,10 +64,11 @@ _WEIGHTED_VALUES = functools.partial(jnp.einsum, "...ls,...se->...le")  # weight
 
 
 def _safe_softmax(scores: jax.Array) -> jax.Array:
+    """Softmax over the last axis; zeros (and zero gradients) for a row of only -inf."""
     row_max = jnp.max(scores, axis=-1, keepdims=True)
     dead = jnp.isneginf(row_max)
-    e = jnp.exp(scores - jnp.where(dead, 0.0, row_max))
-    return jnp.where(dead, 0.0, e / jnp.sum(e, axis=-1, keepdims=True))
+    e = jnp.exp(scores - jnp.where(dead, 0.0, row_max))  # a dead row: zeros
+    return e / jnp.where(dead, 1.0, jnp.sum(e, axis=-1, keepdims=True))  # not 0 / 0: no NaN
 
 
 def attention_reference(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None = None,
@@ -136,8 +140,9 @@ def _as_bhsd(q, k, v):
 
 def _kernel_refusal(q, k, v, mask, dropout_p) -> str | None:
     """Why the flash kernels cannot compute this call (None if they can)."""
-    if mask is not None:
-        return "an attn mask (only is_causal=True)"
+    if mask is not None and mask.dtype != jnp.bool_ and not jnp.issubdtype(mask.dtype,
+                                                                           jnp.floating):
+        return f"a mask of dtype {mask.dtype} (bool or float)"
     if dropout_p > 0.0:
         return "dropout_p > 0"
     if not (q.dtype == k.dtype == v.dtype) or q.dtype not in SUPPORTED_DTYPES:
@@ -153,24 +158,26 @@ def _kernel_refusal(q, k, v, mask, dropout_p) -> str | None:
     return None
 
 
-def _flash(q, k, v, is_causal, scale, config, kernels: str):
+def _flash(q, k, v, is_causal, scale, config, kernels: str, mask=None):
     """Attention by the fused kernels: ``kernels`` "cudnn", "pallas" (ours), or
-    "pallas_cudnn" (our forward, cuDNN's backward)."""
-    def kernel(q, k, v):
+    "pallas_cudnn" (our forward, cuDNN's backward); a ``mask`` takes "pallas" only."""
+    def kernel(q, k, v, mask):
         q4, k4, v4, lead = _as_bhsd(q, k, v)
         if kernels == "cudnn":
             out = cudnn_attention(q4, k4, v4, scale=scale, is_causal=is_causal)
         else:
+            if mask is not None:
+                mask = mask_as_bhls(mask, lead, *q4.shape[1:3], k4.shape[2])
             out = attention_pallas(q4, k4, v4, AttentionStatic(
-                is_causal, scale, config, cudnn_backward=kernels == "pallas_cudnn"))
+                is_causal, scale, config, cudnn_backward=kernels == "pallas_cudnn"), mask)
         out = out.reshape(*lead, *out.shape[1:])
         return out[0] if max(q.ndim, k.ndim, v.ndim) == 2 else out  # (L, E): no heads dim
 
-    def reference(q, k, v):
-        return attention_reference(q, _repeat_kv(q, k), _repeat_kv(q, v), is_causal=is_causal,
-                                   scale=scale)
+    def reference(q, k, v, mask):
+        return attention_reference(q, _repeat_kv(q, k), _repeat_kv(q, v), mask,
+                                   is_causal=is_causal, scale=scale)
 
-    return typed_like(reference, kernel, q, k, v)
+    return typed_like(reference, kernel, q, k, v, mask)
 
 
 def _cudnn_can(q, k, v, is_causal, scale: float) -> bool:
@@ -192,19 +199,21 @@ def _pair_can(q, k, v, is_causal, config, scale: float) -> bool:
             and mosaic_takes(q, k, v, AttentionStatic(is_causal, scale, config)))
 
 
-def _pallas_entry(q, k, v, is_causal, training: bool, config, op: str, scale: float = 1.0
-                  ) -> str:
+def _pallas_entry(q, k, v, is_causal, training: bool, config, op: str, scale: float = 1.0,
+                  masked: bool = False) -> str:
     """The table entry that measured the Pallas kernels this call runs: ``op`` (swept at lengths
     the Mosaic GPU kernels take, on Hopper) where the Mosaic kernels run it, else the Triton
-    kernels' ``triton_`` entry."""
+    kernels' ``triton_`` entry (always with a mask, which only they take)."""
     lead, trailing = _bhsd_layout(q, k, v)
     shapes = [jax.ShapeDtypeStruct((math.prod(lead), *t), x.dtype)
               for x, t in zip((q, k, v), trailing)]
-    mosaic = mosaic_runs(*shapes, AttentionStatic(is_causal, scale, config), training)
+    mosaic = not masked and mosaic_runs(*shapes, AttentionStatic(is_causal, scale, config),
+                                        training)
     return op if mosaic else "triton_" + op
 
 
-def _auto_choice(q, k, v, is_causal, training: bool, config=None, scale: float = 1.0) -> str:
+def _auto_choice(q, k, v, is_causal, training: bool, config=None, scale: float = 1.0,
+                 masked: bool = False) -> str:
     """"pallas", "cudnn", "pallas_cudnn" (training only: the Pallas forward, cuDNN's backward)
     or "xla" for ``impl="auto"``: the fastest measured (on a GPU), XLA unless another was
     measured faster by the table's margin. The table was measured with as many queries as
@@ -216,14 +225,18 @@ def _auto_choice(q, k, v, is_causal, training: bool, config=None, scale: float =
     ``training``: by the times of a forward and backward; else of the forward alone (the
     table's ``_fwd`` entries). ``config``: the Pallas tile config the call was given.
     ``scale``: the call's score scale; where it is not positive, only the Triton kernels are
-    candidates (the Mosaic GPU kernels refuse it, and cuDNN was not checked with it)."""
-    op = ("attention_causal" if is_causal else "attention") + ("" if training else "_fwd")
+    candidates (the Mosaic GPU kernels refuse it, and cuDNN was not checked with it).
+    ``masked``: the call has an attention mask, which only the Triton kernels take (the
+    table's ``_masked`` entries, measured with a key padding mask)."""
+    op = ("attention_causal" if is_causal else "attention") + ("_masked" if masked else "") + (
+        "" if training else "_fwd")
     best, best_ms = "xla", None
-    kernels = ["pallas"] + (["cudnn"] if _cudnn_can(q, k, v, is_causal, scale) else [])
-    if training and _pair_can(q, k, v, is_causal, config, scale):
+    kernels = ["pallas"] + (["cudnn"] if not masked and _cudnn_can(q, k, v, is_causal, scale)
+                            else [])
+    if training and not masked and _pair_can(q, k, v, is_causal, config, scale):
         kernels.append("pallas_cudnn")
     for name in kernels:
-        table_op = (_pallas_entry(q, k, v, is_causal, training, config, op, scale)
+        table_op = (_pallas_entry(q, k, v, is_causal, training, config, op, scale, masked)
                     if name == "pallas" else f"{name}_{op}")
         measured = _dispatch.measured_ms(table_op, q.dtype, min(q.shape[-2], k.shape[-2]),
                                          within=2.0, above_largest=True)
@@ -269,8 +282,8 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None =
         is_causal: query ``i`` sees keys ``<= i`` (top-left aligned, as PyTorch).
         scale: score scale, default ``1 / sqrt(E)``.
         dropout_p, key: dropout on the weights and its PRNG key (reference path only).
-        impl: "auto", "pallas" (flash attention; a ValueError for what it does not cover: a
-            mask, dropout, other dtypes) or "xla".
+        impl: "auto", "pallas" (flash attention; a ValueError for what it does not cover:
+            dropout, masks other than bool or float, other dtypes) or "xla".
         config: tile sizes for the Pallas kernels (default: by head dim).
 
     Returns:
@@ -289,7 +302,7 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None =
             return lambda q, k, v: attention_reference(
                 q, _repeat_kv(q, k), _repeat_kv(q, v), mask, is_causal=is_causal, scale=scale,
                 dropout_p=dropout_p, key=key)
-        return lambda q, k, v: _flash(q, k, v, is_causal, scale, config, choice)
+        return lambda q, k, v: _flash(q, k, v, is_causal, scale, config, choice, mask)
 
     if not _dispatch.picks_lowering(impl):  # "pallas", "xla", or set_default_impl's choice
         choice = resolve_impl("attention", impl, lambda: False)
@@ -299,7 +312,7 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None =
         return run(choice)(q, k, v)
     if refusal is not None:
         return run("xla")(q, k, v)
-    train, infer = (_auto_choice(q, k, v, is_causal, training, config, scale)
+    train, infer = (_auto_choice(q, k, v, is_causal, training, config, scale, mask is not None)
                     for training in (True, False))
     if train == infer or train == "xla":  # XLA keeps forward-mode differentiation
         return run(train)(q, k, v)
