@@ -346,3 +346,33 @@ def test_compiled_masks_match_reference(rng, head_dim, causal):
         lambda q, k, v, bias: masked_reference(q, k, v, jnp.where(padding, bias, -jnp.inf), causal,
                                                head_dim ** -0.5),
         (q, k, v, bias), rng, jnp.bfloat16)
+
+
+@pytest.mark.parametrize("float_mask", [False, True])
+def test_tiles_the_mask_hides_are_skipped(rng, float_mask):
+    """Key tiles that the mask hides wholly (padding keys) are never read: NaN keys and values
+    there leave outputs and gradients finite, equal to attention over the kept keys alone (with
+    a tile read, 0 * NaN would spread)."""
+    q = normal(rng, (2, 2, 21, 16), jnp.float32)
+    k, v = (normal(rng, (2, 1, 48, 16), jnp.float32) for _ in range(2))
+    kept = jnp.arange(48) < jnp.array([32, 16])[:, None, None, None]  # whole 16-key tiles
+    mask = jnp.where(kept, 0.0, -jnp.inf) if float_mask else kept
+    k_nan, v_nan = (jnp.where(kept[:, :, 0, :, None], x, jnp.nan) for x in (k, v))
+
+    def loss(q, k, v, mask):
+        out = attention(q, k, v, mask, impl="pallas", config=SMALL)
+        return jnp.sum(out * q), out
+
+    (_, out), grads = jax.value_and_grad(loss, argnums=(0, 1, 2), has_aux=True)(
+        q, k_nan, v_nan, mask)
+    for b, n in enumerate((32, 16)):  # the reference over each row's kept keys
+        def kept_loss(q, k, v, n=n):
+            out = masked_reference(q, k[:, :, :n], v[:, :, :n], None, False, 16 ** -0.5)
+            return jnp.sum(out * q), out
+
+        (_, want), want_grads = jax.value_and_grad(kept_loss, argnums=(0, 1, 2), has_aux=True)(
+            q[b:b + 1], k[b:b + 1], v[b:b + 1])
+        assert rel_err(out[b:b + 1], want) < TOL[jnp.float32]
+        for g, w in zip(grads, want_grads, strict=True):
+            assert rel_err(g[b:b + 1, :, :w.shape[2]], w) < 5 * TOL[jnp.float32]
+            assert not np.asarray(g[b:b + 1, :, w.shape[2]:]).any()  # hidden keys: zeros
