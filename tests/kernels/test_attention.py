@@ -168,6 +168,24 @@ def test_auto_follows_the_h200_table(monkeypatch, q_shape, kv_shape, causal, dty
     assert _auto_choice(q, kv, kv, causal, training) == picks
 
 
+@pytest.mark.parametrize("length, causal, training, picks", [
+    (4096, True, True, "pallas"), (4096, False, False, "pallas"), (1024, False, True, "pallas"),
+    (1000, True, False, "pallas"),  # the Triton kernels take any length
+    (256, False, True, "xla"),  # 0.91x
+    (256, False, False, "xla"),  # 1.12x: within the margin
+    (256, True, True, "pallas"),  # 1.44x
+])
+def test_auto_follows_the_h200_table_with_a_mask(monkeypatch, length, causal, training, picks):
+    """The shipped H200 ``_masked`` entries (a key padding mask, B4 H16 D128 bf16): the Triton
+    kernels from 1024 keys up, and at 256 causal; XLA at 256 keys without the causal mask."""
+    h200 = _dispatch._tables()["devices"]["NVIDIA H200"]
+    monkeypatch.setattr(_dispatch, "_table", lambda: h200)
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    monkeypatch.setattr(_pallas_attention, "on_hopper", lambda: True)
+    q = jax.ShapeDtypeStruct((4, 16, length, 128), jnp.bfloat16)
+    assert _auto_choice(q, q, q, causal, training, masked=True) == picks
+
+
 @pytest.mark.parametrize("scale", [-0.1, 0.0])
 def test_auto_takes_a_scale_that_is_not_positive_to_the_triton_kernels(monkeypatch, scale):
     """On the H200's table, where the Mosaic kernels, cuDNN and the pair would run a positive
