@@ -45,6 +45,8 @@ def ops(labels: jax.Array, weight: jax.Array, bias: jax.Array) -> dict:
             kernels.cross_entropy(x[:, :CLASSES], labels, impl=impl, label_smoothing=0.1)),
         "attention": lambda x, impl: _attention_loss(x, impl),
         "attention_split": lambda x, impl: _attention_split_loss(x, impl),
+        "attention_padding": lambda x, impl: _attention_masked_loss(x, impl, shared=False),
+        "attention_shared_bias": lambda x, impl: _attention_masked_loss(x, impl, shared=True),
     }
 
 
@@ -87,6 +89,19 @@ def _attention_loss(x: jax.Array, impl: str) -> jax.Array:
     q = x.reshape(ROWS, 2, COLS // 2, 1)
     kv = q[:, :1] * 0.5
     return jnp.sum(kernels.attention(q, kv, kv, is_causal=True, impl=impl) * q)
+
+
+def _attention_masked_loss(x: jax.Array, impl: str, shared: bool) -> jax.Array:
+    """``_attention_loss`` (not causal) with a mask: a key padding mask of the rows' own
+    (batch, 1, 1, 11), sharded with them, or one float bias (1, 2, 11, 11) that every row
+    shares (replicated)."""
+    q = x.reshape(ROWS, 2, COLS // 2, 1)
+    kv = q[:, :1] * 0.5
+    if shared:
+        mask = jnp.linspace(-2.0, 2.0, 2 * (COLS // 2) ** 2).reshape(1, 2, COLS // 2, COLS // 2)
+    else:
+        mask = lax.stop_gradient(kv[:, :, :, 0] > -0.4)[:, :, None, :]
+    return jnp.sum(kernels.attention(q, kv, kv, mask, impl=impl) * q)
 
 
 def _attention_split_loss(x: jax.Array, impl: str) -> jax.Array:

@@ -14,7 +14,8 @@ from tests.distributed._subprocess import run_once
 from torsh_fn.kernels._row_partition import _einsum_rule, partition_rows
 
 OPS = ["softmax", "log_softmax", "layer_norm", "rms_norm", "add_layer_norm", "var", "bias_act",
-       "cross_entropy", "attention", "attention_split"]
+       "cross_entropy", "attention", "attention_split", "attention_padding",
+       "attention_shared_bias"]
 EXPLICIT_ONLY = ["matmul", "max_pool", "avg_pool_auto", "max_pool_auto", "batch_norm",
                  "conv_auto", "conv_bias_act_auto"]
 
