@@ -675,12 +675,13 @@ def _torch_sdpa_times(q, k, v, d_out, iters: tuple[int, int], **sdpa_kwargs):
     return t_f, time_torch(torch_train, tq, tk, tv, iters=iters[1], reps=5)
 
 
-def attention_reference_f32(q, k, v, causal: bool, mask=None):
+def attention_reference_f32(q, k, v, causal: bool, mask=None, dropout_p: float = 0.0,
+                            key=None):
     """The float32 Precision.HIGHEST reference on upcast inputs."""
     from torsh_fn.kernels.attention import attention_reference
 
     return attention_reference(*(x.astype(jnp.float32) for x in (q, k, v)), mask,
-                               is_causal=causal)
+                               is_causal=causal, dropout_p=dropout_p, key=key)
 
 
 def padding_mask(batch: int, seq: int) -> jax.Array:
@@ -690,18 +691,22 @@ def padding_mask(batch: int, seq: int) -> jax.Array:
 
 
 def bench_masked_attention(batch: int, heads: int, seq: int, head_dim: int,
-                           report: list[str], causal: bool = False, configs=()) -> None:
-    """Attention (B, H, S, D) bf16 with a key padding mask (``padding_mask``): the XLA reference
-    (its 16-bit products with float32 sums), the same on float32 products of the upcast inputs,
-    the Pallas (Triton) kernels that read the mask tile by tile (with the tile ``configs`` too),
-    what ``impl="auto"`` picks, and PyTorch's SDPA with the mask, in TFLOP/s counted dense
-    (every key, as the products do)."""
+                           report: list[str], causal: bool = False, configs=(),
+                           dropout_p: float = 0.0) -> None:
+    """Attention (B, H, S, D) bf16 with a key padding mask (``padding_mask``), or with dropout
+    (``dropout_p``) and no mask: the XLA reference (its 16-bit products with float32 sums), the
+    same on float32 products of the upcast inputs, the Pallas (Triton) kernels that read the
+    mask tile by tile or draw the dropout pattern (with the tile ``configs`` too), what
+    ``impl="auto"`` picks, and PyTorch's SDPA, in TFLOP/s counted dense (every key, as the
+    products do). With dropout no error is shown: each implementation draws its own pattern."""
     rng = np.random.default_rng()
     shape = (batch, heads, seq, head_dim)
     q, k, v, d_out = (jnp.asarray(rng.standard_normal(shape), jnp.bfloat16)
                       for _ in range(4))
-    mask = padding_mask(batch, seq)
-    report += ["", f"### {'causal ' if causal else ''}attention with a padding mask B{batch} "
+    mask = None if dropout_p else padding_mask(batch, seq)
+    key = jax.random.key(0)
+    what = f"dropout {dropout_p}" if dropout_p else "a padding mask"
+    report += ["", f"### {'causal ' if causal else ''}attention with {what} B{batch} "
                f"S{seq} H{heads} D{head_dim} bf16 (TFLOP/s, dense)", "",
                "| impl | fwd rel err | fwd | fwd+bwd | fwd vs XLA | fwd+bwd vs XLA |",
                "|" + " --- |" * 6]
@@ -711,12 +716,13 @@ def bench_masked_attention(batch: int, heads: int, seq: int, head_dim: int,
 
     def ours(impl, config=None):
         return lambda q, k, v: kernels.attention(q, k, v, mask, is_causal=causal, impl=impl,
-                                                 config=config)
+                                                 config=config, dropout_p=dropout_p, key=key)
 
     cases = {"XLA (impl='xla')": ours("xla"),
-             "XLA on float32 products (upcast inputs, HIGHEST)":
-             lambda q, k, v: attention_reference_f32(q, k, v, causal, mask).astype(q.dtype),
-             "Pallas, Triton kernels reading the mask (impl='pallas')": ours("pallas"),
+             "XLA on float32 products (upcast inputs, HIGHEST)": lambda q, k, v: (
+                 attention_reference_f32(q, k, v, causal, mask, dropout_p, key).astype(q.dtype)),
+             f"Pallas, Triton kernels {'drawing the dropout' if dropout_p else 'reading the mask'}"
+             " (impl='pallas')": ours("pallas"),
              **{f"Pallas, Triton {_attention_tiles(c)}": ours("pallas", c) for c in configs},
              "auto": ours("auto")}
     xla = None
@@ -727,15 +733,16 @@ def bench_masked_attention(batch: int, heads: int, seq: int, head_dim: int,
         t_f = time_jax(fn, q, k, v, iters=5, reps=5)
         t_b = time_jax(train, q, k, v, d_out, iters=3, reps=5)
         xla = xla or (t_f, t_b)
-        err = rel_err(jax.jit(fn)(q, k, v), exact)
-        report.append(f"| {label} | {err:.1e} | {_tflops(flops_f, t_f)} | "
+        err = "-" if dropout_p else f"{rel_err(jax.jit(fn)(q, k, v), exact):.1e}"
+        report.append(f"| {label} | {err} | {_tflops(flops_f, t_f)} | "
                       f"{_tflops(flops_b, t_b)} | {_speedup(xla[0], t_f)} | "
                       f"{_speedup(xla[1], t_b)} |")
         print(report[-1], flush=True)
     if torch:
-        t_f, t_b = _torch_sdpa_times(q, k, v, d_out, (5, 3), attn_mask=torch.as_tensor(
-            np.array(mask), device="cuda"), is_causal=causal)  # np.array: a writable copy
-        report.append(f"| PyTorch SDPA with the mask | | {_tflops(flops_f, t_f)} | "
+        t_f, t_b = _torch_sdpa_times(
+            q, k, v, d_out, (5, 3), is_causal=causal, dropout_p=dropout_p,
+            attn_mask=None if mask is None else torch.as_tensor(np.array(mask), device="cuda"))
+        report.append(f"| PyTorch SDPA | | {_tflops(flops_f, t_f)} | "
                       f"{_tflops(flops_b, t_b)} | {xla[0] / t_f:.2f}x | {xla[1] / t_b:.2f}x |")
         print(report[-1], flush=True)
 
@@ -936,6 +943,10 @@ def _public_cases(dtype):
         return lambda q, k, v: kernels.attention(q, k, v, padding_mask(q.shape[0], q.shape[2]),
                                                  is_causal=causal, impl=impl)
 
+    def dropped(impl, causal):  # dropout 0.1: the Triton kernels (the only ones drawing it)
+        return lambda q, k, v: kernels.attention(q, k, v, is_causal=causal, dropout_p=0.1,
+                                                 key=jax.random.key(0), impl=impl)
+
     row_keys, plane_keys = (512, 4096, 32768), (49, 196, 784, 3136, 12544)
     attention_cases = {}
     if dtype == jnp.bfloat16:  # bf16 only: cuDNN's and the peers'
@@ -945,6 +956,11 @@ def _public_cases(dtype):
                                    functools.partial(masked, causal=causal), "step")
             attention_cases[op + "_fwd"] = ((256, 1024, 4096), heads,
                                             functools.partial(masked, causal=causal), False)
+            op = "triton_attention" + ("_causal" if causal else "") + "_dropout"
+            attention_cases[op] = ((256, 1024, 4096), heads,
+                                   functools.partial(dropped, causal=causal), "step")
+            attention_cases[op + "_fwd"] = ((256, 1024, 4096), heads,
+                                            functools.partial(dropped, causal=causal), False)
         for causal in (True, False):
             for kernel in ("pallas", "cudnn", "pallas_cudnn", "triton"):
                 # the other kernels' entries: their "pallas" column is theirs (the table's
@@ -1181,8 +1197,9 @@ def main(argv=None) -> None:
     parser.add_argument("--quick", action="store_true", help="small shapes (CPU smoke run)")
     parser.add_argument("--tune", action="store_true", help="sweep warps per kernel first")
     parser.add_argument("--only", default="rows,ce,pool,matmul,attention",
-                        help="sections to run, from rows,ce,pool,matmul,attention,masked,auto,"
-                             "tokamax (masked: attention with a padding mask; "
+                        help="sections to run, from rows,ce,pool,matmul,attention,masked,"
+                             "dropout,auto,tokamax (masked: attention with a padding mask; "
+                             "dropout: causal attention with dropout 0.1; "
                              "auto: impl='auto' vs 'xla' on the dispatch table's shapes; "
                              "tokamax: only the ops tokamax has, rows layer_norm / rms_norm, "
                              "matmul and attention, with every column); tokamax's columns are "
@@ -1209,8 +1226,8 @@ def main(argv=None) -> None:
     if args.tokamax_autotune:
         TOKAMAX_FLAGS.append("--tokamax_autotuning_cache_miss_fallback=autotune")
     sections = set(args.only.split(","))
-    unknown = sections - {"rows", "ce", "pool", "matmul", "attention", "masked", "auto",
-                          "tokamax"}
+    unknown = sections - {"rows", "ce", "pool", "matmul", "attention", "masked", "dropout",
+                          "auto", "tokamax"}
     if unknown:
         parser.error(f"--only: unknown sections {sorted(unknown)}")
     dev = jax.devices()[0]
@@ -1255,6 +1272,10 @@ def main(argv=None) -> None:
                 (1024, False), (4096, False), (4096, True)):
             bench_masked_attention(4, 2 if args.quick else 16, seq, 64 if args.quick else 128,
                                    report, causal, attn_tiles)
+    if "dropout" in sections:
+        for seq, causal in ((64, True),) if args.quick else ((1024, True), (4096, True)):
+            bench_masked_attention(4, 2 if args.quick else 16, seq, 64 if args.quick else 128,
+                                   report, causal, attn_tiles, dropout_p=0.1)
     if "auto" in sections:
         check_auto(report)
     if args.out:

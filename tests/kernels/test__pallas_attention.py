@@ -18,6 +18,7 @@ from torsh_fn.kernels._pallas_attention import (
     AttentionConfig,
     AttentionStatic,
     attention_pallas,
+    dropout_keep,
     mask_as_bhls,
 )
 from torsh_fn.kernels.attention import attention, attention_reference
@@ -182,8 +183,14 @@ def test_public_op_refuses_what_the_kernel_does_not_cover():
     with pytest.raises(ValueError, match=r"attention: mask of shape \(3, 5\) does not broadcast "
                        r"to \(batch, heads, L, S\) = \(1, 2, 5, 5\)"):
         attention(q, q, q, jnp.ones((3, 5), bool), impl="pallas")
-    with pytest.raises(ValueError, match="does not take dropout_p > 0"):
-        attention(q, q, q, dropout_p=0.5, key=jax.random.PRNGKey(0), impl="pallas")
+    with pytest.raises(ValueError, match="does not take dropout_p = 1"):
+        attention(q, q, q, dropout_p=1.0, key=jax.random.PRNGKey(0), impl="pallas")
+    with pytest.raises(ValueError, match=r"attention: dropout_p=0.5 needs a PRNG key \(key=\)"):
+        attention(q, q, q, dropout_p=0.5, impl="pallas")
+    with pytest.raises(ValueError, match=r"dropout_p must be in \[0, 1\], got -0.1"):
+        attention(q, q, q, dropout_p=-0.1, impl="pallas")
+    with pytest.raises(ValueError, match=r"with dropout_p 0\.5 seeds must be uint32 of shape"):
+        attention_pallas(q, q, q, AttentionStatic(False, 0.1, None, dropout_p=0.5))
     with pytest.raises(ValueError, match="does not take key/value heads that do not divide"):
         attention(q, q[:, :1].repeat(3, 1), q[:, :1].repeat(3, 1), impl="pallas")
 
@@ -272,9 +279,9 @@ def test_the_mask_gradient_is_computed_only_where_it_is_differentiated(rng, monk
     a constant float mask and a bool mask do without."""
     asked = []
 
-    def spy(*args, **kwargs):
-        asked.append(args[-1])
-        return backward(*args, **kwargs)
+    def spy(q, k, v, mask, out, lse, d_out, static, mask_grad, seeds):
+        asked.append(mask_grad)
+        return backward(q, k, v, mask, out, lse, d_out, static, mask_grad, seeds)
 
     backward = _pallas_attention._backward
     monkeypatch.setattr(_pallas_attention, "_backward", spy)
@@ -376,3 +383,100 @@ def test_tiles_the_mask_hides_are_skipped(rng, float_mask):
         for g, w in zip(grads, want_grads, strict=True):
             assert rel_err(g[b:b + 1, :, :w.shape[2]], w) < 5 * TOL[jnp.float32]
             assert not np.asarray(g[b:b + 1, :, w.shape[2]:]).any()  # hidden keys: zeros
+
+
+def dropped_reference(q, k, v, mask, causal, scale, seeds, p):
+    """The float32 HIGHEST computation with the kernels' dropout pattern (``dropout_keep`` of
+    each head's seed) on the softmax weights, kept ones scaled by 1 / (1 - p)."""
+    k, v = (_grouped(q, x).astype(jnp.float32) for x in (k, v))
+    s = jnp.einsum("bhqd,bhkd->bhqk", q.astype(jnp.float32), k, precision="highest") * scale
+    length, keys = s.shape[-2:]
+    if causal:
+        s = jnp.where(jnp.tril(jnp.ones((length, keys), bool)), s, -jnp.inf)
+    if mask is not None:
+        s = jnp.where(mask, s, -jnp.inf)
+    w = jax.nn.softmax(s, axis=-1)
+    w = jnp.where(jnp.isnan(w), 0.0, w)  # rows the mask hides wholly
+    keep = dropout_keep(seeds[:, :, None, None], jnp.arange(length)[:, None], jnp.arange(keys),
+                        p)
+    out = jnp.einsum("bhqk,bhkd->bhqd", jnp.where(keep, w, 0.0) / (1 - p), v,
+                     precision="highest")
+    return out.astype(q.dtype)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_dropout_matches_the_reference_with_its_pattern(rng, masked, causal, dtype):
+    """Dropout inside the kernels: outputs and gradients against the float32 computation with
+    the same pattern (``dropout_keep``), grouped heads, ragged tiles, with a padding mask."""
+    q = normal(rng, (2, 4, 37, 24), dtype)
+    k, v = (normal(rng, (2, 2, 45, 24), dtype) for _ in range(2))
+    seeds = jnp.asarray(rng.integers(0, 2**32, (2, 4)), jnp.uint32)
+    mask = jnp.asarray(rng.random((2, 1, 1, 45)) < 0.7) if masked else None
+    static = AttentionStatic(causal, 0.3, SMALL, dropout_p=0.3)
+    check_fwd_and_grad_jit(
+        lambda q, k, v: attention_pallas(q, k, v, static, mask, seeds),
+        lambda q, k, v: dropped_reference(q, k, v, mask, causal, 0.3, seeds, 0.3),
+        (q, k, v), rng, dtype)
+
+
+def test_dropout_keeps_one_minus_p_with_no_pattern():
+    """The pattern's statistics: kept fractions near 1 - p for every seed, no correlation
+    between neighbours along either axis or between seeds."""
+    seeds = jnp.arange(8, dtype=jnp.uint32)[:, None, None] * jnp.uint32(2654435761)
+    rows, cols = jnp.arange(256)[:, None], jnp.arange(300)[None, :]
+    for p in (0.1, 0.5, 0.9):
+        keep = np.asarray(dropout_keep(seeds, rows, cols, p), np.float64)  # (8, 256, 300)
+        assert np.all(np.abs(keep.mean(axis=(1, 2)) - (1 - p)) < 0.01)
+        centred = keep - keep.mean()
+        var = (centred**2).mean()
+        for a, b in ((centred[:, 1:], centred[:, :-1]), (centred[:, :, 1:], centred[:, :, :-1]),
+                     (centred[1:], centred[:-1])):
+            assert abs((a * b).mean() / var) < 0.02
+
+
+def test_dropout_draws_by_the_key():
+    """One key gives one pattern (forward and backward agree on it: the gradient tests), and
+    another key another; in expectation the output is attention's without dropout."""
+    q = jnp.asarray(np.random.default_rng(0).standard_normal((1, 2, 19, 16)), jnp.float32)
+
+    def run(key):
+        return attention(q, q, q, dropout_p=0.4, key=key, impl="pallas", config=SMALL)
+
+    first, again, other = (run(jax.random.key(n)) for n in (1, 1, 2))
+    assert jnp.array_equal(first, again) and not jnp.allclose(first, other)
+    mean = jnp.mean(jnp.stack([run(jax.random.key(n)) for n in range(40)]), axis=0)
+    plain = attention(q, q, q, impl="xla")
+    assert rel_err(mean, plain) < 0.15  # 40 draws: the standard error of their mean
+
+
+def test_dropout_training_lowers_to_the_triton_kernels(monkeypatch):
+    """Dropout takes the three Triton kernels on a Hopper GPU too (lowered for CUDA on the
+    CPU): the hash's uint32 arithmetic lowers."""
+    monkeypatch.setattr(_pallas_attention, "interpret_mode", lambda: False)
+    monkeypatch.setattr(_pallas_attention, "on_hopper", lambda: True)
+    q = jnp.zeros((2, 4, 256, 128), jnp.bfloat16)
+    seeds = jnp.zeros((2, 4), jnp.uint32)
+
+    def loss(q):
+        static = AttentionStatic(True, 0.1, None, dropout_p=0.1)
+        return jnp.sum(attention_pallas(q, q, q, static, None, seeds).astype(jnp.float32))
+
+    text = jax.jit(jax.grad(loss)).trace(q).lower(lowering_platforms=("cuda",)).as_text()
+    assert text.count("xla.gpu.triton") == 3 and "mosaic_gpu" not in text
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("head_dim, causal", [(64, True), (128, False)])
+def test_compiled_dropout_matches_reference(rng, head_dim, causal):
+    q_shape, kv_shape = (2, 8, 1000, head_dim), (2, 2, 1000, head_dim)
+    q, k, v = (normal(rng, s, jnp.bfloat16) for s in (q_shape, kv_shape, kv_shape))
+    seeds = jnp.asarray(rng.integers(0, 2**32, (2, 8)), jnp.uint32)
+    padding = jnp.arange(1000) < jnp.array([1000, 613])[:, None, None, None]
+    static = AttentionStatic(causal, head_dim ** -0.5, None, dropout_p=0.2)
+    check_fwd_and_grad_jit(
+        lambda q, k, v: attention_pallas(q, k, v, static, padding, seeds),
+        lambda q, k, v: dropped_reference(q, k, v, padding, causal, head_dim ** -0.5, seeds,
+                                          0.2),
+        (q, k, v), rng, jnp.bfloat16)

@@ -89,8 +89,8 @@ def test_pallas_refuses_what_the_kernel_does_not_cover():
     with pytest.raises(ValueError, match="attention: the Pallas kernel does not take a mask of "
                        "dtype int8"):
         attention(x, x, x, jnp.ones((5, 5), jnp.int8), impl="pallas")
-    with pytest.raises(ValueError, match="does not take dropout_p > 0"):
-        attention(x, x, x, dropout_p=0.5, key=jax.random.key(0), impl="pallas")
+    with pytest.raises(ValueError, match="does not take dropout_p = 1"):
+        attention(x, x, x, dropout_p=1.0, key=jax.random.key(0), impl="pallas")
 
 
 @pytest.mark.parametrize("q_heads, kv_heads", [(1, 3), (3, 1), (6, 2)])
@@ -131,6 +131,14 @@ def test_inference_or_training_runs_each_where_it_was_chosen(rng):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
+def _on_the_h200(monkeypatch):
+    """This machine as a Hopper GPU that reads the shipped H200 entries."""
+    h200 = _dispatch._tables()["devices"]["NVIDIA H200"]
+    monkeypatch.setattr(_dispatch, "_table", lambda: h200)
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    monkeypatch.setattr(_pallas_attention, "on_hopper", lambda: True)
+
+
 @pytest.mark.parametrize("q_shape, kv_shape, causal, dtype, training, picks", [
     ((4, 16, 4096, 128), (4, 16, 4096, 128), True, jnp.bfloat16, True, "pallas"),
     ((4, 16, 4096, 128), (4, 16, 4096, 128), True, jnp.bfloat16, False, "pallas"),
@@ -160,10 +168,7 @@ def test_auto_follows_the_h200_table(monkeypatch, q_shape, kv_shape, causal, dty
     kernels do not take a call: in training cuDNN's own step from 1024 keys up where cuDNN
     takes it (its entries are faster than the Triton kernels'), else the Triton kernels; a
     length halfway between two measured ones takes the longer's entry."""
-    h200 = _dispatch._tables()["devices"]["NVIDIA H200"]
-    monkeypatch.setattr(_dispatch, "_table", lambda: h200)
-    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
-    monkeypatch.setattr(_pallas_attention, "on_hopper", lambda: True)
+    _on_the_h200(monkeypatch)
     q, kv = jax.ShapeDtypeStruct(q_shape, dtype), jax.ShapeDtypeStruct(kv_shape, dtype)
     assert _auto_choice(q, kv, kv, causal, training) == picks
 
@@ -178,12 +183,22 @@ def test_auto_follows_the_h200_table(monkeypatch, q_shape, kv_shape, causal, dty
 def test_auto_follows_the_h200_table_with_a_mask(monkeypatch, length, causal, training, picks):
     """The shipped H200 ``_masked`` entries (a key padding mask, B4 H16 D128 bf16): the Triton
     kernels from 1024 keys up, and at 256 causal; XLA at 256 keys without the causal mask."""
-    h200 = _dispatch._tables()["devices"]["NVIDIA H200"]
-    monkeypatch.setattr(_dispatch, "_table", lambda: h200)
-    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
-    monkeypatch.setattr(_pallas_attention, "on_hopper", lambda: True)
+    _on_the_h200(monkeypatch)
     q = jax.ShapeDtypeStruct((4, 16, length, 128), jnp.bfloat16)
     assert _auto_choice(q, q, q, causal, training, masked=True) == picks
+
+
+@pytest.mark.parametrize("length, causal, training, picks", [
+    (4096, True, True, "pallas"), (1024, False, False, "pallas"), (256, True, True, "pallas"),
+    (256, True, False, "pallas"),  # 1.19x: past the 15% margin
+    (256, False, False, "xla"),  # 1.13x: within it
+])
+def test_auto_follows_the_h200_table_with_dropout(monkeypatch, length, causal, training, picks):
+    """The shipped H200 ``_dropout`` entries (dropout 0.1, B4 H16 D128 bf16): the Triton
+    kernels but for the forward at 256 keys without the causal mask."""
+    _on_the_h200(monkeypatch)
+    q = jax.ShapeDtypeStruct((4, 16, length, 128), jnp.bfloat16)
+    assert _auto_choice(q, q, q, causal, training, dropout=True) == picks
 
 
 @pytest.mark.parametrize("scale", [-0.1, 0.0])
@@ -191,10 +206,7 @@ def test_auto_takes_a_scale_that_is_not_positive_to_the_triton_kernels(monkeypat
     """On the H200's table, where the Mosaic kernels, cuDNN and the pair would run a positive
     scale (B4 H16 S4096 D128 bf16), a scale that is not positive runs the Triton kernels, looked
     up by their own entries (they beat XLA)."""
-    h200 = _dispatch._tables()["devices"]["NVIDIA H200"]
-    monkeypatch.setattr(_dispatch, "_table", lambda: h200)
-    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
-    monkeypatch.setattr(_pallas_attention, "on_hopper", lambda: True)
+    _on_the_h200(monkeypatch)
     q = jax.ShapeDtypeStruct((4, 16, 4096, 128), jnp.bfloat16)
     for causal, training in itertools.product((True, False), (True, False)):
         assert _auto_choice(q, q, q, causal, training, scale=scale) == "pallas"
@@ -212,9 +224,10 @@ def _fake_gpu(monkeypatch, ops):
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     flashes = []
 
-    def flash(q, k, v, is_causal, scale, config, kernels, mask=None):
+    def flash(q, k, v, is_causal, scale, config, kernels, mask=None, dropout_p=0.0, key=None):
         flashes.append(kernels)
-        return attention_reference(q, k, v, mask, is_causal=is_causal, scale=scale)
+        return attention_reference(q, k, v, mask, is_causal=is_causal, scale=scale,
+                                   dropout_p=dropout_p, key=key)
 
     monkeypatch.setattr(attention_module, "_flash", flash)
     return flashes
@@ -245,6 +258,7 @@ def test_auto_takes_a_mask_to_the_triton_kernels_where_measured_faster(rng, monk
     assert _auto_choice(q, q, q, False, training=False, masked=True) == "xla"  # within margin
     assert _auto_choice(q, q, q, True, training=True, masked=True) == "xla"  # not measured
     assert _auto_choice(q, q, q, False, training=True) == "cudnn"
+    assert _auto_choice(q, q, q, False, training=True, dropout=True) == "xla"  # not measured
     mask = jnp.arange(1024) < jnp.array([1024, 700])[:, None, None, None]
     jax.grad(lambda q: jnp.sum(attention(q, q, q, mask).astype(jnp.float32)))(q)
     assert flashes == ["pallas"]

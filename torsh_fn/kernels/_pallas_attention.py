@@ -29,6 +29,12 @@ mask hides all of it, as it hides the padding keys. A row that the mask hides wh
 zeros (and zero gradients), as PyTorch's math path does. A float mask that is differentiated
 gets its gradient, dS summed over the dims it broadcasts: the dQ kernel then writes dS, one
 [Sq, Sk] float32 matrix per head.
+
+Dropout (``AttentionStatic.dropout_p``) zeroes weights where ``dropout_keep``, a hash of the
+head's seed and the (query, key) positions, says so, and scales the output by 1 / (1 - p): the
+row sums keep every weight. The backward hashes the same positions again, so no pattern is
+stored: dV takes the kept weights, and dS = P * (dP on the kept entries / (1 - p) - delta),
+where delta = rowsum(dO * O) still holds.
 Sequence lengths need not divide the blocks (masked loads and stores); head dims are padded in
 registers to a power of two (at least 16). Grouped-query heads: ``k``/``v`` may have ``Hk``
 heads dividing ``q``'s ``H``; query head ``h`` reads key/value head ``h // (H // Hk)``.
@@ -55,6 +61,7 @@ from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
 
 from ._cudnn_attention import cudnn_attention_bwd
+from ._dropout_hash import keeps, mix32
 from ._mosaic_attention import mosaic_attention, mosaic_attention_can, scale_refusal
 from ._mosaic_attention_bwd import mosaic_attention_bwd, mosaic_attention_bwd_can
 from ._pallas_common import compiler_params, interpret_mode, on_hopper
@@ -112,12 +119,14 @@ def default_config(head_dim: int, masked: bool = False) -> AttentionConfig:
 class AttentionStatic(NamedTuple):
     """The hashable static argument of :func:`attention_pallas`; ``cudnn_backward``: take the
     gradients by cuDNN's backward (``_cudnn_attention.cudnn_attention_bwd``) instead of ours,
-    for calls that cuDNN takes (``attention._cudnn_can``: 16-bit, on a GPU)."""
+    for calls that cuDNN takes (``attention._cudnn_can``: 16-bit, on a GPU); ``dropout_p``:
+    dropout on the weights, in [0, 1) (the Triton kernels, with a seed per head)."""
 
     causal: bool
     scale: float
     cfg: AttentionConfig | None
     cudnn_backward: bool = False
+    dropout_p: float = 0.0
 
 
 class _Dims(NamedTuple):
@@ -223,6 +232,26 @@ def _unless_hidden(attend, carry, tile, mdims: _MaskDims | None):
     return lax.cond(shown, attend, lambda carry: carry, carry)
 
 
+def dropout_keep(seed, q_pos, k_pos, dropout_p: float):
+    """Which attention weights dropout keeps: True with probability ``1 - dropout_p`` for each
+    (query position, key position) pair of one head, a hash of the head's uint32 ``seed`` and
+    the two positions (int32 arrays that broadcast), so that the backward draws the forward's
+    pattern again without storing it. Kernels and tests share it.
+
+    Example:
+        >>> keep = dropout_keep(jnp.uint32(7), jnp.arange(64)[:, None], jnp.arange(64), 0.25)
+        >>> keep.shape, 0.7 < float(keep.mean()) < 0.8
+        ((64, 64), True)
+    """
+    row = mix32(seed ^ (q_pos.astype(jnp.uint32) * jnp.uint32(0x9E3779B1)))
+    return keeps(mix32(row ^ (k_pos.astype(jnp.uint32) * jnp.uint32(0x85EBCA77))), dropout_p)
+
+
+def _dropped(p, keep):
+    """Probabilities ``p`` with dropout's zeros where ``keep`` is False (no rescaling)."""
+    return p if keep is None else jnp.where(keep, p, 0.0)
+
+
 def _kv_steps(i, block_q: int, block_k: int, dims: _Dims, causal: bool, kv_edge: bool):
     """For query tile ``i``: (key tiles needing no mask, key tiles to visit in all)."""
     n_kv = pl.cdiv(dims.kv_len, block_k)
@@ -235,8 +264,9 @@ def _kv_steps(i, block_q: int, block_k: int, dims: _Dims, causal: bool, kv_edge:
     return full, last
 
 
-def _fwd_kernel(q_ref, k_ref, v_ref, mask_ref, o_ref, lse_ref, *, static: AttentionStatic,
-                dims: _Dims, cfg: AttentionConfig, mdims: _MaskDims | None):
+def _fwd_kernel(q_ref, k_ref, v_ref, mask_ref, seed_ref, o_ref, lse_ref, *,
+                static: AttentionStatic, dims: _Dims, cfg: AttentionConfig,
+                mdims: _MaskDims | None):
     bq, bk = cfg.block_q, cfg.block_k
     i, head = pl.program_id(0), pl.program_id(1)
     kv = _kv_head(head, dims)
@@ -267,7 +297,10 @@ def _fwd_kernel(q_ref, k_ref, v_ref, mask_ref, o_ref, lse_ref, *, static: Attent
             alpha = jnp.exp2(m - shift)
             p = jnp.exp2(s - shift[:, None])  # [bq, bk]
             v = _rows(v_ref, kv, j * bk, bk, dims.kv_len, dims.dv_pad, dims.v_dim, masked)
-            pv = plgpu.dot(p.astype(v.dtype), v, precision=dot_precision(v.dtype))
+            keep = None if seed_ref is None else dropout_keep(
+                seed_ref[head], q_pos[:, None], j * bk + jnp.arange(bk)[None, :], static.dropout_p)
+            pv = plgpu.dot(_dropped(p, keep).astype(v.dtype), v,
+                           precision=dot_precision(v.dtype))  # the sums keep every weight
             return acc * alpha[:, None] + pv, m_new, row_sum * alpha + jnp.sum(p, axis=1)
 
         return _unless_hidden(attend, carry, tile, mdims)
@@ -278,6 +311,8 @@ def _fwd_kernel(q_ref, k_ref, v_ref, mask_ref, o_ref, lse_ref, *, static: Attent
     carry = lax.fori_loop(0, full, functools.partial(step, masked=False), carry)
     acc, m, row_sum = lax.fori_loop(full, last, functools.partial(step, masked=True), carry)
     out, lse = acc / row_sum[:, None], m + jnp.log2(row_sum)
+    if static.dropout_p:
+        out = out * (1.0 / (1.0 - static.dropout_p))
     if mdims is not None:  # hidden rows: zeros, and lse = +inf makes the backward's p zero
         dead = row_sum == 0.0
         out, lse = jnp.where(dead[:, None], 0.0, out), jnp.where(dead, jnp.inf, lse)
@@ -285,8 +320,8 @@ def _fwd_kernel(q_ref, k_ref, v_ref, mask_ref, o_ref, lse_ref, *, static: Attent
     plgpu.store(lse_ref.at[head, pl.ds(i * bq, bq)], lse, mask=q_pos < dims.q_len)
 
 
-def _dkdv_kernel(q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, mask_ref, dk_ref, dv_ref, *,
-                 static: AttentionStatic, dims: _Dims, cfg: AttentionConfig,
+def _dkdv_kernel(q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, mask_ref, seed_ref, dk_ref,
+                 dv_ref, *, static: AttentionStatic, dims: _Dims, cfg: AttentionConfig,
                  mdims: _MaskDims | None):
     bq, bk = cfg.block_q_dkv, cfg.block_k_dkv
     j, kv = pl.program_id(0), pl.program_id(1)
@@ -295,6 +330,7 @@ def _dkdv_kernel(q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, mask_ref, dk_r
     v = _rows(v_ref, kv, j * bk, bk, dims.kv_len, dims.dv_pad, dims.v_dim, k_edge)
     k_pos = j * bk + jnp.arange(bk)
     qk_scale = static.scale * _LOG2_E
+    inv_keep = 1.0 / (1.0 - static.dropout_p)
     n_q = pl.cdiv(dims.q_len, bq)
     q_edge = dims.q_len % bq != 0
     # Padded query rows load lse = +inf, so their probabilities are exp2(-inf) = 0; padded key
@@ -316,9 +352,13 @@ def _dkdv_kernel(q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, mask_ref, dk_r
             p_t = jnp.exp2(s_t - lse[None, :])
             if masked:
                 p_t = jnp.where(k_pos[:, None] <= i * bq + jnp.arange(bq)[None, :], p_t, 0.0)
-            dv = dv + plgpu.dot(p_t.astype(do.dtype), do, precision=dot_precision(do.dtype))
+            keep_t = None if seed_ref is None else dropout_keep(
+                seed_ref[head], i * bq + jnp.arange(bq)[None, :], k_pos[:, None],
+                static.dropout_p)
+            z_t = _dropped(p_t, keep_t) * inv_keep  # the weights dropout kept
+            dv = dv + plgpu.dot(z_t.astype(do.dtype), do, precision=dot_precision(do.dtype))
             dp_t = plgpu.dot(v, do, trans_b=True, precision=dot_precision(v.dtype))  # [bk, bq]
-            ds_t = p_t * (dp_t - delta[None, :])
+            ds_t = p_t * (_dropped(dp_t, keep_t) * inv_keep - delta[None, :])
             return dk + plgpu.dot(ds_t.astype(q.dtype), q, precision=dot_precision(q.dtype)), dv
 
         return _unless_hidden(attend, carry, tile, mdims)
@@ -341,8 +381,8 @@ def _dkdv_kernel(q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, mask_ref, dk_r
     _store_rows(dv_ref, kv, j * bk, dv, dims.kv_len, dims.v_dim)
 
 
-def _dq_kernel(q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, mask_ref, dq_ref, ds_ref=None, *,
-               static: AttentionStatic, dims: _Dims, cfg: AttentionConfig,
+def _dq_kernel(q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, mask_ref, seed_ref, dq_ref,
+               ds_ref=None, *, static: AttentionStatic, dims: _Dims, cfg: AttentionConfig,
                mdims: _MaskDims | None):
     bq, bk = cfg.block_q_dq, cfg.block_k_dq
     i, head = pl.program_id(0), pl.program_id(1)
@@ -370,6 +410,11 @@ def _dq_kernel(q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, mask_ref, dq_ref
             if masked and static.causal:
                 p = jnp.where(j * bk + jnp.arange(bk)[None, :] <= q_pos[:, None], p, 0.0)
             dp = plgpu.dot(do, v, trans_b=True, precision=dot_precision(do.dtype))  # [bq, bk]
+            if seed_ref is not None:  # dP of the weights before dropout
+                dp = _dropped(dp, dropout_keep(seed_ref[head], q_pos[:, None],
+                                               j * bk + jnp.arange(bk)[None, :],
+                                               static.dropout_p))
+                dp = dp * (1.0 / (1.0 - static.dropout_p))
             ds = p * (dp - delta[:, None])
             if ds_ref is not None:  # the mask's gradient: dS itself
                 k_pos = j * bk + jnp.arange(bk)
@@ -403,40 +448,45 @@ def _flat(x):
     return x.reshape(-1, *x.shape[2:])
 
 
-def _mask_operand(mask):
-    """The mask as the kernels read it: (Bm * Hm, Lm, Sk); bool as int8 (Triton loads bytes)."""
-    if mask is None:
-        return ()
-    return (_flat(mask.astype(jnp.int8) if mask.dtype == jnp.bool_ else mask),)
+def _optional_operands(mask, seeds):
+    """The mask as the kernels read it, (Bm * Hm, Lm, Sk) (bool as int8: Triton loads bytes),
+    and the (B * H,) dropout seeds: those given."""
+    if mask is not None and mask.dtype == jnp.bool_:
+        mask = mask.astype(jnp.int8)
+    return tuple(x.reshape(-1, *x.shape[2:]) for x in (mask, seeds) if x is not None)
 
 
-def _mask_slot(kernel, n_inputs: int, mask):
-    """``kernel`` with its ``mask_ref`` (after its ``n_inputs`` other inputs) None when there is
-    no mask."""
-    if mask is not None:
-        return kernel
-    return lambda *refs: kernel(*refs[:n_inputs], None, *refs[n_inputs:])
+def _optional_slots(kernel, n_inputs: int, mask, seeds):
+    """``kernel`` with its ``mask_ref`` and ``seed_ref`` (after its ``n_inputs`` other inputs)
+    None where that operand is not given."""
+    def run(*refs):
+        refs, rest = list(refs[:n_inputs]), iter(refs[n_inputs:])
+        refs += [None if x is None else next(rest) for x in (mask, seeds)]
+        return kernel(*refs, *rest)
+
+    return run
 
 
-def _forward(q, k, v, mask, static: AttentionStatic):
+def _forward(q, k, v, mask, static: AttentionStatic, seeds=None):
     dims = _dims(q, k, v)
     cfg = _config(static, dims, mask is not None)
     batch_heads = q.shape[0] * dims.heads
     kernel = functools.partial(_fwd_kernel, static=static, dims=dims, cfg=cfg,
                                mdims=_MaskDims.of(mask))
     out, lse = pl.pallas_call(
-        _mask_slot(kernel, 3, mask),
+        _optional_slots(kernel, 3, mask, seeds),
         out_shape=[jax.ShapeDtypeStruct((batch_heads, dims.q_len, dims.v_dim), q.dtype),
                    jax.ShapeDtypeStruct((batch_heads, dims.q_len), jnp.float32)],
         grid=(pl.cdiv(dims.q_len, cfg.block_q), batch_heads),
         interpret=interpret_mode(),
         compiler_params=compiler_params(cfg.num_warps, cfg.num_stages),
         name="flash_attention_fwd",
-    )(_flat(q), _flat(k), _flat(v), *_mask_operand(mask))
+    )(_flat(q), _flat(k), _flat(v), *_optional_operands(mask, seeds))
     return out.reshape(*q.shape[:3], dims.v_dim), lse.reshape(q.shape[:3])
 
 
-def _backward(q, k, v, mask, out, lse, d_out, static: AttentionStatic, mask_grad: bool = False):
+def _backward(q, k, v, mask, out, lse, d_out, static: AttentionStatic, mask_grad: bool = False,
+              seeds=None):
     """(dq, dk, dv) by the Triton kernels, and with ``mask_grad`` dS, (B, H, Sq, Sk) float32."""
     dims = _dims(q, k, v)
     cfg = _config(static, dims, mask is not None)
@@ -444,11 +494,11 @@ def _backward(q, k, v, mask, out, lse, d_out, static: AttentionStatic, mask_grad
     mdims = _MaskDims.of(mask)
     delta = jnp.sum(out.astype(jnp.float32) * d_out.astype(jnp.float32), axis=-1)
     args = (_flat(q), _flat(k), _flat(v), _flat(d_out.astype(q.dtype)), _flat(lse),
-            _flat(delta), *_mask_operand(mask))
+            _flat(delta), *_optional_operands(mask, seeds))
     params = compiler_params(cfg.bwd_num_warps, cfg.bwd_num_stages)
     dk, dv = pl.pallas_call(
-        _mask_slot(functools.partial(_dkdv_kernel, static=static, dims=dims, cfg=cfg,
-                                     mdims=mdims), 6, mask),
+        _optional_slots(functools.partial(_dkdv_kernel, static=static, dims=dims, cfg=cfg,
+                                          mdims=mdims), 6, mask, seeds),
         out_shape=[jax.ShapeDtypeStruct((batch * dims.kv_heads, *k.shape[2:]), k.dtype),
                    jax.ShapeDtypeStruct((batch * dims.kv_heads, *v.shape[2:]), v.dtype)],
         grid=(pl.cdiv(dims.kv_len, cfg.block_k_dkv), batch * dims.kv_heads),
@@ -459,8 +509,8 @@ def _backward(q, k, v, mask, out, lse, d_out, static: AttentionStatic, mask_grad
     dq_shape = jax.ShapeDtypeStruct((batch * dims.heads, *q.shape[2:]), q.dtype)
     ds_shape = jax.ShapeDtypeStruct((batch * dims.heads, dims.q_len, dims.kv_len), jnp.float32)
     dq, *ds = pl.pallas_call(
-        _mask_slot(functools.partial(_dq_kernel, static=static, dims=dims, cfg=cfg,
-                                     mdims=mdims), 6, mask),
+        _optional_slots(functools.partial(_dq_kernel, static=static, dims=dims, cfg=cfg,
+                                          mdims=mdims), 6, mask, seeds),
         out_shape=[dq_shape, ds_shape] if mask_grad else [dq_shape],
         grid=(pl.cdiv(dims.q_len, cfg.block_q_dq), batch * dims.heads),
         interpret=interpret_mode(),
@@ -473,15 +523,16 @@ def _backward(q, k, v, mask, out, lse, d_out, static: AttentionStatic, mask_grad
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
 def attention_pallas(q: jax.Array, k: jax.Array, v: jax.Array, static: AttentionStatic,
-                     mask: jax.Array | None = None) -> jax.Array:
+                     mask: jax.Array | None = None, seeds: jax.Array | None = None
+                     ) -> jax.Array:
     """Flash attention by the Pallas kernels.
 
     On a Hopper GPU the forward (alone, or with the logsumexp that the backward takes) and the
     backward are Mosaic GPU kernels (``_mosaic_attention``, ``_mosaic_attention_bwd``: TMA and
-    wgmma, faster than the Triton kernels) where they take the shapes and no tile config or
-    mask is given; the Triton kernels do the rest. ``static.cudnn_backward`` takes the backward
-    from cuDNN instead. The Mosaic backward adds dQ up in whatever order its CTAs finish: run
-    to run, dQ may differ in its last bits.
+    wgmma, faster than the Triton kernels) where they take the shapes and no tile config,
+    mask or dropout is given; the Triton kernels do the rest. ``static.cudnn_backward`` takes
+    the backward from cuDNN instead. The Mosaic backward adds dQ up in whatever order its CTAs
+    finish: run to run, dQ may differ in its last bits.
 
     Args:
         q: (B, H, Sq, D); k: (B, Hk, Sk, D); v: (B, Hk, Sk, Dv), one dtype of
@@ -490,6 +541,8 @@ def attention_pallas(q: jax.Array, k: jax.Array, v: jax.Array, static: Attention
         mask: None, or (Bm, Hm, Lm, Sk) with Bm in (1, B), Hm in (1, H), Lm in (1, Sq)
             (``mask_as_bhls``): bool (True takes part) or float (added to the scores; its
             gradient is computed where it is differentiated).
+        seeds: with ``static.dropout_p > 0``, (B, H) uint32, one per head: the dropout pattern
+            is ``dropout_keep`` of it, drawn again by the backward.
 
     Returns:
         (B, H, Sq, Dv) in ``q``'s dtype.
@@ -502,7 +555,19 @@ def attention_pallas(q: jax.Array, k: jax.Array, v: jax.Array, static: Attention
         >>> attention_pallas(q, kv, kv, AttentionStatic(False, 0.125, None), keys_kept).shape
         (1, 4, 10, 64)
     """
-    return _by_batch(functools.partial(_any_forward, with_lse=False), static, q, k, v, mask)
+    _check_seeds(q, static, seeds)
+    return _by_batch(functools.partial(_any_forward, with_lse=False), static, q, k, v, mask,
+                     seeds)
+
+
+def _check_seeds(q, static: AttentionStatic, seeds) -> None:
+    if not 0.0 <= static.dropout_p < 1.0:
+        raise ValueError(f"attention_pallas: dropout_p must be in [0, 1), got {static.dropout_p}")
+    expected = None if not static.dropout_p else (q.shape[:2], jnp.dtype(jnp.uint32))
+    if (None if seeds is None else (seeds.shape, seeds.dtype)) != expected:
+        raise ValueError(f"attention_pallas: with dropout_p {static.dropout_p} seeds must be "
+                         f"{'None' if expected is None else f'uint32 of shape {q.shape[:2]}'}, "
+                         f"got {None if seeds is None else (seeds.shape, seeds.dtype)}")
 
 
 def mask_as_bhls(mask: jax.Array, batch_shape: tuple[int, ...], heads: int, q_len: int,
@@ -551,13 +616,13 @@ def mosaic_runs(q, k, v, static: AttentionStatic, training: bool) -> bool:
         not training or mosaic_takes(q, k, v, static, mosaic_attention_bwd_can))
 
 
-def _any_forward(q, k, v, mask, static: AttentionStatic, with_lse: bool):
+def _any_forward(q, k, v, mask, seeds, static: AttentionStatic, with_lse: bool):
     """The output, and with ``with_lse`` its logsumexp for the backward: by Mosaic GPU where it
-    applies, else by the Triton kernel."""
-    if mask is None and mosaic_takes(q, k, v, static):
+    applies (no mask, no dropout), else by the Triton kernel."""
+    if mask is None and seeds is None and mosaic_takes(q, k, v, static):
         return mosaic_attention(q, k, v, scale=static.scale, is_causal=static.causal,
                                 with_lse=with_lse)
-    out, lse = _forward(q, k, v, mask, static)
+    out, lse = _forward(q, k, v, mask, static, seeds)
     return (out, lse) if with_lse else out
 
 
@@ -573,40 +638,45 @@ def _by_batch(kernels, static: AttentionStatic, *args: jax.Array | None):
     return partition_rows(run, [a.shape[0] == args[0].shape[0] for a in present])(*present)
 
 
-def _attention_fwd(q, k, v, static, mask):
+def _attention_fwd(q, k, v, static, mask, seeds):
     # symbolic zeros: each argument comes with whether it is differentiated (``perturbed``)
     q, k, v = q.value, k.value, v.value
     mask_grad = mask is not None and mask.perturbed and jnp.issubdtype(mask.value.dtype,
                                                                        jnp.floating)
-    mask = None if mask is None else mask.value
-    out, lse = _by_batch(functools.partial(_any_forward, with_lse=True), static, q, k, v, mask)
+    mask, seeds = (None if x is None else x.value for x in (mask, seeds))
+    _check_seeds(q, static, seeds)
+    out, lse = _by_batch(functools.partial(_any_forward, with_lse=True), static, q, k, v, mask,
+                         seeds)
     # the residuals' tree tells the backward whether to compute the mask's gradient
-    return out, (q, k, v, mask, out, lse, jnp.zeros((0,)) if mask_grad else None)
+    return out, (q, k, v, mask, seeds, out, lse, jnp.zeros((0,)) if mask_grad else None)
 
 
-def _any_backward(q, k, v, mask, out, lse, d_out, static: AttentionStatic, mask_grad: bool):
+def _any_backward(q, k, v, mask, seeds, out, lse, d_out, static: AttentionStatic,
+                  mask_grad: bool):
     """(dq, dk, dv), and with ``mask_grad`` dS: by cuDNN where ``static`` asks for it, else by
-    the Mosaic GPU kernel where it applies, else by the Triton kernels."""
-    if static.cudnn_backward and mask is None:
+    the Mosaic GPU kernel where it applies, else by the Triton kernels (always with a mask or
+    dropout)."""
+    plain = mask is None and seeds is None
+    if static.cudnn_backward and plain:
         return cudnn_attention_bwd(q, k, v, out, lse, d_out, scale=static.scale,
                                    is_causal=static.causal)
-    if mask is None and mosaic_takes(q, k, v, static, mosaic_attention_bwd_can):
+    if plain and mosaic_takes(q, k, v, static, mosaic_attention_bwd_can):
         return mosaic_attention_bwd(q, k, v, out, lse, d_out, scale=static.scale,
                                     is_causal=static.causal)
-    return _backward(q, k, v, mask, out, lse, d_out, static, mask_grad)
+    return _backward(q, k, v, mask, out, lse, d_out, static, mask_grad, seeds)
 
 
 def _attention_bwd(static, saved, d_out):
-    q, k, v, mask, out, lse, mask_grad = saved
+    q, k, v, mask, seeds, out, lse, mask_grad = saved
     if isinstance(d_out, SymbolicZero):
         d_out = jnp.zeros(d_out.shape, d_out.dtype)
     grads = _by_batch(functools.partial(_any_backward, mask_grad=mask_grad is not None), static,
-                      q, k, v, mask, out, lse, d_out)
+                      q, k, v, mask, seeds, out, lse, d_out)
     if mask_grad is None:
-        return (*grads, None)
+        return (*grads, None, None)
     *grads, ds = grads  # (B, H, Sq, Sk): summed over the dims the mask broadcasts
     broadcast = tuple(axis for axis in range(4) if mask.shape[axis] == 1 < ds.shape[axis])
-    return (*grads, jnp.sum(ds, axis=broadcast, keepdims=True).astype(mask.dtype))
+    return (*grads, jnp.sum(ds, axis=broadcast, keepdims=True).astype(mask.dtype), None)
 
 
 attention_pallas.defvjp(_attention_fwd, _attention_bwd, symbolic_zeros=True)

@@ -13,12 +13,14 @@ as the fused kernels do (ours, cuDNN's, PyTorch's), so that both products run on
 Implementations (``impl``): "xla" is the ``jax.numpy`` reference below (it builds the
 ``[L, S]`` score matrix); "pallas" the flash attention kernels of ``_pallas_attention`` (no
 ``[L, S]`` matrix in memory; causal or not, a bool or float mask read tile by tile where it is
-given, no dropout, float32/bfloat16/float16, head dims up to 256); "auto" is "xla" off the GPU,
-and on a GPU the Pallas kernel, cuDNN's fused attention (``_cudnn_attention``, on the
-(B, H, S, D) inputs as they are), or, in training, the Pallas forward with cuDNN's backward,
-only where the dispatch table measured it faster than XLA for that dtype and key length; with
-a mask only the Pallas (Triton) kernels are candidates (the table's ``_masked`` entries), and
-dropout always takes the reference. "auto" chooses
+given, dropout drawn by a hash of a seed per head and the positions, float32/bfloat16/float16,
+head dims up to 256); "auto" is "xla" off the GPU, and on a GPU the Pallas kernel, cuDNN's
+fused attention (``_cudnn_attention``, on the (B, H, S, D) inputs as they are), or, in
+training, the Pallas forward with cuDNN's backward, only where the dispatch table measured it
+faster than XLA for that dtype and key length; with a mask or dropout only the Pallas
+(Triton) kernels are candidates (the table's ``_masked`` and ``_dropout`` entries). Dropout's
+pattern differs between the kernels and the reference (each draws its own from ``key``).
+"auto" chooses
 twice: by the forward's times for a call that is not differentiated, by a training step's
 (forward and backward) for one that is; where the two differ, ``inference_or_training`` runs
 each where it was measured faster (a table with the Pallas forward fastest alone and cuDNN's
@@ -143,8 +145,8 @@ def _kernel_refusal(q, k, v, mask, dropout_p) -> str | None:
     if mask is not None and mask.dtype != jnp.bool_ and not jnp.issubdtype(mask.dtype,
                                                                            jnp.floating):
         return f"a mask of dtype {mask.dtype} (bool or float)"
-    if dropout_p > 0.0:
-        return "dropout_p > 0"
+    if dropout_p >= 1.0:
+        return "dropout_p = 1"
     if not (q.dtype == k.dtype == v.dtype) or q.dtype not in SUPPORTED_DTYPES:
         return (f"dtypes {q.dtype}, {k.dtype}, {v.dtype} (one of float32, bfloat16, float16 for "
                 f"all three)")
@@ -158,26 +160,31 @@ def _kernel_refusal(q, k, v, mask, dropout_p) -> str | None:
     return None
 
 
-def _flash(q, k, v, is_causal, scale, config, kernels: str, mask=None):
+def _flash(q, k, v, is_causal, scale, config, kernels: str, mask=None, dropout_p: float = 0.0,
+           key=None):
     """Attention by the fused kernels: ``kernels`` "cudnn", "pallas" (ours), or
-    "pallas_cudnn" (our forward, cuDNN's backward); a ``mask`` takes "pallas" only."""
-    def kernel(q, k, v, mask):
+    "pallas_cudnn" (our forward, cuDNN's backward); a ``mask`` or dropout (with its PRNG
+    ``key``: a uint32 seed per head) takes "pallas" only."""
+    def kernel(q, k, v, mask, key):
         q4, k4, v4, lead = _as_bhsd(q, k, v)
         if kernels == "cudnn":
             out = cudnn_attention(q4, k4, v4, scale=scale, is_causal=is_causal)
         else:
             if mask is not None:
                 mask = mask_as_bhls(mask, lead, *q4.shape[1:3], k4.shape[2])
+            seeds = jax.random.bits(key, q4.shape[:2], jnp.uint32) if dropout_p else None
             out = attention_pallas(q4, k4, v4, AttentionStatic(
-                is_causal, scale, config, cudnn_backward=kernels == "pallas_cudnn"), mask)
+                is_causal, scale, config, cudnn_backward=kernels == "pallas_cudnn",
+                dropout_p=dropout_p), mask, seeds)
         out = out.reshape(*lead, *out.shape[1:])
         return out[0] if max(q.ndim, k.ndim, v.ndim) == 2 else out  # (L, E): no heads dim
 
-    def reference(q, k, v, mask):
+    def reference(q, k, v, mask, key):
         return attention_reference(q, _repeat_kv(q, k), _repeat_kv(q, v), mask,
-                                   is_causal=is_causal, scale=scale)
+                                   is_causal=is_causal, scale=scale, dropout_p=dropout_p,
+                                   key=key)
 
-    return typed_like(reference, kernel, q, k, v, mask)
+    return typed_like(reference, kernel, q, k, v, mask, key)
 
 
 def _cudnn_can(q, k, v, is_causal, scale: float) -> bool:
@@ -203,7 +210,8 @@ def _pallas_entry(q, k, v, is_causal, training: bool, config, op: str, scale: fl
                   masked: bool = False) -> str:
     """The table entry that measured the Pallas kernels this call runs: ``op`` (swept at lengths
     the Mosaic GPU kernels take, on Hopper) where the Mosaic kernels run it, else the Triton
-    kernels' ``triton_`` entry (always with a mask, which only they take)."""
+    kernels' ``triton_`` entry (always with a mask or dropout, ``masked``, which only they
+    take)."""
     lead, trailing = _bhsd_layout(q, k, v)
     shapes = [jax.ShapeDtypeStruct((math.prod(lead), *t), x.dtype)
               for x, t in zip((q, k, v), trailing)]
@@ -213,7 +221,7 @@ def _pallas_entry(q, k, v, is_causal, training: bool, config, op: str, scale: fl
 
 
 def _auto_choice(q, k, v, is_causal, training: bool, config=None, scale: float = 1.0,
-                 masked: bool = False) -> str:
+                 masked: bool = False, dropout: bool = False) -> str:
     """"pallas", "cudnn", "pallas_cudnn" (training only: the Pallas forward, cuDNN's backward)
     or "xla" for ``impl="auto"``: the fastest measured (on a GPU), XLA unless another was
     measured faster by the table's margin. The table was measured with as many queries as
@@ -226,17 +234,18 @@ def _auto_choice(q, k, v, is_causal, training: bool, config=None, scale: float =
     table's ``_fwd`` entries). ``config``: the Pallas tile config the call was given.
     ``scale``: the call's score scale; where it is not positive, only the Triton kernels are
     candidates (the Mosaic GPU kernels refuse it, and cuDNN was not checked with it).
-    ``masked``: the call has an attention mask, which only the Triton kernels take (the
-    table's ``_masked`` entries, measured with a key padding mask)."""
+    ``masked``, ``dropout``: the call has an attention mask, or dropout, which only the Triton
+    kernels take (the table's ``_masked`` entries, measured with a key padding mask, and
+    ``_dropout`` entries; with both, ``_masked_dropout``)."""
     op = ("attention_causal" if is_causal else "attention") + ("_masked" if masked else "") + (
-        "" if training else "_fwd")
+        "_dropout" if dropout else "") + ("" if training else "_fwd")
+    plain = not (masked or dropout)
     best, best_ms = "xla", None
-    kernels = ["pallas"] + (["cudnn"] if not masked and _cudnn_can(q, k, v, is_causal, scale)
-                            else [])
-    if training and not masked and _pair_can(q, k, v, is_causal, config, scale):
+    kernels = ["pallas"] + (["cudnn"] if plain and _cudnn_can(q, k, v, is_causal, scale) else [])
+    if training and plain and _pair_can(q, k, v, is_causal, config, scale):
         kernels.append("pallas_cudnn")
     for name in kernels:
-        table_op = (_pallas_entry(q, k, v, is_causal, training, config, op, scale, masked)
+        table_op = (_pallas_entry(q, k, v, is_causal, training, config, op, scale, not plain)
                     if name == "pallas" else f"{name}_{op}")
         measured = _dispatch.measured_ms(table_op, q.dtype, min(q.shape[-2], k.shape[-2]),
                                          within=2.0, above_largest=True)
@@ -281,7 +290,8 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None =
         mask: broadcastable to (..., L, S), bool (True takes part) or float (added); or None.
         is_causal: query ``i`` sees keys ``<= i`` (top-left aligned, as PyTorch).
         scale: score scale, default ``1 / sqrt(E)``.
-        dropout_p, key: dropout on the weights and its PRNG key (reference path only).
+        dropout_p, key: dropout on the weights and its PRNG key (the kernels draw a uint32
+            seed per head from it; the XLA reference, a Bernoulli mask: the two differ).
         impl: "auto", "pallas" (flash attention; a ValueError for what it does not cover:
             dropout, masks other than bool or float, other dtypes) or "xla".
         config: tile sizes for the Pallas kernels (default: by head dim).
@@ -295,6 +305,10 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None =
         (2, 8, 5, 64)
     """
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
+    if not 0.0 <= dropout_p <= 1.0:
+        raise ValueError(f"attention: dropout_p must be in [0, 1], got {dropout_p}")
+    if dropout_p > 0.0 and key is None:
+        raise ValueError(f"attention: dropout_p={dropout_p} needs a PRNG key (key=)")
     refusal = _kernel_refusal(q, k, v, mask, dropout_p)
 
     def run(choice: str) -> Callable[..., jax.Array]:
@@ -302,7 +316,8 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None =
             return lambda q, k, v: attention_reference(
                 q, _repeat_kv(q, k), _repeat_kv(q, v), mask, is_causal=is_causal, scale=scale,
                 dropout_p=dropout_p, key=key)
-        return lambda q, k, v: _flash(q, k, v, is_causal, scale, config, choice, mask)
+        return lambda q, k, v: _flash(q, k, v, is_causal, scale, config, choice, mask,
+                                      dropout_p, key)
 
     if not _dispatch.picks_lowering(impl):  # "pallas", "xla", or set_default_impl's choice
         choice = resolve_impl("attention", impl, lambda: False)
@@ -312,7 +327,8 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None =
         return run(choice)(q, k, v)
     if refusal is not None:
         return run("xla")(q, k, v)
-    train, infer = (_auto_choice(q, k, v, is_causal, training, config, scale, mask is not None)
+    train, infer = (_auto_choice(q, k, v, is_causal, training, config, scale, mask is not None,
+                                 dropout_p > 0.0)
                     for training in (True, False))
     if train == infer or train == "xla":  # XLA keeps forward-mode differentiation
         return run(train)(q, k, v)

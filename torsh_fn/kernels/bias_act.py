@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from ._dispatch import measured_faster, resolve_impl
+from ._dropout_hash import keeps, mix32
 from ._explicit_sharding import typed_like
 from ._pallas_common import load_chunk, num_warps_for, row_block, row_call, store_chunk
 
@@ -36,22 +37,13 @@ class BiasActConfig(NamedTuple):
 
 
 def _hash(index: jax.Array, seed: jax.Array) -> jax.Array:
-    """A well-mixed uint32 of each (index, seed) pair (Wellons' lowbias32 applied twice)."""
-
-    def mix(h):
-        h = h ^ (h >> 16)
-        h = h * jnp.uint32(0x7FEB352D)
-        h = h ^ (h >> 15)
-        h = h * jnp.uint32(0x846CA68B)
-        return h ^ (h >> 16)
-
-    return mix(index.astype(jnp.uint32) ^ mix(seed.astype(jnp.uint32)))
+    """A well-mixed uint32 of each (index, seed) pair (lowbias32 applied twice)."""
+    return mix32(index.astype(jnp.uint32) ^ mix32(seed.astype(jnp.uint32)))
 
 
 def _keep_scale(index: jax.Array, seed: jax.Array, p: float) -> jax.Array:
     """``1 / (1 - p)`` where the element is kept, 0 where dropped."""
-    threshold = jnp.uint32(min(int(p * 2.0**32), 2**32 - 1))
-    return jnp.where(_hash(index, seed) >= threshold, 1.0 / (1.0 - p), 0.0)
+    return jnp.where(keeps(_hash(index, seed), p), 1.0 / (1.0 - p), 0.0)
 
 
 def _erf(x: jax.Array) -> jax.Array:
