@@ -293,7 +293,7 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None =
         dropout_p, key: dropout on the weights and its PRNG key (the kernels draw a uint32
             seed per head from it; the XLA reference, a Bernoulli mask: the two differ).
         impl: "auto", "pallas" (flash attention; a ValueError for what it does not cover:
-            dropout, masks other than bool or float, other dtypes) or "xla".
+            dropout_p = 1, masks other than bool or float, other dtypes) or "xla".
         config: tile sizes for the Pallas kernels (default: by head dim).
 
     Returns:
