@@ -123,7 +123,8 @@ def test_forward_without_gradient_matches_reference(rng, shapes, causal, dtype):
 def test_forward_saves_the_base2_logsumexp(rng, shapes, causal, dtype):
     """The residual the backward (and the Mosaic forward's ``with_lse``) agree on."""
     q, k, v = (normal(rng, s, dtype) for s in shapes)
-    _, lse = _pallas_attention._forward(q, k, v, None, AttentionStatic(causal, 0.3, SMALL))
+    _, lse, _ = _pallas_attention._forward(q, k, v, None,
+                                            AttentionStatic(causal, 0.3, SMALL))
     assert lse.shape == q.shape[:3] and lse.dtype == jnp.float32
     assert float(jnp.max(jnp.abs(lse - reference_lse(q, k, causal, 0.3)))) < 1e-2
 
@@ -279,9 +280,9 @@ def test_the_mask_gradient_is_computed_only_where_it_is_differentiated(rng, monk
     a constant float mask and a bool mask do without."""
     asked = []
 
-    def spy(q, k, v, mask, out, lse, d_out, static, mask_grad, seeds):
+    def spy(q, k, v, mask, out, lse, d_out, static, mask_grad, seeds, log2l):
         asked.append(mask_grad)
-        return backward(q, k, v, mask, out, lse, d_out, static, mask_grad, seeds)
+        return backward(q, k, v, mask, out, lse, d_out, static, mask_grad, seeds, log2l)
 
     backward = _pallas_attention._backward
     monkeypatch.setattr(_pallas_attention, "_backward", spy)
@@ -480,3 +481,30 @@ def test_compiled_dropout_matches_reference(rng, head_dim, causal):
         lambda q, k, v: dropped_reference(q, k, v, padding, causal, head_dim ** -0.5, seeds,
                                           0.2),
         (q, k, v), rng, jnp.bfloat16)
+
+
+@pytest.mark.parametrize("hidden_by", [-1e9, float(np.finfo(np.float32).min)])
+def test_rows_hidden_by_a_finite_float_mask_match_reference(rng, hidden_by):
+    """A float mask that hides a row with a large finite value (-1e9, or float32's min as
+    Hugging Face masks padding) leaves it finite (no overflow to -inf), with the reference's
+    weights (float32 rounds the scores' differences away there: uniform), and its gradients
+    right and finite: the forward keeps the rows' max and log2 sums apart (their sum rounded
+    the sums away), and the dQ kernel takes no probability past the last key (with lse far
+    below zero it was inf, and NaN after). (With -1e4 the scores keep part of their
+    differences, and float32's rounding of them differs between the two by ~1e-3.)"""
+    q, k, v = (normal(rng, (1, 2, 20, 16), jnp.float32) for _ in range(3))
+    bias = jnp.zeros((20, 20), jnp.float32).at[0].set(hidden_by).at[7, 3:].set(hidden_by)
+    cot = normal(rng, (1, 2, 20, 16), jnp.float32)
+
+    def loss(q, k, v, bias, impl):
+        out = attention(q, k, v, bias, impl=impl, config=SMALL)
+        return jnp.sum(out * cot), out
+
+    (_, out), grads = jax.value_and_grad(loss, argnums=(0, 1, 2, 3), has_aux=True)(
+        q, k, v, bias, "pallas")
+    (_, want), want_grads = jax.value_and_grad(loss, argnums=(0, 1, 2, 3), has_aux=True)(
+        q, k, v, bias, "xla")
+    assert rel_err(out, want) < TOL[jnp.float32]
+    for name, g, w in zip(("q", "k", "v", "bias"), grads, want_grads, strict=True):
+        assert np.isfinite(np.asarray(g)).all(), name
+        assert rel_err(g, w) < 5 * TOL[jnp.float32], (name, rel_err(g, w))

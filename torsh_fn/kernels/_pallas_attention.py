@@ -216,7 +216,11 @@ def _mask_tile(mask_ref, mdims: _MaskDims, head, q_start, block_q: int, k_start,
 def _masked_scores(s, tile, mdims: _MaskDims):
     """Base-2 scores ``s`` with a mask tile (of ``s``'s orientation) applied."""
     if mdims.bias:
-        return s + tile.astype(jnp.float32) * _LOG2_E
+        bias = tile.astype(jnp.float32)
+        # a finite bias stays finite (float32's min times log2(e) would overflow to -inf, and
+        # hide its row as -inf does; PyTorch adds it to the scores first)
+        floor = jnp.where(jnp.isneginf(bias), -jnp.inf, jnp.finfo(jnp.float32).min)
+        return s + jnp.maximum(bias * _LOG2_E, floor)
     return jnp.where(tile != 0, s, -jnp.inf)
 
 
@@ -264,7 +268,7 @@ def _kv_steps(i, block_q: int, block_k: int, dims: _Dims, causal: bool, kv_edge:
     return full, last
 
 
-def _fwd_kernel(q_ref, k_ref, v_ref, mask_ref, seed_ref, o_ref, lse_ref, *,
+def _fwd_kernel(q_ref, k_ref, v_ref, mask_ref, seed_ref, o_ref, lse_ref, log2l_ref=None, *,
                 static: AttentionStatic, dims: _Dims, cfg: AttentionConfig,
                 mdims: _MaskDims | None):
     bq, bk = cfg.block_q, cfg.block_k
@@ -313,6 +317,10 @@ def _fwd_kernel(q_ref, k_ref, v_ref, mask_ref, seed_ref, o_ref, lse_ref, *,
     out, lse = acc / row_sum[:, None], m + jnp.log2(row_sum)
     if static.dropout_p:
         out = out * (1.0 / (1.0 - static.dropout_p))
+    if log2l_ref is not None:  # apart: m + log2(l) rounds log2(l) away where m is huge
+        lse = m       # (a float mask of -1e9 over a whole row), and the backward takes
+        plgpu.store(log2l_ref.at[head, pl.ds(i * bq, bq)],  # exp2((s - m) - log2(l))
+                    jnp.where(row_sum == 0.0, 0.0, jnp.log2(row_sum)), mask=q_pos < dims.q_len)
     if mdims is not None:  # hidden rows: zeros, and lse = +inf makes the backward's p zero
         dead = row_sum == 0.0
         out, lse = jnp.where(dead[:, None], 0.0, out), jnp.where(dead, jnp.inf, lse)
@@ -320,9 +328,9 @@ def _fwd_kernel(q_ref, k_ref, v_ref, mask_ref, seed_ref, o_ref, lse_ref, *,
     plgpu.store(lse_ref.at[head, pl.ds(i * bq, bq)], lse, mask=q_pos < dims.q_len)
 
 
-def _dkdv_kernel(q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, mask_ref, seed_ref, dk_ref,
-                 dv_ref, *, static: AttentionStatic, dims: _Dims, cfg: AttentionConfig,
-                 mdims: _MaskDims | None):
+def _dkdv_kernel(q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, mask_ref, seed_ref,
+                 log2l_ref, dk_ref, dv_ref, *, static: AttentionStatic, dims: _Dims,
+                 cfg: AttentionConfig, mdims: _MaskDims | None):
     bq, bk = cfg.block_q_dkv, cfg.block_k_dkv
     j, kv = pl.program_id(0), pl.program_id(1)
     k_edge = dims.kv_len % bk != 0
@@ -350,6 +358,9 @@ def _dkdv_kernel(q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, mask_ref, seed
             if mdims is not None:  # s_t: [bk, bq]
                 s_t = _masked_scores(s_t, tile.T, mdims)
             p_t = jnp.exp2(s_t - lse[None, :])
+            if log2l_ref is not None:
+                p_t = p_t * jnp.exp2(-_row_stats(log2l_ref, head, i * bq, bq, dims.q_len,
+                                                 0.0))[None, :]
             if masked:
                 p_t = jnp.where(k_pos[:, None] <= i * bq + jnp.arange(bq)[None, :], p_t, 0.0)
             keep_t = None if seed_ref is None else dropout_keep(
@@ -381,9 +392,9 @@ def _dkdv_kernel(q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, mask_ref, seed
     _store_rows(dv_ref, kv, j * bk, dv, dims.kv_len, dims.v_dim)
 
 
-def _dq_kernel(q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, mask_ref, seed_ref, dq_ref,
-               ds_ref=None, *, static: AttentionStatic, dims: _Dims, cfg: AttentionConfig,
-               mdims: _MaskDims | None):
+def _dq_kernel(q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, mask_ref, seed_ref, log2l_ref,
+               dq_ref, ds_ref=None, *, static: AttentionStatic, dims: _Dims,
+               cfg: AttentionConfig, mdims: _MaskDims | None):
     bq, bk = cfg.block_q_dq, cfg.block_k_dq
     i, head = pl.program_id(0), pl.program_id(1)
     kv = _kv_head(head, dims)
@@ -392,9 +403,10 @@ def _dq_kernel(q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, mask_ref, seed_r
     do = _rows(do_ref, head, i * bq, bq, dims.q_len, dims.dv_pad, dims.v_dim, q_edge)
     lse = _row_stats(lse_ref, head, i * bq, bq, dims.q_len, jnp.inf)
     delta = _row_stats(delta_ref, head, i * bq, bq, dims.q_len, 0.0)
+    inv_sum = None if log2l_ref is None else jnp.exp2(
+        -_row_stats(log2l_ref, head, i * bq, bq, dims.q_len, 0.0))
     q_pos = i * bq + jnp.arange(bq)
     qk_scale = static.scale * _LOG2_E
-    # Padded key rows load as zeros: their dS entries multiply zero rows of K, adding nothing.
 
     def step(j, dq, masked: bool):
         tile = None if mdims is None else _mask_tile(mask_ref, mdims, head, i * bq, bq, j * bk,
@@ -407,8 +419,12 @@ def _dq_kernel(q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, mask_ref, seed_r
             if mdims is not None:  # s: [bq, bk]
                 s = _masked_scores(s, tile, mdims)
             p = jnp.exp2(s - lse[:, None])
-            if masked and static.causal:
-                p = jnp.where(j * bk + jnp.arange(bk)[None, :] <= q_pos[:, None], p, 0.0)
+            if inv_sum is not None:
+                p = p * inv_sum[:, None]
+            if masked:  # past the keys p is no probability (with lse far below zero, inf)
+                k_pos = j * bk + jnp.arange(bk)[None, :]
+                ok = k_pos < dims.kv_len
+                p = jnp.where(ok & (k_pos <= q_pos[:, None]) if static.causal else ok, p, 0.0)
             dp = plgpu.dot(do, v, trans_b=True, precision=dot_precision(do.dtype))  # [bq, bk]
             if seed_ref is not None:  # dP of the weights before dropout
                 dp = _dropped(dp, dropout_keep(seed_ref[head], q_pos[:, None],
@@ -417,9 +433,9 @@ def _dq_kernel(q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, mask_ref, seed_r
                 dp = dp * (1.0 / (1.0 - static.dropout_p))
             ds = p * (dp - delta[:, None])
             if ds_ref is not None:  # the mask's gradient: dS itself
-                k_pos = j * bk + jnp.arange(bk)
+                cols = j * bk + jnp.arange(bk)
                 plgpu.store(ds_ref.at[head, pl.ds(i * bq, bq), pl.ds(j * bk, bk)], ds,
-                            mask=(q_pos < dims.q_len)[:, None] & (k_pos < dims.kv_len)[None, :])
+                            mask=(q_pos < dims.q_len)[:, None] & (cols < dims.kv_len)[None, :])
             return dq + plgpu.dot(ds.astype(k.dtype), k, precision=dot_precision(k.dtype))
 
         # every tile of dS is written: no tile skipped where the mask's gradient is asked for
@@ -448,45 +464,49 @@ def _flat(x):
     return x.reshape(-1, *x.shape[2:])
 
 
-def _optional_operands(mask, seeds):
-    """The mask as the kernels read it, (Bm * Hm, Lm, Sk) (bool as int8: Triton loads bytes),
-    and the (B * H,) dropout seeds: those given."""
-    if mask is not None and mask.dtype == jnp.bool_:
-        mask = mask.astype(jnp.int8)
-    return tuple(x.reshape(-1, *x.shape[2:]) for x in (mask, seeds) if x is not None)
+def _optional_operands(*operands):
+    """The optional operands as the kernels read them, those given: the mask, (Bm * Hm, Lm,
+    Sk) (bool as int8: Triton loads bytes); the (B * H,) dropout seeds; the backward's
+    (B * H, Sq) log2 row sums."""
+    return tuple(_flat(x.astype(jnp.int8) if x.dtype == jnp.bool_ else x)
+                 for x in operands if x is not None)
 
 
-def _optional_slots(kernel, n_inputs: int, mask, seeds):
-    """``kernel`` with its ``mask_ref`` and ``seed_ref`` (after its ``n_inputs`` other inputs)
-    None where that operand is not given."""
+def _optional_slots(kernel, n_inputs: int, *operands):
+    """``kernel`` with its refs of the optional ``operands`` (after its ``n_inputs`` other
+    inputs) None where that operand is not given."""
     def run(*refs):
         refs, rest = list(refs[:n_inputs]), iter(refs[n_inputs:])
-        refs += [None if x is None else next(rest) for x in (mask, seeds)]
+        refs += [None if x is None else next(rest) for x in operands]
         return kernel(*refs, *rest)
 
     return run
 
 
 def _forward(q, k, v, mask, static: AttentionStatic, seeds=None):
+    """(out, lse, log2l): the output and the rows' base-2 logsumexp, (B, H, Sq); with a float
+    mask, ``lse`` is the rows' max and ``log2l`` their log2 sums apart (else None)."""
     dims = _dims(q, k, v)
     cfg = _config(static, dims, mask is not None)
     batch_heads = q.shape[0] * dims.heads
-    kernel = functools.partial(_fwd_kernel, static=static, dims=dims, cfg=cfg,
-                               mdims=_MaskDims.of(mask))
-    out, lse = pl.pallas_call(
+    mdims = _MaskDims.of(mask)
+    kernel = functools.partial(_fwd_kernel, static=static, dims=dims, cfg=cfg, mdims=mdims)
+    rows = jax.ShapeDtypeStruct((batch_heads, dims.q_len), jnp.float32)
+    out, lse, *log2l = pl.pallas_call(
         _optional_slots(kernel, 3, mask, seeds),
-        out_shape=[jax.ShapeDtypeStruct((batch_heads, dims.q_len, dims.v_dim), q.dtype),
-                   jax.ShapeDtypeStruct((batch_heads, dims.q_len), jnp.float32)],
+        out_shape=[jax.ShapeDtypeStruct((batch_heads, dims.q_len, dims.v_dim), q.dtype), rows,
+                   *[rows] * (mdims is not None and mdims.bias)],
         grid=(pl.cdiv(dims.q_len, cfg.block_q), batch_heads),
         interpret=interpret_mode(),
         compiler_params=compiler_params(cfg.num_warps, cfg.num_stages),
         name="flash_attention_fwd",
     )(_flat(q), _flat(k), _flat(v), *_optional_operands(mask, seeds))
-    return out.reshape(*q.shape[:3], dims.v_dim), lse.reshape(q.shape[:3])
+    return (out.reshape(*q.shape[:3], dims.v_dim), lse.reshape(q.shape[:3]),
+            log2l[0].reshape(q.shape[:3]) if log2l else None)
 
 
 def _backward(q, k, v, mask, out, lse, d_out, static: AttentionStatic, mask_grad: bool = False,
-              seeds=None):
+              seeds=None, log2l=None):
     """(dq, dk, dv) by the Triton kernels, and with ``mask_grad`` dS, (B, H, Sq, Sk) float32."""
     dims = _dims(q, k, v)
     cfg = _config(static, dims, mask is not None)
@@ -494,11 +514,11 @@ def _backward(q, k, v, mask, out, lse, d_out, static: AttentionStatic, mask_grad
     mdims = _MaskDims.of(mask)
     delta = jnp.sum(out.astype(jnp.float32) * d_out.astype(jnp.float32), axis=-1)
     args = (_flat(q), _flat(k), _flat(v), _flat(d_out.astype(q.dtype)), _flat(lse),
-            _flat(delta), *_optional_operands(mask, seeds))
+            _flat(delta), *_optional_operands(mask, seeds, log2l))
     params = compiler_params(cfg.bwd_num_warps, cfg.bwd_num_stages)
     dk, dv = pl.pallas_call(
         _optional_slots(functools.partial(_dkdv_kernel, static=static, dims=dims, cfg=cfg,
-                                          mdims=mdims), 6, mask, seeds),
+                                          mdims=mdims), 6, mask, seeds, log2l),
         out_shape=[jax.ShapeDtypeStruct((batch * dims.kv_heads, *k.shape[2:]), k.dtype),
                    jax.ShapeDtypeStruct((batch * dims.kv_heads, *v.shape[2:]), v.dtype)],
         grid=(pl.cdiv(dims.kv_len, cfg.block_k_dkv), batch * dims.kv_heads),
@@ -510,7 +530,7 @@ def _backward(q, k, v, mask, out, lse, d_out, static: AttentionStatic, mask_grad
     ds_shape = jax.ShapeDtypeStruct((batch * dims.heads, dims.q_len, dims.kv_len), jnp.float32)
     dq, *ds = pl.pallas_call(
         _optional_slots(functools.partial(_dq_kernel, static=static, dims=dims, cfg=cfg,
-                                          mdims=mdims), 6, mask, seeds),
+                                          mdims=mdims), 6, mask, seeds, log2l),
         out_shape=[dq_shape, ds_shape] if mask_grad else [dq_shape],
         grid=(pl.cdiv(dims.q_len, cfg.block_q_dq), batch * dims.heads),
         interpret=interpret_mode(),
@@ -622,8 +642,8 @@ def _any_forward(q, k, v, mask, seeds, static: AttentionStatic, with_lse: bool):
     if mask is None and seeds is None and mosaic_takes(q, k, v, static):
         return mosaic_attention(q, k, v, scale=static.scale, is_causal=static.causal,
                                 with_lse=with_lse)
-    out, lse = _forward(q, k, v, mask, static, seeds)
-    return (out, lse) if with_lse else out
+    out, *stats = _forward(q, k, v, mask, static, seeds)
+    return [out, *(x for x in stats if x is not None)] if with_lse else out
 
 
 def _by_batch(kernels, static: AttentionStatic, *args: jax.Array | None):
@@ -645,13 +665,14 @@ def _attention_fwd(q, k, v, static, mask, seeds):
                                                                        jnp.floating)
     mask, seeds = (None if x is None else x.value for x in (mask, seeds))
     _check_seeds(q, static, seeds)
-    out, lse = _by_batch(functools.partial(_any_forward, with_lse=True), static, q, k, v, mask,
-                         seeds)
+    out, lse, *log2l = _by_batch(functools.partial(_any_forward, with_lse=True), static, q, k,
+                                 v, mask, seeds)
     # the residuals' tree tells the backward whether to compute the mask's gradient
-    return out, (q, k, v, mask, seeds, out, lse, jnp.zeros((0,)) if mask_grad else None)
+    return out, (q, k, v, mask, seeds, out, lse, *(log2l or [None]),
+                 jnp.zeros((0,)) if mask_grad else None)
 
 
-def _any_backward(q, k, v, mask, seeds, out, lse, d_out, static: AttentionStatic,
+def _any_backward(q, k, v, mask, seeds, out, lse, log2l, d_out, static: AttentionStatic,
                   mask_grad: bool):
     """(dq, dk, dv), and with ``mask_grad`` dS: by cuDNN where ``static`` asks for it, else by
     the Mosaic GPU kernel where it applies, else by the Triton kernels (always with a mask or
@@ -663,15 +684,15 @@ def _any_backward(q, k, v, mask, seeds, out, lse, d_out, static: AttentionStatic
     if plain and mosaic_takes(q, k, v, static, mosaic_attention_bwd_can):
         return mosaic_attention_bwd(q, k, v, out, lse, d_out, scale=static.scale,
                                     is_causal=static.causal)
-    return _backward(q, k, v, mask, out, lse, d_out, static, mask_grad, seeds)
+    return _backward(q, k, v, mask, out, lse, d_out, static, mask_grad, seeds, log2l)
 
 
 def _attention_bwd(static, saved, d_out):
-    q, k, v, mask, seeds, out, lse, mask_grad = saved
+    q, k, v, mask, seeds, out, lse, log2l, mask_grad = saved
     if isinstance(d_out, SymbolicZero):
         d_out = jnp.zeros(d_out.shape, d_out.dtype)
     grads = _by_batch(functools.partial(_any_backward, mask_grad=mask_grad is not None), static,
-                      q, k, v, mask, seeds, out, lse, d_out)
+                      q, k, v, mask, seeds, out, lse, log2l, d_out)
     if mask_grad is None:
         return (*grads, None, None)
     *grads, ds = grads  # (B, H, Sq, Sk): summed over the dims the mask broadcasts
