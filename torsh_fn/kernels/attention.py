@@ -236,7 +236,7 @@ def _auto_choice(q, k, v, is_causal, training: bool, config=None, scale: float =
     candidates (the Mosaic GPU kernels refuse it, and cuDNN was not checked with it).
     ``masked``, ``dropout``: the call has an attention mask, or dropout, which only the Triton
     kernels take (the table's ``_masked`` entries, measured with a key padding mask, and
-    ``_dropout`` entries; with both, ``_masked_dropout``)."""
+    ``_dropout`` entries; with both, ``_masked_dropout``, not measured yet: XLA)."""
     op = ("attention_causal" if is_causal else "attention") + ("_masked" if masked else "") + (
         "_dropout" if dropout else "") + ("" if training else "_fwd")
     plain = not (masked or dropout)
