@@ -643,7 +643,8 @@ def _any_forward(q, k, v, mask, seeds, static: AttentionStatic, with_lse: bool):
         return mosaic_attention(q, k, v, scale=static.scale, is_causal=static.causal,
                                 with_lse=with_lse)
     out, *stats = _forward(q, k, v, mask, static, seeds)
-    return [out, *(x for x in stats if x is not None)] if with_lse else out
+    # a tuple, as mosaic_attention returns: partition_rows gives the outputs a tuple of shardings
+    return (out, *(x for x in stats if x is not None)) if with_lse else out
 
 
 def _by_batch(kernels, static: AttentionStatic, *args: jax.Array | None):
