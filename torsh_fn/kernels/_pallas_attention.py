@@ -314,16 +314,18 @@ def _fwd_kernel(q_ref, k_ref, v_ref, mask_ref, seed_ref, o_ref, lse_ref, log2l_r
              jnp.zeros((bq,), jnp.float32))
     carry = lax.fori_loop(0, full, functools.partial(step, masked=False), carry)
     acc, m, row_sum = lax.fori_loop(full, last, functools.partial(step, masked=True), carry)
-    out, lse = acc / row_sum[:, None], m + jnp.log2(row_sum)
+    out, log2_sum = acc / row_sum[:, None], jnp.log2(row_sum)
     if static.dropout_p:
         out = out * (1.0 / (1.0 - static.dropout_p))
-    if log2l_ref is not None:  # apart: m + log2(l) rounds log2(l) away where m is huge
-        lse = m       # (a float mask of -1e9 over a whole row), and the backward takes
-        plgpu.store(log2l_ref.at[head, pl.ds(i * bq, bq)],  # exp2((s - m) - log2(l))
-                    jnp.where(row_sum == 0.0, 0.0, jnp.log2(row_sum)), mask=q_pos < dims.q_len)
+    # with log2l_ref (a float mask) apart: m + log2(l) rounds log2(l) away where m is huge (a
+    # float mask of -1e9 over a whole row), and the backward takes exp2((s - m) - log2(l))
+    lse = m + log2_sum if log2l_ref is None else m
     if mdims is not None:  # hidden rows: zeros, and lse = +inf makes the backward's p zero
         dead = row_sum == 0.0
         out, lse = jnp.where(dead[:, None], 0.0, out), jnp.where(dead, jnp.inf, lse)
+        if log2l_ref is not None:
+            plgpu.store(log2l_ref.at[head, pl.ds(i * bq, bq)], jnp.where(dead, 0.0, log2_sum),
+                        mask=q_pos < dims.q_len)
     _store_rows(o_ref, head, i * bq, out, dims.q_len, dims.v_dim)
     plgpu.store(lse_ref.at[head, pl.ds(i * bq, bq)], lse, mask=q_pos < dims.q_len)
 
@@ -407,12 +409,14 @@ def _dq_kernel(q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, mask_ref, seed_r
         -_row_stats(log2l_ref, head, i * bq, bq, dims.q_len, 0.0))
     q_pos = i * bq + jnp.arange(bq)
     qk_scale = static.scale * _LOG2_E
+    inv_keep = 1.0 / (1.0 - static.dropout_p)
 
     def step(j, dq, masked: bool):
         tile = None if mdims is None else _mask_tile(mask_ref, mdims, head, i * bq, bq, j * bk,
                                                      bk, dims)
 
         def attend(dq):
+            k_pos = j * bk + jnp.arange(bk)[None, :]
             k = _rows(k_ref, kv, j * bk, bk, dims.kv_len, dims.d_pad, dims.head_dim, masked)
             v = _rows(v_ref, kv, j * bk, bk, dims.kv_len, dims.dv_pad, dims.v_dim, masked)
             s = plgpu.dot(q, k, trans_b=True, precision=dot_precision(q.dtype)) * qk_scale
@@ -422,20 +426,16 @@ def _dq_kernel(q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, mask_ref, seed_r
             if inv_sum is not None:
                 p = p * inv_sum[:, None]
             if masked:  # past the keys p is no probability (with lse far below zero, inf)
-                k_pos = j * bk + jnp.arange(bk)[None, :]
                 ok = k_pos < dims.kv_len
                 p = jnp.where(ok & (k_pos <= q_pos[:, None]) if static.causal else ok, p, 0.0)
             dp = plgpu.dot(do, v, trans_b=True, precision=dot_precision(do.dtype))  # [bq, bk]
             if seed_ref is not None:  # dP of the weights before dropout
-                dp = _dropped(dp, dropout_keep(seed_ref[head], q_pos[:, None],
-                                               j * bk + jnp.arange(bk)[None, :],
-                                               static.dropout_p))
-                dp = dp * (1.0 / (1.0 - static.dropout_p))
+                keep = dropout_keep(seed_ref[head], q_pos[:, None], k_pos, static.dropout_p)
+                dp = _dropped(dp, keep) * inv_keep
             ds = p * (dp - delta[:, None])
             if ds_ref is not None:  # the mask's gradient: dS itself
-                cols = j * bk + jnp.arange(bk)
                 plgpu.store(ds_ref.at[head, pl.ds(i * bq, bq), pl.ds(j * bk, bk)], ds,
-                            mask=(q_pos < dims.q_len)[:, None] & (cols < dims.kv_len)[None, :])
+                            mask=(q_pos < dims.q_len)[:, None] & (k_pos < dims.kv_len))
             return dq + plgpu.dot(ds.astype(k.dtype), k, precision=dot_precision(k.dtype))
 
         # every tile of dS is written: no tile skipped where the mask's gradient is asked for
