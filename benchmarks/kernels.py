@@ -695,8 +695,9 @@ def bench_masked_attention(batch: int, heads: int, seq: int, head_dim: int,
                            dropout_p: float = 0.0) -> None:
     """Attention (B, H, S, D) bf16 with a key padding mask (``padding_mask``), or with dropout
     (``dropout_p``) and no mask: the XLA reference (its 16-bit products with float32 sums), the
-    same on float32 products of the upcast inputs, the Pallas (Triton) kernels that read the
-    mask tile by tile or draw the dropout pattern (with the tile ``configs`` too), what
+    same on float32 products of the upcast inputs, the Pallas kernels (the Mosaic forward with
+    the mask on Hopper; the Triton kernels, which read the mask tile by tile or draw the
+    dropout pattern, with the tile ``configs`` too), what
     ``impl="auto"`` picks, and PyTorch's SDPA, in TFLOP/s counted dense (every key, as the
     products do). With dropout no error is shown: each implementation draws its own pattern."""
     rng = np.random.default_rng()
@@ -721,8 +722,10 @@ def bench_masked_attention(batch: int, heads: int, seq: int, head_dim: int,
     cases = {"XLA (impl='xla')": ours("xla"),
              "XLA on float32 products (upcast inputs, HIGHEST)": lambda q, k, v: (
                  attention_reference_f32(q, k, v, causal, mask, dropout_p, key).astype(q.dtype)),
-             f"Pallas, Triton kernels {'drawing the dropout' if dropout_p else 'reading the mask'}"
-             " (impl='pallas')": ours("pallas"),
+             ("Pallas, Triton kernels drawing the dropout (impl='pallas')" if dropout_p else
+              "Pallas (impl='pallas'; the Mosaic forward on Hopper)"): ours("pallas"),
+             **({} if dropout_p else {"Pallas, Triton kernels (the default tiles given)": ours(
+                 "pallas", default_config(head_dim, masked=True))}),
              **{f"Pallas, Triton {_attention_tiles(c)}": ours("pallas", c) for c in configs},
              "auto": ours("auto")}
     xla = None
@@ -939,28 +942,34 @@ def _public_cases(dtype):
                                           default_config(q.shape[-1]), "pallas")
         return lambda q, k, v: kernels.attention(q, k, v, is_causal=causal, impl=impl)
 
-    def masked(impl, causal):  # a key padding mask: the Triton kernels (the only ones taking it)
+    def masked(impl, causal, kernel="pallas"):  # a key padding mask: the Pallas kernels (the
+        # Mosaic forward on Hopper; "triton": the Triton kernels, given a tile config)
+        config = default_config(128, masked=True) if kernel == "triton" else None
         return lambda q, k, v: kernels.attention(q, k, v, padding_mask(q.shape[0], q.shape[2]),
-                                                 is_causal=causal, impl=impl)
+                                                 is_causal=causal, impl=impl, config=config)
 
-    def dropped(impl, causal):  # dropout 0.1: the Triton kernels (the only ones drawing it)
-        return lambda q, k, v: kernels.attention(q, k, v, is_causal=causal, dropout_p=0.1,
-                                                 key=jax.random.key(0), impl=impl)
+    def dropped(impl, causal, mask=False):  # dropout 0.1 (and a key padding mask): the Triton
+        # kernels (the only ones drawing it)
+        return lambda q, k, v: kernels.attention(
+            q, k, v, padding_mask(q.shape[0], q.shape[2]) if mask else None, is_causal=causal,
+            dropout_p=0.1, key=jax.random.key(0), impl=impl)
 
     row_keys, plane_keys = (512, 4096, 32768), (49, 196, 784, 3136, 12544)
     attention_cases = {}
     if dtype == jnp.bfloat16:  # bf16 only: cuDNN's and the peers'
         for causal in (True, False):
-            op = "triton_attention" + ("_causal" if causal else "") + "_masked"
-            attention_cases[op] = ((256, 1024, 4096), heads,
-                                   functools.partial(masked, causal=causal), "step")
-            attention_cases[op + "_fwd"] = ((256, 1024, 4096), heads,
-                                            functools.partial(masked, causal=causal), False)
-            op = "triton_attention" + ("_causal" if causal else "") + "_dropout"
-            attention_cases[op] = ((256, 1024, 4096), heads,
-                                   functools.partial(dropped, causal=causal), "step")
-            attention_cases[op + "_fwd"] = ((256, 1024, 4096), heads,
-                                            functools.partial(dropped, causal=causal), False)
+            for kernel in ("pallas", "triton"):
+                op = ("triton_" if kernel == "triton" else "") + "attention" + (
+                    "_causal" if causal else "") + "_masked"
+                fn = functools.partial(masked, causal=causal, kernel=kernel)
+                attention_cases[op] = ((256, 1024, 4096), heads, fn, "step")
+                attention_cases[op + "_fwd"] = ((256, 1024, 4096), heads, fn, False)
+            for mask in (False, True):
+                op = "triton_attention" + ("_causal" if causal else "") + (
+                    "_masked" if mask else "") + "_dropout"
+                fn = functools.partial(dropped, causal=causal, mask=mask)
+                attention_cases[op] = ((256, 1024, 4096), heads, fn, "step")
+                attention_cases[op + "_fwd"] = ((256, 1024, 4096), heads, fn, False)
         for causal in (True, False):
             for kernel in ("pallas", "cudnn", "pallas_cudnn", "triton"):
                 # the other kernels' entries: their "pallas" column is theirs (the table's

@@ -4,21 +4,24 @@ GPU; on any machine, its Mosaic GPU lowering (no GPU needed), what it refuses, a
 stores into wgmma accumulators.)"""
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
 import pytest
 
 from tests.kernels.pallas_helpers import TOL, normal, rel_err
-from tests.kernels.test__pallas_attention import reference, reference_lse
+from tests.kernels.test__pallas_attention import _grouped, reference, reference_lse
 from torsh_fn.kernels import _pallas_attention
 from torsh_fn.kernels._mosaic_attention import (
     MosaicAttentionConfig,
+    key_bias_rows,
     mosaic_attention,
     mosaic_attention_can,
 )
 from torsh_fn.kernels._pallas_attention import AttentionStatic
 from torsh_fn.kernels._pallas_common import on_hopper
+from torsh_fn.kernels.attention import attention_reference
 
 hopper = pytest.mark.skipif(not on_hopper(), reason="needs a Hopper GPU (wgmma, TMA)")
 
@@ -141,3 +144,113 @@ def test_logsumexp_matches_reference(rng, q_shape, kv_shape, causal, dtype, sche
     expected = reference_lse(q, k, causal, scale)
     assert lse.shape == q_shape[:3] and lse.dtype == jnp.float32
     assert float(jnp.max(jnp.abs(lse - expected))) < 2e-3 * float(jnp.max(jnp.abs(expected)))
+
+
+def _key_masks(rng, batch: int, heads: int, kv_len: int):
+    """Masks of one row for every query (what the kernel takes as a key bias): a bool key
+    padding mask per batch row (the kernel skips the key blocks past the last kept key; the
+    second row's keys all hidden: its rows give zeros), one that hides the first keys (rows
+    hidden in the first blocks, causal rows hidden wholly), and a float bias per head (finite
+    and -inf entries)."""
+    kept = jnp.arange(kv_len) < jnp.array([kv_len, 0, 77, kv_len // 3])[:batch, None]
+    late = jnp.arange(kv_len) >= kv_len // 2
+    bias = jnp.asarray(rng.standard_normal((1, heads, 1, kv_len)), jnp.float32) * 2.0
+    bias = jnp.where(jnp.arange(kv_len) % 5 == 1, -jnp.inf, bias)
+    return [kept[:, None, None, :], late.reshape(1, 1, 1, kv_len), bias]
+
+
+@pytest.mark.parametrize("config", [CONFIGS[0], CONFIGS[2], MosaicAttentionConfig(ctas=3)])
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("bias_shape", [(2, 1, 384), (1, 4, 384), (2, 4, 384)])
+def test_lowers_with_a_key_bias(config, causal, bias_shape):
+    """Each step loads its key block's bias row from global memory into the scores' column
+    layout (not an optimized transfer: those read shared memory only)."""
+    q = jax.ShapeDtypeStruct((2, 4, 384, 128), jnp.bfloat16)
+    bias = jax.ShapeDtypeStruct(bias_shape, jnp.float32)
+    call = jax.jit(functools.partial(mosaic_attention, scale=0.1, is_causal=causal,
+                                     config=config, with_lse=True))
+    assert "mosaic_gpu" in call.trace(q, q, q, bias).lower(lowering_platforms=("cuda",)).as_text()
+
+
+@pytest.mark.parametrize("bias_shape, dtype", [((2, 1, 384), jnp.bfloat16),
+                                               ((3, 1, 384), jnp.float32),
+                                               ((1, 2, 384), jnp.float32),
+                                               ((1, 1, 256), jnp.float32),
+                                               ((1, 384), jnp.float32)])
+def test_refuses_a_key_bias_of_another_shape_or_dtype(bias_shape, dtype):
+    q = jnp.zeros((2, 4, 384, 64), jnp.bfloat16)
+    with pytest.raises(ValueError, match=r"mosaic_attention: key_bias must be float32 \(1 or 2, "
+                                         r"1 or 4, 384\), got"):
+        mosaic_attention(q, q, q, jnp.zeros(bias_shape, dtype), scale=0.1, is_causal=False)
+
+
+def test_key_bias_rows_is_the_masks_base_2_bias():
+    """0 / -inf for a bool mask; a float mask times log2(e), float32's min and max kept
+    finite."""
+    kept = jnp.array([True, False, True]).reshape(1, 1, 1, 3)
+    assert key_bias_rows(kept).tolist() == [[[0.0, -jnp.inf, 0.0]]]
+    low, high = jnp.finfo(jnp.float32).min, jnp.finfo(jnp.float32).max
+    bias = jnp.array([1.5, -jnp.inf, low, high], jnp.float32).reshape(1, 1, 1, 4)
+    rows = key_bias_rows(bias)
+    assert rows.shape == (1, 1, 4) and rows.dtype == jnp.float32
+    assert rows[0, 0, 0] == pytest.approx(1.5 / math.log(2.0)) and rows[0, 0, 1] == -jnp.inf
+    assert rows[0, 0, 2] == low and rows[0, 0, 3] == high
+
+
+def test_attention_pallas_hands_it_key_padding_masks(monkeypatch):
+    """One mask row for every query: any in inference, bool only in training (then the Mosaic
+    backward takes it too); a row per query none."""
+    monkeypatch.setattr(_pallas_attention, "on_hopper", lambda: True)
+    seen, seen_bwd = [], []
+    monkeypatch.setattr(_pallas_attention, "mosaic_attention",
+                        lambda q, k, v, bias, **kw: seen.append(bias) or (
+                            (q, q[..., 0].astype(jnp.float32)) if kw["with_lse"] else q))
+    monkeypatch.setattr(_pallas_attention, "mosaic_attention_bwd",
+                        lambda q, k, v, out, lse, d_out, bias, **kw: seen_bwd.append(bias) or (
+                            q, k, v))
+    q = jnp.zeros((2, 2, 256, 64), jnp.bfloat16)
+    static = AttentionStatic(False, 0.1, None)
+    runs = functools.partial(_pallas_attention.mosaic_runs, q, q, q, static)
+    row, rows = jnp.ones((2, 1, 1, 256), bool), jnp.ones((2, 1, 256, 256), bool)
+    assert runs(False, row) and runs(True, row) and runs(False, row.astype(jnp.float32))
+    assert not runs(True, row.astype(jnp.float32)) and not runs(False, rows)
+    _pallas_attention.attention_pallas(q, q, q, static, row)
+    assert seen and all(bias.shape == (2, 1, 256) for bias in seen)
+    seen.clear()
+    jax.grad(lambda q: _pallas_attention.attention_pallas(q, q, q, static, row).sum()
+             .astype(jnp.float32))(q)
+    assert seen and seen_bwd and all(bias.shape == (2, 1, 256) for bias in seen_bwd)
+    seen.clear()
+    _pallas_attention.attention_pallas(q, q, q, static, rows)  # the Triton kernel's
+    assert not seen
+
+
+@pytest.mark.gpu
+@hopper
+@pytest.mark.parametrize("config", [MosaicAttentionConfig(schedule="pingpong"),
+                                    MosaicAttentionConfig(schedule="overlap"),
+                                    MosaicAttentionConfig(64, 64, 2, "overlap", ctas=2),
+                                    MosaicAttentionConfig(ctas=5)])
+@pytest.mark.parametrize("q_shape, kv_shape, causal, dtype", CASES)
+def test_matches_reference_with_a_key_mask(rng, q_shape, kv_shape, causal, dtype, config):
+    """A bool key padding mask (a batch row with every key hidden gives zeros, lse +inf) and a
+    float bias per head, against the reference with the mask; the logsumexp too."""
+    q, k, v = (normal(rng, s, dtype) for s in (q_shape, kv_shape, kv_shape))
+    scale = q_shape[-1] ** -0.5
+    for mask in _key_masks(rng, *q_shape[:2], kv_shape[2]):
+        out, lse = mosaic_attention(q, k, v, key_bias_rows(mask), scale=scale,
+                                    is_causal=causal, config=config, with_lse=True)
+        expected = attention_reference(q, _grouped(q, k), _grouped(q, v), mask,
+                                       is_causal=causal, scale=scale)
+        assert rel_err(out, expected) < TOL[dtype]
+        s = jnp.einsum("bhqd,bhkd->bhqk", q.astype(jnp.float32),
+                       _grouped(q, k).astype(jnp.float32), precision="highest") * scale
+        s = jnp.where(mask, s, -jnp.inf) if mask.dtype == jnp.bool_ else s + mask
+        if causal:
+            s = jnp.where(jnp.tril(jnp.ones(s.shape[-2:], bool)), s, -jnp.inf)
+        want = jax.nn.logsumexp(s, axis=-1) / jnp.log(2.0)
+        hidden = jnp.isneginf(want)
+        assert bool(jnp.all(jnp.where(hidden, lse == jnp.inf, True)))
+        assert bool(jnp.all(jnp.where(hidden, jnp.all(out == 0, axis=-1), True)))
+        err = jnp.where(hidden, 0.0, jnp.abs(lse - want))
+        assert float(jnp.max(err)) < 2e-3 * float(jnp.max(jnp.where(hidden, 0.0, jnp.abs(want))))

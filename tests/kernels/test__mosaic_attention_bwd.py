@@ -16,6 +16,7 @@ from tests.kernels.test__pallas_attention import (
     reference_lse,
 )
 from torsh_fn.kernels import _pallas_attention
+from torsh_fn.kernels._mosaic_attention import key_bias_rows
 from torsh_fn.kernels._mosaic_attention_bwd import (
     MosaicAttentionBwdConfig,
     mosaic_attention_bwd,
@@ -203,3 +204,101 @@ def test_batch_sharded_training_runs_it_on_every_device(rng, monkeypatch, axis_t
     default Explicit ones), each device runs the Mosaic backward on its own rows (no
     all-gather), the gradients stay sharded, and they match the reference."""
     check_batch_sharded_training(rng, monkeypatch, axis_type, "mosaic_attention_bwd", "pallas")
+
+
+def _padding_masks(batch: int, kv_len: int):
+    """Bool key padding masks (B, 1, 1, S): batch rows keeping all, no keys (that row's
+    queries hidden wholly: zero gradients), 77 and a third of them; one row for the batch
+    hiding the first half of the keys (causal, the first half of the queries hidden)."""
+    kept = jnp.arange(kv_len) < jnp.array([kv_len, 0, 77, kv_len // 3])[:batch, None]
+    return [kept[:, None, None, :], (jnp.arange(kv_len) >= kv_len // 2).reshape(1, 1, 1, -1)]
+
+
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("bias_shape", [(2, 1, 384), (1, 1, 384)])
+def test_lowers_with_a_key_bias(causal, bias_shape):
+    q, kv, lse = _inputs((2, 4, 384, 128), (2, 2, 384, 128), jnp.bfloat16)
+    call = jax.jit(functools.partial(mosaic_attention_bwd, scale=0.1, is_causal=causal))
+    bias = jax.ShapeDtypeStruct(bias_shape, jnp.float32)
+    assert "mosaic_gpu" in call.trace(q, kv, kv, q, lse, q, bias).lower(
+        lowering_platforms=("cuda",)).as_text()
+
+
+@pytest.mark.parametrize("bias_shape, dtype", [((2, 2, 128), jnp.float32),
+                                               ((2, 1, 128), jnp.bfloat16),
+                                               ((3, 1, 128), jnp.float32)])
+def test_refuses_a_key_bias_per_head_of_another_shape_or_dtype(bias_shape, dtype):
+    q = jnp.zeros((2, 2, 128, 64), jnp.bfloat16)
+    with pytest.raises(ValueError, match=r"mosaic_attention_bwd: key_bias must be float32 "
+                                         r"\(1 or 2, 1, 128\), got"):
+        mosaic_attention_bwd(q, q, q, q, q[..., 0].astype(jnp.float32), q,
+                             jnp.zeros(bias_shape, dtype), scale=0.1, is_causal=False)
+
+
+@pytest.mark.parametrize("mask_shape, dtype, mosaic", [
+    ((2, 1, 1, 128), jnp.bool_, True),  # a key padding mask
+    ((1, 1, 1, 128), jnp.bool_, True),
+    ((1, 2, 1, 128), jnp.bool_, False),  # one per head: the Triton backward
+    ((2, 1, 1, 128), jnp.float32, False),  # float: the Triton kernels
+    ((2, 1, 128, 128), jnp.bool_, False),  # a row per query: the Triton kernels
+])
+def test_attention_pallas_backward_takes_a_key_padding_mask(monkeypatch, mask_shape, dtype,
+                                                             mosaic):
+    monkeypatch.setattr(_pallas_attention, "on_hopper", lambda: True)
+    static = AttentionStatic(True, 0.1, None)
+    q = jax.ShapeDtypeStruct((2, 2, 128, 64), jnp.bfloat16)
+    mask = jnp.ones(mask_shape, dtype)
+
+    def training(q, d_out):
+        _, vjp = jax.vjp(lambda q: _pallas_attention.attention_pallas(q, q, q, static, mask), q)
+        return vjp(d_out)
+
+    program = jax.jit(training).trace(q, q).lower(lowering_platforms=("cuda",)).as_text()
+    assert ("func.func private @mosaic_attention_bwd" in program) == mosaic
+    assert _pallas_attention.mosaic_runs(q, q, q, static, True, mask) == mosaic
+
+
+@pytest.mark.gpu
+@hopper
+@pytest.mark.parametrize("which_mask", [0, 1])
+@pytest.mark.parametrize("config", CONFIGS)
+@pytest.mark.parametrize("q_shape, kv_shape, causal, dtype", CASES)
+def test_gradients_match_reference_with_a_key_padding_mask(rng, q_shape, kv_shape, causal,
+                                                           dtype, config, which_mask):
+    """Training through the Mosaic forward (where it takes the query length) and backward
+    with a bool key padding mask: output and gradients against the reference's (zeros for
+    rows the mask hides wholly)."""
+    q, k, v, d_out = (normal(rng, s, dtype) for s in (q_shape, kv_shape, kv_shape, q_shape))
+    scale = q_shape[-1] ** -0.5
+    mask = _padding_masks(q_shape[0], kv_shape[2])[which_mask]
+    bias = key_bias_rows(mask)
+    out, lse = (forward_tests.mosaic_attention(q, k, v, bias, scale=scale, is_causal=causal,
+                                               with_lse=True)
+                if q_shape[2] % 128 == 0 else _reference_with_lse(q, k, v, mask, causal, scale))
+    grads = mosaic_attention_bwd(q, k, v, out, lse, d_out, bias, scale=scale, is_causal=causal,
+                                 config=config)
+
+    def expected(q, k, v):
+        return forward_tests.attention_reference(
+            q, forward_tests._grouped(q, k), forward_tests._grouped(q, v), mask,
+            is_causal=causal, scale=scale)
+
+    want, vjp = jax.vjp(expected, *(x.astype(jnp.float32) for x in (q, k, v)))
+    assert rel_err(out, want) < TOL[dtype]
+    for name, g, e in zip("qkv", grads, vjp(d_out.astype(jnp.float32))):
+        assert bool(jnp.all(jnp.isfinite(g))), name
+        assert rel_err(g, e) < 5 * TOL[dtype], (name, rel_err(g, e))
+
+
+def _reference_with_lse(q, k, v, mask, causal, scale):
+    """The reference's output and base-2 logsumexp (+inf for hidden rows) with a key mask."""
+    out = forward_tests.attention_reference(
+        q, forward_tests._grouped(q, k), forward_tests._grouped(q, v), mask, is_causal=causal,
+        scale=scale)
+    s = jnp.einsum("bhqd,bhkd->bhqk", q.astype(jnp.float32),
+                   forward_tests._grouped(q, k).astype(jnp.float32), precision="highest") * scale
+    s = jnp.where(mask, s, -jnp.inf)
+    if causal:
+        s = jnp.where(jnp.tril(jnp.ones(s.shape[-2:], bool)), s, -jnp.inf)
+    lse = jax.nn.logsumexp(s, axis=-1) / jnp.log(2.0)
+    return out, jnp.where(jnp.isneginf(lse), jnp.inf, lse)

@@ -322,9 +322,10 @@ def test_mask_as_bhls_keeps_what_varies(mask_shape, batch_shape, laid_out):
         np.broadcast_to(mask, (*batch_shape, 8, 5, 7)))
 
 
-def test_masked_training_lowers_to_the_triton_kernels(monkeypatch):
-    """On a GPU a mask takes the three Triton kernels (the Mosaic ones take none): the program
-    of a training step, lowered for CUDA on the CPU, holds them and no Mosaic GPU kernel."""
+def test_masked_training_lowers_to_the_mosaic_and_the_triton_kernels(monkeypatch):
+    """On Hopper a bool key padding mask takes the Mosaic GPU forward and backward, a float bias
+    of a row per query the three Triton kernels: the program of a training step with both,
+    lowered for CUDA on the CPU."""
     monkeypatch.setattr(_pallas_attention, "interpret_mode", lambda: False)
     monkeypatch.setattr(_pallas_attention, "on_hopper", lambda: True)
     q = jnp.zeros((2, 4, 256, 128), jnp.bfloat16)
@@ -337,8 +338,8 @@ def test_masked_training_lowers_to_the_triton_kernels(monkeypatch):
 
     text = jax.jit(jax.grad(loss, argnums=(0, 1))).trace(
         q, jnp.zeros((1, 4, 256, 256), jnp.bfloat16)).lower(lowering_platforms=("cuda",)).as_text()
-    assert text.count("xla.gpu.triton") == 6 and "mosaic_gpu" not in text
-    assert "flash_attention_fwd" in text
+    assert text.count("xla.gpu.triton") == 3 and "flash_attention_fwd_mosaic" in text
+    assert "func.func private @mosaic_attention_bwd" in text
 
 
 @pytest.mark.gpu

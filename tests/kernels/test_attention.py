@@ -174,18 +174,57 @@ def test_auto_follows_the_h200_table(monkeypatch, q_shape, kv_shape, causal, dty
 
 
 @pytest.mark.parametrize("length, causal, training, picks", [
+    (4096, True, True, "pallas"), (4096, False, False, "pallas"), (1024, True, False, "pallas"),
+    (256, False, True, "pallas"),  # 1.73x
+    (256, False, False, "xla"),  # 1.07x: within the margin
+    (256, True, True, "xla"),  # 0.86x
+    (256, True, False, "xla"),  # 0.96x
+])
+def test_auto_follows_the_h200_table_with_a_key_padding_mask(monkeypatch, length, causal,
+                                                             training, picks):
+    """The shipped H200 ``_masked`` entries (a key padding mask, B4 H16 D128 bf16; the Mosaic
+    forward and backward): the kernels from 1024 keys up, and at 256 keys the training step
+    without the causal mask; XLA elsewhere at 256 keys."""
+    _on_the_h200(monkeypatch)
+    q = jax.ShapeDtypeStruct((4, 16, length, 128), jnp.bfloat16)
+    mask = jax.ShapeDtypeStruct((4, 1, 1, length), jnp.bool_)
+    assert _pallas_entry(q, q, q, causal, training, None, "op", 0.1, mask) == "op"
+    assert _auto_choice(q, q, q, causal, training, mask=mask) == picks
+
+
+@pytest.mark.parametrize("length, causal, training, picks", [
     (4096, True, True, "pallas"), (4096, False, False, "pallas"), (1024, False, True, "pallas"),
     (1000, True, False, "pallas"),  # the Triton kernels take any length
     (256, False, True, "xla"),  # 0.91x
     (256, False, False, "xla"),  # 1.12x: within the margin
     (256, True, True, "pallas"),  # 1.44x
 ])
-def test_auto_follows_the_h200_table_with_a_mask(monkeypatch, length, causal, training, picks):
-    """The shipped H200 ``_masked`` entries (a key padding mask, B4 H16 D128 bf16): the Triton
-    kernels from 1024 keys up, and at 256 causal; XLA at 256 keys without the causal mask."""
+def test_auto_follows_the_h200_table_with_a_mask_of_the_triton_kernels(
+        monkeypatch, length, causal, training, picks):
+    """The shipped H200 ``triton_..._masked`` entries, for a mask of a row per query (and any
+    mask at lengths the Mosaic forward refuses): the Triton kernels from 1024 keys up, and at
+    256 causal; XLA at 256 keys without the causal mask."""
     _on_the_h200(monkeypatch)
     q = jax.ShapeDtypeStruct((4, 16, length, 128), jnp.bfloat16)
-    assert _auto_choice(q, q, q, causal, training, masked=True) == picks
+    mask = jax.ShapeDtypeStruct((4, 1, length, length), jnp.bool_)
+    assert _pallas_entry(q, q, q, causal, training, None, "op", 0.1, mask) == "triton_op"
+    assert _auto_choice(q, q, q, causal, training, mask=mask) == picks
+
+
+@pytest.mark.parametrize("length, causal, training", [
+    (4096, True, True), (4096, False, False), (1024, False, True), (256, True, False),
+    (256, False, False),  # 1.26x: past the 15% margin
+])
+def test_auto_follows_the_h200_table_with_a_mask_and_dropout(monkeypatch, length, causal,
+                                                             training):
+    """The shipped H200 ``triton_..._masked_dropout`` entries (a key padding mask and dropout
+    0.1, B4 H16 D128 bf16): the Triton kernels at every length measured (1.26-7.66x)."""
+    _on_the_h200(monkeypatch)
+    q = jax.ShapeDtypeStruct((4, 16, length, 128), jnp.bfloat16)
+    mask = jax.ShapeDtypeStruct((4, 1, 1, length), jnp.bool_)
+    op = "attention_masked_dropout"
+    assert _pallas_entry(q, q, q, causal, training, None, op, 0.1, mask, True) == "triton_" + op
+    assert _auto_choice(q, q, q, causal, training, mask=mask, dropout=True) == "pallas"
 
 
 @pytest.mark.parametrize("length, causal, training, picks", [
@@ -244,19 +283,33 @@ def split_table(monkeypatch):
         "cudnn_attention_causal": {"bfloat16": [[4096, 3.0, 40.0]]}})
 
 
-def test_auto_takes_a_mask_to_the_triton_kernels_where_measured_faster(rng, monkeypatch):
-    """With a mask only the Triton kernels are candidates (the ``_masked`` entries): not cuDNN
-    nor the Mosaic kernels, however fast their entries; without its entry XLA runs."""
+def test_auto_takes_a_mask_to_the_pallas_kernels_where_measured_faster(rng, monkeypatch):
+    """With a mask only the Pallas kernels are candidates, not cuDNN however fast its entries:
+    on Hopper a key padding mask by the Mosaic forward's ``_masked`` entries (in training a
+    bool one), any other by the Triton kernels' ``triton_`` ones; without its entry XLA
+    runs."""
     flashes = _fake_gpu(monkeypatch, {
-        "triton_attention_masked": {"bfloat16": [[1024, 2.0, 6.0]]},
-        "triton_attention_masked_fwd": {"bfloat16": [[1024, 1.0, 1.1]]},
+        "attention_masked": {"bfloat16": [[1024, 2.0, 6.0]]},
+        "attention_masked_fwd": {"bfloat16": [[1024, 1.0, 1.1]]},
+        "triton_attention_masked": {"bfloat16": [[1024, 3.0, 6.0]]},
         "cudnn_attention": {"bfloat16": [[1024, 0.1, 6.0]]},
         "cudnn_attention_fwd": {"bfloat16": [[1024, 0.1, 6.0]]}})
     monkeypatch.setattr(_pallas_attention, "on_hopper", lambda: True)
     q = jnp.asarray(rng.standard_normal((2, 2, 1024, 64)), jnp.bfloat16)
-    assert _auto_choice(q, q, q, False, training=True, masked=True) == "pallas"
-    assert _auto_choice(q, q, q, False, training=False, masked=True) == "xla"  # within margin
-    assert _auto_choice(q, q, q, True, training=True, masked=True) == "xla"  # not measured
+    keys = jax.ShapeDtypeStruct((2, 1, 1, 1024), jnp.bool_)
+    assert _auto_choice(q, q, q, False, training=True, mask=keys) == "pallas"
+    assert _auto_choice(q, q, q, False, training=False, mask=keys) == "xla"  # within margin
+    assert _auto_choice(q, q, q, True, training=True, mask=keys) == "xla"  # not measured
+    for mask in (jax.ShapeDtypeStruct((1024, 1024), jnp.bool_),  # a row per query
+                 jax.ShapeDtypeStruct((2, 1, 1, 1024), jnp.float32),  # float, in training
+                 jax.ShapeDtypeStruct((2, 1, 1024), jnp.bool_)):  # one per head, in training
+        assert _pallas_entry(q, q, q, False, True, None, "attention_masked", 0.125,
+                             mask) == "triton_attention_masked"
+        assert _auto_choice(q, q, q, False, training=True, mask=mask) == "pallas"
+        inference = _pallas_entry(q, q, q, False, False, None, "op", 0.125, mask)
+        assert inference == ("triton_op" if mask.shape[-2] > 1 else "op")
+        # the Triton forward's entry is not measured, the Mosaic one's within the margin
+        assert _auto_choice(q, q, q, False, training=False, mask=mask) == "xla"
     assert _auto_choice(q, q, q, False, training=True) == "cudnn"
     assert _auto_choice(q, q, q, False, training=True, dropout=True) == "xla"  # not measured
     mask = jnp.arange(1024) < jnp.array([1024, 700])[:, None, None, None]

@@ -28,9 +28,10 @@ def swizzled_smem(shape, dtype, swizzle: int = SWIZZLE_BYTES):
     return plgpu.SMEM(shape, dtype, transforms=(tiling, plgpu.SwizzleTransform(swizzle)))
 
 
-def load_whole(ref, layout):
+def load_whole(ref, layout, optimized: bool = True):
     """The whole of ``ref`` into registers in ``layout`` (jax 0.10 needs the index ``()``;
-    0.11 warns when given one)."""
+    0.11 warns when given one); ``optimized=False`` for a ``ref`` in global memory (the
+    optimized transfers read shared memory only)."""
     if _LOAD_NEEDS_INDEX:
-        return plgpu.load(ref, (), layout=layout)
-    return plgpu.load(ref, layout=layout)
+        return plgpu.load(ref, (), layout=layout, optimized=optimized)
+    return plgpu.load(ref, layout=layout, optimized=optimized)

@@ -62,7 +62,12 @@ from jax.experimental.pallas import triton as plgpu
 
 from ._cudnn_attention import cudnn_attention_bwd
 from ._dropout_hash import keeps, mix32
-from ._mosaic_attention import mosaic_attention, mosaic_attention_can, scale_refusal
+from ._mosaic_attention import (
+    key_bias_rows,
+    mosaic_attention,
+    mosaic_attention_can,
+    scale_refusal,
+)
 from ._mosaic_attention_bwd import mosaic_attention_bwd, mosaic_attention_bwd_can
 from ._pallas_common import compiler_params, interpret_mode, on_hopper
 from ._pallas_tiles import dot_precision, idiv, irem, tile_size
@@ -549,10 +554,12 @@ def attention_pallas(q: jax.Array, k: jax.Array, v: jax.Array, static: Attention
 
     On a Hopper GPU the forward (alone, or with the logsumexp that the backward takes) and the
     backward are Mosaic GPU kernels (``_mosaic_attention``, ``_mosaic_attention_bwd``: TMA and
-    wgmma, faster than the Triton kernels) where they take the shapes and no tile config,
-    mask or dropout is given; the Triton kernels do the rest. ``static.cudnn_backward`` takes
-    the backward from cuDNN instead. The Mosaic backward adds dQ up in whatever order its CTAs
-    finish: run to run, dQ may differ in its last bits.
+    wgmma, faster than the Triton kernels) where they take the shapes and neither a tile config
+    nor dropout is given: without a mask, or with one of a row for every query (a key padding
+    mask, a bias per key: the forward takes it as a key bias; in training a bool one, and the
+    backward takes it where it is one for every head too); the Triton kernels do the rest.
+    ``static.cudnn_backward`` takes the backward from cuDNN instead. The Mosaic backward adds
+    dQ up in whatever order its CTAs finish: run to run, dQ may differ in its last bits.
 
     Args:
         q: (B, H, Sq, D); k: (B, Hk, Sk, D); v: (B, Hk, Sk, Dv), one dtype of
@@ -620,28 +627,49 @@ def mask_as_bhls(mask: jax.Array, batch_shape: tuple[int, ...], heads: int, q_le
 def mosaic_takes(q, k, v, static: AttentionStatic, can=mosaic_attention_can) -> bool:
     """Whether a Mosaic GPU kernel runs this call of (B, H, S, D) arrays (or their shapes): on
     Hopper, without a tile config, with a scale the kernels take (``scale_refusal``), where
-    ``can`` (the forward's or the backward's admission) takes the shapes. (With a mask none
-    does: ``_any_forward`` and ``_any_backward`` ask this only without one.)"""
+    ``can`` (the forward's or the backward's admission) takes the shapes (a mask:
+    ``mosaic_takes_mask``, ``_mosaic_bwd_takes_mask``)."""
     return (static.cfg is None and scale_refusal(static.scale) is None and on_hopper()
             and k.shape == v.shape
             and q.dtype == k.dtype == v.dtype
             and can(q.shape, k.shape, q.dtype, static.causal))
 
 
-def mosaic_runs(q, k, v, static: AttentionStatic, training: bool) -> bool:
-    """Whether ``attention_pallas`` runs the Mosaic GPU kernels for these (B, H, S, D) arrays (or
-    shapes) without a mask: the forward, and in training the backward too (else the Triton
-    kernels run)."""
-    return mosaic_takes(q, k, v, static) and (
-        not training or mosaic_takes(q, k, v, static, mosaic_attention_bwd_can))
+def mosaic_takes_mask(mask_shape, mask_dtype, training: bool) -> bool:
+    """Whether the Mosaic GPU forward takes a (Bm, Hm, Lm, Sk) mask (``mask_as_bhls``): one row
+    for every query (Lm = 1: a key padding mask, a bias per key), and in training a bool one (a
+    float mask's backward takes the rows' max and sums apart, which the Triton forward
+    writes)."""
+    return mask_shape[2] == 1 and (not training or jnp.dtype(mask_dtype) == jnp.bool_)
+
+
+def _mosaic_bwd_takes_mask(mask) -> bool:
+    """Whether the Mosaic GPU backward takes a (Bm, Hm, Lm, Sk) mask (or its shape and dtype):
+    a bool one of one row for every query and head (a key padding mask)."""
+    return mask.shape[1:3] == (1, 1) and jnp.dtype(mask.dtype) == jnp.bool_
+
+
+def mosaic_runs(q, k, v, static: AttentionStatic, training: bool, mask=None) -> bool:
+    """Whether ``attention_pallas`` runs the Mosaic GPU forward for these (B, H, S, D) arrays (or
+    shapes) and (Bm, Hm, Lm, Sk) ``mask`` (or its shape and dtype, or None), and in training its
+    backward too (else the Triton kernels run: the forward where ``mosaic_takes_mask`` refuses
+    the mask, the backward where ``_mosaic_bwd_takes_mask`` does)."""
+    if mask is not None and not (mosaic_takes(q, k, v, static) and mosaic_takes_mask(
+            mask.shape, mask.dtype, training)):
+        return False
+    return mosaic_takes(q, k, v, static) and (not training or (
+        mosaic_takes(q, k, v, static, mosaic_attention_bwd_can)
+        and (mask is None or _mosaic_bwd_takes_mask(mask))))
 
 
 def _any_forward(q, k, v, mask, seeds, static: AttentionStatic, with_lse: bool):
     """The output, and with ``with_lse`` its logsumexp for the backward: by Mosaic GPU where it
-    applies (no mask, no dropout), else by the Triton kernel."""
-    if mask is None and seeds is None and mosaic_takes(q, k, v, static):
-        return mosaic_attention(q, k, v, scale=static.scale, is_causal=static.causal,
-                                with_lse=with_lse)
+    applies (no dropout; no mask, or one ``mosaic_takes_mask`` takes), else by the Triton
+    kernel."""
+    if seeds is None and mosaic_takes(q, k, v, static) and (
+            mask is None or mosaic_takes_mask(mask.shape, mask.dtype, with_lse)):
+        return mosaic_attention(q, k, v, None if mask is None else key_bias_rows(mask),
+                                scale=static.scale, is_causal=static.causal, with_lse=with_lse)
     out, *stats = _forward(q, k, v, mask, static, seeds)
     # a tuple, as mosaic_attention returns: partition_rows gives the outputs a tuple of shardings
     return (out, *(x for x in stats if x is not None)) if with_lse else out
@@ -676,15 +704,17 @@ def _attention_fwd(q, k, v, static, mask, seeds):
 def _any_backward(q, k, v, mask, seeds, out, lse, log2l, d_out, static: AttentionStatic,
                   mask_grad: bool):
     """(dq, dk, dv), and with ``mask_grad`` dS: by cuDNN where ``static`` asks for it, else by
-    the Mosaic GPU kernel where it applies, else by the Triton kernels (always with a mask or
-    dropout)."""
+    the Mosaic GPU kernel where it applies (no dropout; no mask, or a bool key padding mask),
+    else by the Triton kernels."""
     plain = mask is None and seeds is None
     if static.cudnn_backward and plain:
         return cudnn_attention_bwd(q, k, v, out, lse, d_out, scale=static.scale,
                                    is_causal=static.causal)
-    if plain and mosaic_takes(q, k, v, static, mosaic_attention_bwd_can):
-        return mosaic_attention_bwd(q, k, v, out, lse, d_out, scale=static.scale,
-                                    is_causal=static.causal)
+    if seeds is None and not mask_grad and (mask is None or _mosaic_bwd_takes_mask(mask)) and (
+            mosaic_takes(q, k, v, static, mosaic_attention_bwd_can)):
+        return mosaic_attention_bwd(q, k, v, out, lse, d_out,
+                                    None if mask is None else key_bias_rows(mask),
+                                    scale=static.scale, is_causal=static.causal)
     return _backward(q, k, v, mask, out, lse, d_out, static, mask_grad, seeds, log2l)
 
 

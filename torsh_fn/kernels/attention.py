@@ -18,7 +18,9 @@ head dims up to 256); "auto" is "xla" off the GPU, and on a GPU the Pallas kerne
 fused attention (``_cudnn_attention``, on the (B, H, S, D) inputs as they are), or, in
 training, the Pallas forward with cuDNN's backward, only where the dispatch table measured it
 faster than XLA for that dtype and key length; with a mask or dropout only the Pallas
-(Triton) kernels are candidates (the table's ``_masked`` and ``_dropout`` entries). Dropout's
+kernels are candidates (the table's ``_masked`` entries: the Mosaic GPU kernels on Hopper with a
+key padding mask, else the Triton kernels' ``triton_`` ones; ``_dropout`` and
+``_masked_dropout`` entries: the Triton kernels'). Dropout's
 pattern differs between the kernels and the reference (each draws its own from ``key``).
 "auto" chooses
 twice: by the forward's times for a call that is not differentiated, by a training step's
@@ -207,21 +209,26 @@ def _pair_can(q, k, v, is_causal, config, scale: float) -> bool:
 
 
 def _pallas_entry(q, k, v, is_causal, training: bool, config, op: str, scale: float = 1.0,
-                  masked: bool = False) -> str:
+                  mask=None, dropout: bool = False) -> str:
     """The table entry that measured the Pallas kernels this call runs: ``op`` (swept at lengths
-    the Mosaic GPU kernels take, on Hopper) where the Mosaic kernels run it, else the Triton
-    kernels' ``triton_`` entry (always with a mask or dropout, ``masked``, which only they
-    take)."""
+    the Mosaic GPU kernels take, on Hopper) where the Mosaic kernels run it (``mosaic_runs``:
+    the forward, and in training the backward too; with a ``mask``, one they take: a key
+    padding mask, bool and one for every head in training), else the Triton kernels'
+    ``triton_`` entry (always with dropout, which only they draw)."""
     lead, trailing = _bhsd_layout(q, k, v)
     shapes = [jax.ShapeDtypeStruct((math.prod(lead), *t), x.dtype)
               for x, t in zip((q, k, v), trailing)]
-    mosaic = not masked and mosaic_runs(*shapes, AttentionStatic(is_causal, scale, config),
-                                        training)
+    if mask is not None:  # as mask_as_bhls lays it out: heads and query rows 1 or whole
+        heads, rows = (1 if mask.ndim < n or mask.shape[-n] == 1 else shapes[0].shape[4 - n]
+                       for n in (3, 2))
+        mask = jax.ShapeDtypeStruct((1, heads, rows, shapes[1].shape[2]), mask.dtype)
+    mosaic = not dropout and mosaic_runs(*shapes, AttentionStatic(is_causal, scale, config),
+                                         training, mask)
     return op if mosaic else "triton_" + op
 
 
 def _auto_choice(q, k, v, is_causal, training: bool, config=None, scale: float = 1.0,
-                 masked: bool = False, dropout: bool = False) -> str:
+                 mask=None, dropout: bool = False) -> str:
     """"pallas", "cudnn", "pallas_cudnn" (training only: the Pallas forward, cuDNN's backward)
     or "xla" for ``impl="auto"``: the fastest measured (on a GPU), XLA unless another was
     measured faster by the table's margin. The table was measured with as many queries as
@@ -234,19 +241,21 @@ def _auto_choice(q, k, v, is_causal, training: bool, config=None, scale: float =
     table's ``_fwd`` entries). ``config``: the Pallas tile config the call was given.
     ``scale``: the call's score scale; where it is not positive, only the Triton kernels are
     candidates (the Mosaic GPU kernels refuse it, and cuDNN was not checked with it).
-    ``masked``, ``dropout``: the call has an attention mask, or dropout, which only the Triton
-    kernels take (the table's ``_masked`` entries, measured with a key padding mask, and
-    ``_dropout`` entries; with both, ``_masked_dropout``, not measured yet: XLA)."""
-    op = ("attention_causal" if is_causal else "attention") + ("_masked" if masked else "") + (
-        "_dropout" if dropout else "") + ("" if training else "_fwd")
-    plain = not (masked or dropout)
+    ``mask``: the call's attention mask (an array or its shape and dtype) or None; ``dropout``:
+    whether the call has dropout. Only the Pallas kernels take either: the table's ``_masked``
+    entries were measured with a key padding mask (the Mosaic forward's where it takes the
+    mask, ``_pallas_entry``), ``_dropout`` and ``_masked_dropout`` the Triton kernels'."""
+    op = ("attention_causal" if is_causal else "attention") + (
+        "_masked" if mask is not None else "") + ("_dropout" if dropout else "") + (
+        "" if training else "_fwd")
+    plain = mask is None and not dropout
     best, best_ms = "xla", None
     kernels = ["pallas"] + (["cudnn"] if plain and _cudnn_can(q, k, v, is_causal, scale) else [])
     if training and plain and _pair_can(q, k, v, is_causal, config, scale):
         kernels.append("pallas_cudnn")
     for name in kernels:
-        table_op = (_pallas_entry(q, k, v, is_causal, training, config, op, scale, not plain)
-                    if name == "pallas" else f"{name}_{op}")
+        table_op = (_pallas_entry(q, k, v, is_causal, training, config, op, scale, mask,
+                                  dropout) if name == "pallas" else f"{name}_{op}")
         measured = _dispatch.measured_ms(table_op, q.dtype, min(q.shape[-2], k.shape[-2]),
                                          within=2.0, above_largest=True)
         if _dispatch.beats_xla(measured) and (best_ms is None or measured[0] < best_ms):
@@ -327,7 +336,7 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None =
         return run(choice)(q, k, v)
     if refusal is not None:
         return run("xla")(q, k, v)
-    train, infer = (_auto_choice(q, k, v, is_causal, training, config, scale, mask is not None,
+    train, infer = (_auto_choice(q, k, v, is_causal, training, config, scale, mask,
                                  dropout_p > 0.0)
                     for training in (True, False))
     if train == infer or train == "xla":  # XLA keeps forward-mode differentiation
