@@ -109,6 +109,10 @@ MHA_CASES = [  # batched, kwargs
     (True, {"average_attn_weights": False, "attn_mask": "float", "add_zero_attn": True}),
     (False, {"attn_mask": "bool", "bias_kv": True}),
     (True, {"separate": True, "key_padding_mask": "float"}),
+    # a bool key padding mask alone: the kernel takes (N, heads) heads and the kept keys
+    (True, {"need_weights": False, "key_padding_mask": "bool", "bias_kv": True,
+            "add_zero_attn": True}),
+    (False, {"need_weights": False, "key_padding_mask": "bool"}),
 ]
 
 
@@ -126,10 +130,10 @@ def test_multi_head_attention_forward(batched, kwargs, rng):
     mask = kwargs.pop("attn_mask", None)
     extra = {}
     if kpm == "bool":
-        extra["key_padding_mask"] = np.zeros((N, S), bool)
-        extra["key_padding_mask"][:, -2:] = True
+        extra["key_padding_mask"] = np.zeros((*lead, S), bool)
+        extra["key_padding_mask"][..., -2:] = True
     elif kpm == "float":
-        extra["key_padding_mask"] = _normal(rng, N, S)
+        extra["key_padding_mask"] = _normal(rng, *lead, S)
     if mask == "bool":
         extra["attn_mask"] = np.triu(np.ones((L, S), bool), 1)
     elif mask == "float":
@@ -189,3 +193,34 @@ def test_sdpa_without_gqa_refuses_grouped_heads_as_torch():
         TF.scaled_dot_product_attention(*(torch.zeros(x.shape) for x in (q, kv, kv)))
     with pytest.raises(ValueError, match=r"key's heads .* must equal query's or be 1"):
         F.scaled_dot_product_attention(q, kv, kv)
+
+
+@pytest.mark.parametrize("padding, attn_mask, kernel_mask", [
+    ("bool", False, ((2, 1, 1, 7), jnp.bool_)),  # the key padding mask alone: kept keys
+    ("float", False, ((6, 1, 7), jnp.float32)),  # merged float masks of the folded heads
+    ("bool", True, ((6, 5, 7), jnp.float32)),
+])
+def test_mha_hands_the_kernel_a_key_padding_mask_as_kept_keys(monkeypatch, rng, padding,
+                                                              attn_mask, kernel_mask):
+    """Without the weights, a bool key padding mask alone reaches the attention kernel as
+    (N, 1, 1, S) keys kept, with (N, heads, L, head_dim) queries: the mask the Mosaic GPU
+    kernels take forward and backward; any other mask merges into one float mask."""
+    from torsh_fn.nn._functional import attention as mha
+
+    seen, kernel = [], mha._attention_kernel
+
+    def spy(q, k, v, mask, **kwargs):
+        seen.append((q.shape, mask.shape, mask.dtype))
+        return kernel(q, k, v, mask, **kwargs)
+
+    monkeypatch.setattr(mha, "_attention_kernel", spy)
+    x = jnp.asarray(_normal(rng, 5, 2, 6))
+    kpm = np.arange(7) >= np.array([[5], [7]])  # True: padding
+    w, ow = jnp.asarray(_normal(rng, 18, 6)), jnp.asarray(_normal(rng, 6, 6))
+    F.multi_head_attention_forward(
+        x, jnp.asarray(_normal(rng, 7, 2, 6)), jnp.asarray(_normal(rng, 7, 2, 6)), 6, 3, w,
+        None, None, None, False, 0.0, ow, None, key_padding_mask=jnp.asarray(
+            kpm if padding == "bool" else np.where(kpm, -1e4, 0.0).astype(np.float32)),
+        need_weights=False, attn_mask=jnp.zeros((5, 7)) if attn_mask else None)
+    q_shape = (2, 3, 5, 2) if kernel_mask[0][0] == 2 else (6, 5, 2)
+    assert seen == [(q_shape, kernel_mask[0], jnp.dtype(kernel_mask[1]))]

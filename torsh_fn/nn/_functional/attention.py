@@ -115,6 +115,16 @@ def _append_column(mask: jax.Array | None) -> jax.Array | None:
     return None if mask is None else jnp.pad(mask, [(0, 0)] * (mask.ndim - 1) + [(0, 1)])
 
 
+def _with_key_padding(q, k, v, mask, key_padding_mask, bsz: int, padding_only: bool):
+    """The kernel's operands: with a bool key padding mask alone, (N, heads, S, head_dim) heads
+    and the (N, 1, 1, S) keys kept, a mask the Mosaic GPU kernels take (forward and backward,
+    on Hopper); else the (N * heads, S, head_dim) heads and the merged float mask."""
+    if not padding_only:
+        return q, k, v, mask
+    kept = (key_padding_mask == 0)[:, None, None, :]  # the padding's -inf, appended columns 0
+    return (*(x.reshape(bsz, -1, *x.shape[1:]) for x in (q, k, v)), kept)
+
+
 def _attention_with_weights(q, k, v, mask, dropout_p, dropout_key, generator):
     """PyTorch's explicit path: (N * heads, L, head_dim) out and the softmax weights."""
     scores = jnp.einsum("bld,bsd->bls", q * math.sqrt(1.0 / q.shape[-1]), k)
@@ -169,6 +179,8 @@ def multi_head_attention_forward(
     dtype = query.dtype
     q, k, v = _projections(query, key, value, in_proj_weight, in_proj_bias,
                            use_separate_proj_weight, q_proj_weight, k_proj_weight, v_proj_weight)
+    padding_only = attn_mask is None and key_padding_mask is not None and (
+        key_padding_mask.dtype == jnp.bool_)
     attn_mask = _float_mask(attn_mask, dtype)
     key_padding_mask = _float_mask(key_padding_mask, dtype)
     if attn_mask is not None:
@@ -202,7 +214,9 @@ def multi_head_attention_forward(
                                                generator)
     else:
         rng = _random.next_key(dropout_key, generator) if dropout_p > 0 else None
-        out = _attention_kernel(q, k, v, attn_mask, dropout_p=dropout_p, key=rng)
+        out = _attention_kernel(*_with_key_padding(q, k, v, attn_mask, key_padding_mask, bsz,
+                                                   padding_only),
+                                dropout_p=dropout_p, key=rng).reshape(q.shape[:2] + v.shape[2:])
     out = jnp.swapaxes(out, 0, 1).reshape(tgt_len * bsz, embed_dim)
     out = linear(out, out_proj_weight, out_proj_bias).reshape(tgt_len, bsz, embed_dim)
     if not need_weights:
