@@ -77,7 +77,13 @@ from ._mosaic_common import load_whole, swizzled_smem
 from ._pallas_common import sm_count
 from ._persistent_grid import tile_table, walk_dealt_tiles
 
-__all__ = ["MosaicAttentionConfig", "key_bias_rows", "mosaic_attention", "mosaic_attention_can"]
+__all__ = [
+    "MosaicAttentionConfig",
+    "base2_bias",
+    "key_bias_rows",
+    "mosaic_attention",
+    "mosaic_attention_can",
+]
 
 _LOG2E = math.log2(math.e)
 _SCHEDULES = (None, "pingpong", "overlap")
@@ -163,7 +169,7 @@ def _key_blocks(tile, *, causal: bool, rows: int, block_kv: int, kv_blocks: int)
     return pl.cdiv((tile + 1) * rows, block_kv) if causal else kv_blocks
 
 
-def _bias_index(ref, batch, head):
+def bias_index(ref, batch, head):
     """The (batch, head) index into a key bias's (Bm, Hm, ...) ``ref``: 0 where it has one."""
     return (batch if ref.shape[0] > 1 else 0, head if ref.shape[1] > 1 else 0)
 
@@ -204,7 +210,7 @@ def _kernel(q_ref, k_ref, v_ref, bias_ref, blocks_ref, tiles_ref, o_ref, lse_ref
         steps = key_blocks(tile)
         if blocks_ref is None:
             return steps
-        return jnp.minimum(steps, blocks_ref[_bias_index(blocks_ref, batch, head)])
+        return jnp.minimum(steps, blocks_ref[bias_index(blocks_ref, batch, head)])
 
     @pl.when(wg < 2)
     def _compute():
@@ -368,7 +374,7 @@ def _kernel(q_ref, k_ref, v_ref, bias_ref, blocks_ref, tiles_ref, o_ref, lse_ref
             laid out as the scores' columns, or None without a bias."""
             if bias_ref is None:
                 return None
-            row = bias_ref.at[(*_bias_index(bias_ref, batch, head),
+            row = bias_ref.at[(*bias_index(bias_ref, batch, head),
                                pl.ds(step * block_kv, block_kv))]
             return load_whole(row, plgpu.Layout.WGMMA.reduce(0), optimized=False)
 
@@ -442,19 +448,25 @@ def _kernel(q_ref, k_ref, v_ref, bias_ref, blocks_ref, tiles_ref, o_ref, lse_ref
         walk_tiles(one_tile)
 
 
+def base2_bias(bias: jax.Array) -> jax.Array:
+    """A float mask's values (added to the scaled scores) in the kernels' base-2 units: times
+    log2(e), a finite value kept finite (float32's min or max times log2(e) would overflow to
+    -inf or +inf and hide or swamp its row, where PyTorch, adding the mask first, stays
+    finite), -inf and +inf kept. jnp ops only, so the Triton kernels use it too."""
+    limit = jnp.finfo(jnp.float32).max
+    floor = jnp.where(jnp.isneginf(bias), -jnp.inf, -limit)
+    ceil = jnp.where(jnp.isposinf(bias), jnp.inf, limit)
+    return jnp.minimum(jnp.maximum(bias * _LOG2E, floor), ceil)
+
+
 def key_bias_rows(mask: jax.Array) -> jax.Array:
     """A (Bm, Hm, 1, S) attention mask (bool: True takes part; float: added to the scores) as
     the (Bm, Hm, S) float32 key bias that ``mosaic_attention`` adds to its base-2 scores: 0 or
-    -inf for a bool mask, the float mask times log2(e), a finite value kept finite (float32's
-    min times log2(e) would overflow to -inf and hide its keys, as the Triton kernels' bias
-    does not; PyTorch adds the mask to the scores first)."""
+    -inf for a bool mask, ``base2_bias`` of a float one."""
     rows = mask[:, :, 0]
     if rows.dtype == jnp.bool_:
         return jnp.where(rows, 0.0, -jnp.inf).astype(jnp.float32)
-    bias = rows.astype(jnp.float32)
-    limit = jnp.finfo(jnp.float32).max
-    finite = jnp.clip(bias * _LOG2E, -limit, limit)
-    return jnp.where(jnp.isinf(bias), bias, finite)
+    return base2_bias(rows.astype(jnp.float32))
 
 
 @functools.partial(jax.jit, static_argnames=("scale", "is_causal", "config", "with_lse"))

@@ -88,7 +88,7 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import mosaic_gpu as plgpu
 
-from ._mosaic_attention import check_operands, shape_refusal
+from ._mosaic_attention import bias_index, check_operands, shape_refusal
 from ._mosaic_common import load_whole, swizzled_smem
 from ._pallas_common import sm_count
 from ._persistent_grid import tile_table, walk_dealt_tiles
@@ -200,8 +200,8 @@ def _kernel(q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, tiles_ref, bias_ref
                         return zeros(shape)
                 else:  # this warpgroup's keys' bias, in the accumulator's units (times c, the
                     # base-2 bias): the keys are Sᵀ's rows
-                    bias = load_whole(bias_ref.at[batch if bias_ref.shape[0] > 1 else 0, 0,
-                                                  pl.ds(k0, block_kv)],
+                    bias = load_whole(bias_ref.at[(*bias_index(bias_ref, batch, 0),
+                                                   pl.ds(k0, block_kv))],
                                       layout.reduce(1), optimized=False) * (1.0 / c)
 
                     def start(shape):

@@ -63,6 +63,7 @@ from jax.experimental.pallas import triton as plgpu
 from ._cudnn_attention import cudnn_attention_bwd
 from ._dropout_hash import keeps, mix32
 from ._mosaic_attention import (
+    base2_bias,
     key_bias_rows,
     mosaic_attention,
     mosaic_attention_can,
@@ -221,11 +222,7 @@ def _mask_tile(mask_ref, mdims: _MaskDims, head, q_start, block_q: int, k_start,
 def _masked_scores(s, tile, mdims: _MaskDims):
     """Base-2 scores ``s`` with a mask tile (of ``s``'s orientation) applied."""
     if mdims.bias:
-        bias = tile.astype(jnp.float32)
-        # a finite bias stays finite (float32's min times log2(e) would overflow to -inf, and
-        # hide its row as -inf does; PyTorch adds it to the scores first)
-        floor = jnp.where(jnp.isneginf(bias), -jnp.inf, jnp.finfo(jnp.float32).min)
-        return s + jnp.maximum(bias * _LOG2_E, floor)
+        return s + base2_bias(tile.astype(jnp.float32))
     return jnp.where(tile != 0, s, -jnp.inf)
 
 
@@ -654,12 +651,11 @@ def mosaic_runs(q, k, v, static: AttentionStatic, training: bool, mask=None) -> 
     shapes) and (Bm, Hm, Lm, Sk) ``mask`` (or its shape and dtype, or None), and in training its
     backward too (else the Triton kernels run: the forward where ``mosaic_takes_mask`` refuses
     the mask, the backward where ``_mosaic_bwd_takes_mask`` does)."""
-    if mask is not None and not (mosaic_takes(q, k, v, static) and mosaic_takes_mask(
-            mask.shape, mask.dtype, training)):
+    if not mosaic_takes(q, k, v, static) or (
+            mask is not None and not mosaic_takes_mask(mask.shape, mask.dtype, training)):
         return False
-    return mosaic_takes(q, k, v, static) and (not training or (
-        mosaic_takes(q, k, v, static, mosaic_attention_bwd_can)
-        and (mask is None or _mosaic_bwd_takes_mask(mask))))
+    return not training or (mosaic_takes(q, k, v, static, mosaic_attention_bwd_can)
+                            and (mask is None or _mosaic_bwd_takes_mask(mask)))
 
 
 def _any_forward(q, k, v, mask, seeds, static: AttentionStatic, with_lse: bool):

@@ -218,10 +218,9 @@ def _pallas_entry(q, k, v, is_causal, training: bool, config, op: str, scale: fl
     lead, trailing = _bhsd_layout(q, k, v)
     shapes = [jax.ShapeDtypeStruct((math.prod(lead), *t), x.dtype)
               for x, t in zip((q, k, v), trailing)]
-    if mask is not None:  # as mask_as_bhls lays it out: heads and query rows 1 or whole
-        heads, rows = (1 if mask.ndim < n or mask.shape[-n] == 1 else shapes[0].shape[4 - n]
-                       for n in (3, 2))
-        mask = jax.ShapeDtypeStruct((1, heads, rows, shapes[1].shape[2]), mask.dtype)
+    if mask is not None:  # laid out as the kernels get it
+        mask = jax.eval_shape(lambda m: mask_as_bhls(m, lead, *shapes[0].shape[1:3],
+                                                     shapes[1].shape[2]), mask)
     mosaic = not dropout and mosaic_runs(*shapes, AttentionStatic(is_causal, scale, config),
                                          training, mask)
     return op if mosaic else "triton_" + op
