@@ -6,6 +6,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from tests.kernels import test__mosaic_attention as forward_tests
@@ -19,6 +20,7 @@ from torsh_fn.kernels import _pallas_attention
 from torsh_fn.kernels._mosaic_attention import key_bias_rows
 from torsh_fn.kernels._mosaic_attention_bwd import (
     MosaicAttentionBwdConfig,
+    _shown_key_tiles,
     mosaic_attention_bwd,
     mosaic_attention_bwd_can,
 )
@@ -222,6 +224,18 @@ def test_lowers_with_a_key_bias(causal, bias_shape):
     bias = jax.ShapeDtypeStruct(bias_shape, jnp.float32)
     assert "mosaic_gpu" in call.trace(q, kv, kv, q, lse, q, bias).lower(
         lowering_platforms=("cuda",)).as_text()
+
+
+@pytest.mark.parametrize("which_mask", [0, 1])
+def test_shown_key_tiles_are_those_with_a_key_the_mask_keeps(which_mask):
+    """The tiles the kernel walks (1) or skips (0, their gradients zeros) against a loop over
+    each batch row's tiles of the bool mask."""
+    mask = _padding_masks(4, 384)[which_mask]
+    shown = np.asarray(_shown_key_tiles(key_bias_rows(mask)[:, :1], 128))
+    kept = np.asarray(mask)[:, 0, 0]
+    want = [[int(kept[b, t * 128:(t + 1) * 128].any()) for t in range(3)]
+            for b in range(kept.shape[0])]
+    assert shown.dtype == np.int32 and shown.tolist() == want
 
 
 @pytest.mark.parametrize("bias_shape, dtype", [((2, 2, 128), jnp.float32),
