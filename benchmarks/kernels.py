@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import functools
+import itertools
 import json
 import os
 import statistics
@@ -695,9 +696,9 @@ def bench_masked_attention(batch: int, heads: int, seq: int, head_dim: int,
                            dropout_p: float = 0.0) -> None:
     """Attention (B, H, S, D) bf16 with a key padding mask (``padding_mask``), or with dropout
     (``dropout_p``) and no mask: the XLA reference (its 16-bit products with float32 sums), the
-    same on float32 products of the upcast inputs, the Pallas kernels (the Mosaic forward with
-    the mask on Hopper; the Triton kernels, which read the mask tile by tile or draw the
-    dropout pattern, with the tile ``configs`` too), what
+    same on float32 products of the upcast inputs, the Pallas kernels (the Mosaic kernels on
+    Hopper; the Triton kernels, which read the mask tile by tile and draw the same dropout
+    pattern, with their default tiles and the tile ``configs``), what
     ``impl="auto"`` picks, and PyTorch's SDPA, in TFLOP/s counted dense (every key, as the
     products do). With dropout no error is shown: each implementation draws its own pattern."""
     rng = np.random.default_rng()
@@ -722,10 +723,9 @@ def bench_masked_attention(batch: int, heads: int, seq: int, head_dim: int,
     cases = {"XLA (impl='xla')": ours("xla"),
              "XLA on float32 products (upcast inputs, HIGHEST)": lambda q, k, v: (
                  attention_reference_f32(q, k, v, causal, mask, dropout_p, key).astype(q.dtype)),
-             ("Pallas, Triton kernels drawing the dropout (impl='pallas')" if dropout_p else
-              "Pallas (impl='pallas'; the Mosaic forward on Hopper)"): ours("pallas"),
-             **({} if dropout_p else {"Pallas, Triton kernels (the default tiles given)": ours(
-                 "pallas", default_config(head_dim, masked=True))}),
+             "Pallas (impl='pallas'; the Mosaic kernels on Hopper)": ours("pallas"),
+             "Pallas, Triton kernels (the default tiles given)": ours(
+                 "pallas", default_config(head_dim, masked=mask is not None)),
              **{f"Pallas, Triton {_attention_tiles(c)}": ours("pallas", c) for c in configs},
              "auto": ours("auto")}
     xla = None
@@ -948,11 +948,13 @@ def _public_cases(dtype):
         return lambda q, k, v: kernels.attention(q, k, v, padding_mask(q.shape[0], q.shape[2]),
                                                  is_causal=causal, impl=impl, config=config)
 
-    def dropped(impl, causal, mask=False):  # dropout 0.1 (and a key padding mask): the Triton
-        # kernels (the only ones drawing it)
+    def dropped(impl, causal, mask=False, kernel="pallas"):  # dropout 0.1 (and a key padding
+        # mask): the Pallas kernels (the Mosaic ones on Hopper; "triton": the Triton kernels,
+        # given a tile config)
+        config = default_config(128, masked=mask) if kernel == "triton" else None
         return lambda q, k, v: kernels.attention(
             q, k, v, padding_mask(q.shape[0], q.shape[2]) if mask else None, is_causal=causal,
-            dropout_p=0.1, key=jax.random.key(0), impl=impl)
+            dropout_p=0.1, key=jax.random.key(0), impl=impl, config=config)
 
     row_keys, plane_keys = (512, 4096, 32768), (49, 196, 784, 3136, 12544)
     attention_cases = {}
@@ -964,10 +966,10 @@ def _public_cases(dtype):
                 fn = functools.partial(masked, causal=causal, kernel=kernel)
                 attention_cases[op] = ((256, 1024, 4096), heads, fn, "step")
                 attention_cases[op + "_fwd"] = ((256, 1024, 4096), heads, fn, False)
-            for mask in (False, True):
-                op = "triton_attention" + ("_causal" if causal else "") + (
-                    "_masked" if mask else "") + "_dropout"
-                fn = functools.partial(dropped, causal=causal, mask=mask)
+            for mask, kernel in itertools.product((False, True), ("pallas", "triton")):
+                op = ("triton_" if kernel == "triton" else "") + "attention" + (
+                    "_causal" if causal else "") + ("_masked" if mask else "") + "_dropout"
+                fn = functools.partial(dropped, causal=causal, mask=mask, kernel=kernel)
                 attention_cases[op] = ((256, 1024, 4096), heads, fn, "step")
                 attention_cases[op + "_fwd"] = ((256, 1024, 4096), heads, fn, False)
         for causal in (True, False):

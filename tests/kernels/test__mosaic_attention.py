@@ -11,7 +11,12 @@ import jax.numpy as jnp
 import pytest
 
 from tests.kernels.pallas_helpers import TOL, normal, rel_err
-from tests.kernels.test__pallas_attention import _grouped, reference, reference_lse
+from tests.kernels.test__pallas_attention import (
+    _grouped,
+    dropped_reference,
+    reference,
+    reference_lse,
+)
 from torsh_fn.kernels import _pallas_attention
 from torsh_fn.kernels._mosaic_attention import (
     MosaicAttentionConfig,
@@ -203,11 +208,11 @@ def test_attention_pallas_hands_it_key_padding_masks(monkeypatch):
     monkeypatch.setattr(_pallas_attention, "on_hopper", lambda: True)
     seen, seen_bwd = [], []
     monkeypatch.setattr(_pallas_attention, "mosaic_attention",
-                        lambda q, k, v, bias, **kw: seen.append(bias) or (
+                        lambda q, k, v, bias, seeds, **kw: seen.append(bias) or (
                             (q, q[..., 0].astype(jnp.float32)) if kw["with_lse"] else q))
     monkeypatch.setattr(_pallas_attention, "mosaic_attention_bwd",
-                        lambda q, k, v, out, lse, d_out, bias, **kw: seen_bwd.append(bias) or (
-                            q, k, v))
+                        lambda q, k, v, out, lse, d_out, bias, seeds, **kw: seen_bwd.append(
+                            bias) or (q, k, v))
     q = jnp.zeros((2, 2, 256, 64), jnp.bfloat16)
     static = AttentionStatic(False, 0.1, None)
     runs = functools.partial(_pallas_attention.mosaic_runs, q, q, q, static)
@@ -254,3 +259,63 @@ def test_matches_reference_with_a_key_mask(rng, q_shape, kv_shape, causal, dtype
         assert bool(jnp.all(jnp.where(hidden, jnp.all(out == 0, axis=-1), True)))
         err = jnp.where(hidden, 0.0, jnp.abs(lse - want))
         assert float(jnp.max(err)) < 2e-3 * float(jnp.max(jnp.where(hidden, 0.0, jnp.abs(want))))
+
+
+def _seeds(rng, q_shape):
+    return jnp.asarray(rng.integers(0, 2**32, q_shape[:2]), jnp.uint32)
+
+
+@pytest.mark.parametrize("config", [CONFIGS[0], CONFIGS[2], MosaicAttentionConfig(ctas=3)])
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("bias_shape", [None, (2, 1, 384)])
+def test_lowers_with_dropout(config, causal, bias_shape):
+    q = jax.ShapeDtypeStruct((2, 4, 384, 128), jnp.bfloat16)
+    bias = None if bias_shape is None else jax.ShapeDtypeStruct(bias_shape, jnp.float32)
+    call = jax.jit(functools.partial(mosaic_attention, scale=0.1, is_causal=causal,
+                                     config=config, with_lse=True, dropout_p=0.1))
+    seeds = jax.ShapeDtypeStruct((2, 4), jnp.uint32)
+    program = call.trace(q, q, q, bias, seeds).lower(lowering_platforms=("cuda",)).as_text()
+    assert "mosaic_gpu" in program
+
+
+@pytest.mark.parametrize("dropout_p, seeds, match", [
+    (1.0, jnp.zeros((2, 4), jnp.uint32), r"dropout_p must be in \[0, 1\), got 1.0"),
+    (-0.1, None, r"dropout_p must be in \[0, 1\), got -0.1"),
+    (0.1, None, r"with dropout_p 0.1 seeds must be uint32 of shape \(2, 4\), got None"),
+    (0.1, jnp.zeros((2, 4), jnp.int32), r"with dropout_p 0.1 seeds must be uint32 of shape "
+                                         r"\(2, 4\), got \(\(2, 4\), dtype\('int32'\)\)"),
+    (0.1, jnp.zeros((4,), jnp.uint32), r"with dropout_p 0.1 seeds must be uint32 of shape "
+                                       r"\(2, 4\), got \(\(4,\), dtype\('uint32'\)\)"),
+    (0.0, jnp.zeros((2, 4), jnp.uint32), r"with dropout_p 0.0 seeds must be None, got"),
+])
+def test_refuses_dropout_out_of_range_or_without_its_seeds(dropout_p, seeds, match):
+    q = jnp.zeros((2, 4, 128, 64), jnp.bfloat16)
+    with pytest.raises(ValueError, match="mosaic_attention: " + match):
+        mosaic_attention(q, q, q, None, seeds, scale=0.1, is_causal=False, dropout_p=dropout_p)
+
+
+@pytest.mark.gpu
+@hopper
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("config", [MosaicAttentionConfig(schedule="pingpong"),
+                                    MosaicAttentionConfig(schedule="overlap"),
+                                    MosaicAttentionConfig(64, 64, 2, "overlap", ctas=2),
+                                    MosaicAttentionConfig(ctas=5)])
+@pytest.mark.parametrize("q_shape, kv_shape, causal, dtype", CASES)
+def test_matches_reference_with_dropout(rng, q_shape, kv_shape, causal, dtype, config, masked):
+    """Dropout 0.3 drawn in the kernel: the output against the float32 computation with the
+    same pattern (``dropout_keep`` of each head's seed), with a key padding mask too (a batch
+    row with every key hidden); the logsumexp of every weight, as without dropout."""
+    q, k, v = (normal(rng, s, dtype) for s in (q_shape, kv_shape, kv_shape))
+    scale = q_shape[-1] ** -0.5
+    seeds = _seeds(rng, q_shape)
+    mask = _key_masks(rng, *q_shape[:2], kv_shape[2])[0] if masked else None
+    out, lse = mosaic_attention(q, k, v, None if mask is None else key_bias_rows(mask), seeds,
+                                scale=scale, is_causal=causal, config=config, with_lse=True,
+                                dropout_p=0.3)
+    want = dropped_reference(q, k, v, mask, causal, scale, seeds, 0.3)
+    assert rel_err(out, want) < TOL[dtype]
+    assert rel_err(out, reference(q, k, v, causal, scale)) > 10 * TOL[dtype]  # it drops
+    if not masked:
+        expected = reference_lse(q, k, causal, scale)
+        assert float(jnp.max(jnp.abs(lse - expected))) < 2e-3 * float(jnp.max(jnp.abs(expected)))

@@ -13,6 +13,7 @@ from tests.kernels import test__mosaic_attention as forward_tests
 from tests.kernels.pallas_helpers import TOL, normal, rel_err
 from tests.kernels.test__pallas_attention import (
     check_batch_sharded_training,
+    dropped_reference,
     reference,
     reference_lse,
 )
@@ -316,3 +317,98 @@ def _reference_with_lse(q, k, v, mask, causal, scale):
         s = jnp.where(jnp.tril(jnp.ones(s.shape[-2:], bool)), s, -jnp.inf)
     lse = jax.nn.logsumexp(s, axis=-1) / jnp.log(2.0)
     return out, jnp.where(jnp.isneginf(lse), jnp.inf, lse)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("bias_shape", [None, (2, 1, 384)])
+def test_lowers_with_dropout(causal, bias_shape):
+    q, kv, lse = _inputs((2, 4, 384, 128), (2, 2, 384, 128), jnp.bfloat16)
+    call = jax.jit(functools.partial(mosaic_attention_bwd, scale=0.1, is_causal=causal,
+                                     dropout_p=0.1))
+    bias = None if bias_shape is None else jax.ShapeDtypeStruct(bias_shape, jnp.float32)
+    seeds = jax.ShapeDtypeStruct((2, 4), jnp.uint32)
+    assert "mosaic_gpu" in call.trace(q, kv, kv, q, lse, q, bias, seeds).lower(
+        lowering_platforms=("cuda",)).as_text()
+
+
+def test_refuses_dropout_without_its_seeds():
+    q = jnp.zeros((2, 2, 128, 64), jnp.bfloat16)
+    with pytest.raises(ValueError, match=r"mosaic_attention_bwd: with dropout_p 0.1 seeds must "
+                                         r"be uint32 of shape \(2, 2\), got None"):
+        mosaic_attention_bwd(q, q, q, q, q[..., 0].astype(jnp.float32), q, scale=0.1,
+                             is_causal=False, dropout_p=0.1)
+
+
+@pytest.mark.parametrize("mask_shape", [None, (2, 1, 1, 128)])
+def test_attention_pallas_trains_with_dropout_by_mosaic(monkeypatch, mask_shape):
+    """Dropout runs the Mosaic forward and backward where they take the call (the Triton
+    kernels no longer draw it there)."""
+    monkeypatch.setattr(_pallas_attention, "on_hopper", lambda: True)
+    static = AttentionStatic(True, 0.1, None, dropout_p=0.1)
+    q = jax.ShapeDtypeStruct((2, 2, 128, 64), jnp.bfloat16)
+    seeds = jax.ShapeDtypeStruct((2, 2), jnp.uint32)
+    mask = None if mask_shape is None else jnp.ones(mask_shape, bool)
+
+    def training(q, d_out, seeds):
+        _, vjp = jax.vjp(lambda q: _pallas_attention.attention_pallas(q, q, q, static, mask,
+                                                                      seeds), q)
+        return vjp(d_out)
+
+    program = jax.jit(training).trace(q, q, seeds).lower(lowering_platforms=("cuda",)).as_text()
+    assert "func.func private @mosaic_attention_bwd" in program
+    assert "func.func private @mosaic_attention" in program
+    assert "flash_attention_dkdv" not in program and "flash_attention_fwd\"" not in program
+
+
+@pytest.mark.gpu
+@hopper
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("config", CONFIGS)
+@pytest.mark.parametrize("q_shape, kv_shape, causal, dtype", CASES)
+def test_gradients_match_reference_with_dropout(rng, q_shape, kv_shape, causal, dtype, config,
+                                                masked):
+    """Dropout 0.3 drawn again in the backward: gradients against those of the float32
+    computation with the same pattern (``dropout_keep``), from its output and the logsumexp
+    of every weight; with a key padding mask too."""
+    q, k, v, d_out = (normal(rng, s, dtype) for s in (q_shape, kv_shape, kv_shape, q_shape))
+    scale = q_shape[-1] ** -0.5
+    seeds = jnp.asarray(rng.integers(0, 2**32, q_shape[:2]), jnp.uint32)
+    mask = _padding_masks(q_shape[0], kv_shape[2])[0] if masked else None
+    full = jnp.ones((1, 1, 1, kv_shape[2]), bool) if mask is None else mask
+    lse = _reference_with_lse(q, k, v, full, causal, scale)[1]
+
+    def expected(q, k, v):
+        return dropped_reference(q, k, v, mask, causal, scale, seeds, 0.3)
+
+    out, vjp = jax.vjp(expected, *(x.astype(jnp.float32) for x in (q, k, v)))
+    grads = mosaic_attention_bwd(q, k, v, out.astype(dtype), lse, d_out,
+                                 None if mask is None else key_bias_rows(mask), seeds,
+                                 scale=scale, is_causal=causal, config=config, dropout_p=0.3)
+    for name, g, e in zip("qkv", grads, vjp(d_out.astype(jnp.float32))):
+        assert bool(jnp.all(jnp.isfinite(g))), name
+        assert rel_err(g, e) < 5 * TOL[dtype], (name, rel_err(g, e))
+
+
+@pytest.mark.gpu
+@hopper
+@pytest.mark.parametrize("q_shape, kv_shape, causal, dtype", CASES[:2])
+def test_mosaic_and_triton_kernels_draw_one_pattern(rng, q_shape, kv_shape, causal, dtype):
+    """Training with dropout by the Mosaic kernels and by the Triton ones (a tile config given)
+    with the same seeds: the same output and gradients (one pattern, ``dropout_keep``)."""
+    q, k, v, d_out = (normal(rng, s, dtype) for s in (q_shape, kv_shape, kv_shape, q_shape))
+    seeds = jnp.asarray(rng.integers(0, 2**32, q_shape[:2]), jnp.uint32)
+    scale = q_shape[-1] ** -0.5
+
+    def training(static):
+        def run(q, k, v):
+            return _pallas_attention.attention_pallas(q, k, v, static, None, seeds)
+
+        out, vjp = jax.vjp(run, q, k, v)
+        return out, vjp(d_out)
+
+    config = _pallas_attention.default_config(q_shape[-1])
+    mosaic = training(AttentionStatic(causal, scale, None, dropout_p=0.2))
+    triton = training(AttentionStatic(causal, scale, config, dropout_p=0.2))
+    for name, a, b in zip(["out", "dq", "dk", "dv"], [mosaic[0], *mosaic[1]],
+                          [triton[0], *triton[1]]):
+        assert rel_err(a, b) < 2 * TOL[dtype], (name, rel_err(a, b))

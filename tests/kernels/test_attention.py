@@ -211,32 +211,56 @@ def test_auto_follows_the_h200_table_with_a_mask_of_the_triton_kernels(
     assert _auto_choice(q, q, q, causal, training, mask=mask) == picks
 
 
-@pytest.mark.parametrize("length, causal, training", [
-    (4096, True, True), (4096, False, False), (1024, False, True), (256, True, False),
-    (256, False, False),  # 1.26x: past the 15% margin
+@pytest.mark.parametrize("length, causal, training, picks", [
+    (4096, True, True, "pallas"), (4096, False, False, "pallas"), (1024, False, True, "pallas"),
+    (256, True, True, "pallas"),  # 1.67x
+    (256, False, True, "pallas"),  # 1.61x
+    (256, True, False, "xla"),  # 0.99x
+    (256, False, False, "xla"),  # 0.86x
 ])
 def test_auto_follows_the_h200_table_with_a_mask_and_dropout(monkeypatch, length, causal,
-                                                             training):
-    """The shipped H200 ``triton_..._masked_dropout`` entries (a key padding mask and dropout
-    0.1, B4 H16 D128 bf16): the Triton kernels at every length measured (1.26-7.66x)."""
+                                                             training, picks):
+    """The shipped H200 ``_masked_dropout`` entries (a key padding mask and dropout 0.1, B4 H16
+    D128 bf16; the Mosaic kernels): the kernels from 1024 keys up and for the training step at
+    256; XLA for the forward at 256 keys."""
     _on_the_h200(monkeypatch)
     q = jax.ShapeDtypeStruct((4, 16, length, 128), jnp.bfloat16)
     mask = jax.ShapeDtypeStruct((4, 1, 1, length), jnp.bool_)
     op = "attention_masked_dropout"
-    assert _pallas_entry(q, q, q, causal, training, None, op, 0.1, mask, True) == "triton_" + op
+    assert _pallas_entry(q, q, q, causal, training, None, op, 0.1, mask) == op
+    assert _auto_choice(q, q, q, causal, training, mask=mask, dropout=True) == picks
+
+
+@pytest.mark.parametrize("length, causal, training", [
+    (1000, True, True), (1000, False, False), (250, False, False),  # 1.26x: past the margin
+])
+def test_auto_follows_the_h200_table_of_the_triton_kernels_with_a_mask_and_dropout(
+        monkeypatch, length, causal, training):
+    """Where the Mosaic kernels refuse the length, the shipped H200
+    ``triton_..._masked_dropout`` entries: the Triton kernels at every length (1.26-7.66x)."""
+    _on_the_h200(monkeypatch)
+    q = jax.ShapeDtypeStruct((4, 16, length, 128), jnp.bfloat16)
+    mask = jax.ShapeDtypeStruct((4, 1, 1, length), jnp.bool_)
+    op = "attention_masked_dropout"
+    assert _pallas_entry(q, q, q, causal, training, None, op, 0.1, mask) == "triton_" + op
     assert _auto_choice(q, q, q, causal, training, mask=mask, dropout=True) == "pallas"
 
 
 @pytest.mark.parametrize("length, causal, training, picks", [
     (4096, True, True, "pallas"), (1024, False, False, "pallas"), (256, True, True, "pallas"),
-    (256, True, False, "pallas"),  # 1.19x: past the 15% margin
-    (256, False, False, "xla"),  # 1.13x: within it
+    (256, True, False, "pallas"),  # 1.32x: past the 15% margin
+    (256, False, False, "pallas"),  # 1.26x
+    (250, False, False, "xla"),  # the Triton kernels' entry: 1.13x, within the margin
 ])
 def test_auto_follows_the_h200_table_with_dropout(monkeypatch, length, causal, training, picks):
-    """The shipped H200 ``_dropout`` entries (dropout 0.1, B4 H16 D128 bf16): the Triton
-    kernels but for the forward at 256 keys without the causal mask."""
+    """The shipped H200 ``_dropout`` entries (dropout 0.1, B4 H16 D128 bf16; the Mosaic
+    kernels) at every length measured; the Triton kernels' ``triton_`` ones at lengths the
+    Mosaic kernels refuse (XLA for the forward at 256 keys without the causal mask)."""
     _on_the_h200(monkeypatch)
     q = jax.ShapeDtypeStruct((4, 16, length, 128), jnp.bfloat16)
+    op = "attention_dropout"
+    assert _pallas_entry(q, q, q, causal, training, None, op, 0.1) == (
+        op if length % 128 == 0 else "triton_" + op)
     assert _auto_choice(q, q, q, causal, training, dropout=True) == picks
 
 

@@ -61,9 +61,10 @@ from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
 
 from ._cudnn_attention import cudnn_attention_bwd
-from ._dropout_hash import keeps, mix32
+from ._dropout_hash import attention_keeps, key_bits, query_bits
 from ._mosaic_attention import (
     base2_bias,
+    check_dropout,
     key_bias_rows,
     mosaic_attention,
     mosaic_attention_can,
@@ -126,7 +127,7 @@ class AttentionStatic(NamedTuple):
     """The hashable static argument of :func:`attention_pallas`; ``cudnn_backward``: take the
     gradients by cuDNN's backward (``_cudnn_attention.cudnn_attention_bwd``) instead of ours,
     for calls that cuDNN takes (``attention._cudnn_can``: 16-bit, on a GPU); ``dropout_p``:
-    dropout on the weights, in [0, 1) (the Triton kernels, with a seed per head)."""
+    dropout on the weights, in [0, 1) (with a seed per head)."""
 
     causal: bool
     scale: float
@@ -249,8 +250,7 @@ def dropout_keep(seed, q_pos, k_pos, dropout_p: float):
         >>> keep.shape, 0.7 < float(keep.mean()) < 0.8
         ((64, 64), True)
     """
-    row = mix32(seed ^ (q_pos.astype(jnp.uint32) * jnp.uint32(0x9E3779B1)))
-    return keeps(mix32(row ^ (k_pos.astype(jnp.uint32) * jnp.uint32(0x85EBCA77))), dropout_p)
+    return attention_keeps(query_bits(seed, q_pos), key_bits(k_pos), dropout_p)
 
 
 def _dropped(p, keep):
@@ -551,10 +551,12 @@ def attention_pallas(q: jax.Array, k: jax.Array, v: jax.Array, static: Attention
 
     On a Hopper GPU the forward (alone, or with the logsumexp that the backward takes) and the
     backward are Mosaic GPU kernels (``_mosaic_attention``, ``_mosaic_attention_bwd``: TMA and
-    wgmma, faster than the Triton kernels) where they take the shapes and neither a tile config
-    nor dropout is given: without a mask, or with one of a row for every query (a key padding
-    mask, a bias per key: the forward takes it as a key bias; in training a bool one, and the
-    backward takes it where it is one for every head too); the Triton kernels do the rest.
+    wgmma, faster than the Triton kernels) where they take the shapes and no tile config is
+    given, with dropout or without: without a mask, or with one of a row for every query (a key
+    padding mask, a bias per key: the forward takes it as a key bias; in training a bool one,
+    and the backward takes it where it is one for every head too); the Triton kernels do the
+    rest. Both draw dropout's pattern by ``dropout_keep``, so either backward takes either
+    forward's.
     ``static.cudnn_backward`` takes the backward from cuDNN instead. The Mosaic backward adds
     dQ up in whatever order its CTAs finish: run to run, dQ may differ in its last bits.
 
@@ -585,13 +587,7 @@ def attention_pallas(q: jax.Array, k: jax.Array, v: jax.Array, static: Attention
 
 
 def _check_seeds(q, static: AttentionStatic, seeds) -> None:
-    if not 0.0 <= static.dropout_p < 1.0:
-        raise ValueError(f"attention_pallas: dropout_p must be in [0, 1), got {static.dropout_p}")
-    expected = None if not static.dropout_p else (q.shape[:2], jnp.dtype(jnp.uint32))
-    if (None if seeds is None else (seeds.shape, seeds.dtype)) != expected:
-        raise ValueError(f"attention_pallas: with dropout_p {static.dropout_p} seeds must be "
-                         f"{'None' if expected is None else f'uint32 of shape {q.shape[:2]}'}, "
-                         f"got {None if seeds is None else (seeds.shape, seeds.dtype)}")
+    check_dropout("attention_pallas", q, static.dropout_p, seeds)
 
 
 def mask_as_bhls(mask: jax.Array, batch_shape: tuple[int, ...], heads: int, q_len: int,
@@ -660,12 +656,13 @@ def mosaic_runs(q, k, v, static: AttentionStatic, training: bool, mask=None) -> 
 
 def _any_forward(q, k, v, mask, seeds, static: AttentionStatic, with_lse: bool):
     """The output, and with ``with_lse`` its logsumexp for the backward: by Mosaic GPU where it
-    applies (no dropout; no mask, or one ``mosaic_takes_mask`` takes), else by the Triton
-    kernel."""
-    if seeds is None and mosaic_takes(q, k, v, static) and (
+    applies (no mask, or one ``mosaic_takes_mask`` takes; with dropout or without), else by the
+    Triton kernel."""
+    if mosaic_takes(q, k, v, static) and (
             mask is None or mosaic_takes_mask(mask.shape, mask.dtype, with_lse)):
-        return mosaic_attention(q, k, v, None if mask is None else key_bias_rows(mask),
-                                scale=static.scale, is_causal=static.causal, with_lse=with_lse)
+        return mosaic_attention(q, k, v, None if mask is None else key_bias_rows(mask), seeds,
+                                scale=static.scale, is_causal=static.causal, with_lse=with_lse,
+                                dropout_p=static.dropout_p)
     out, *stats = _forward(q, k, v, mask, static, seeds)
     # a tuple, as mosaic_attention returns: partition_rows gives the outputs a tuple of shardings
     return (out, *(x for x in stats if x is not None)) if with_lse else out
@@ -700,17 +697,18 @@ def _attention_fwd(q, k, v, static, mask, seeds):
 def _any_backward(q, k, v, mask, seeds, out, lse, log2l, d_out, static: AttentionStatic,
                   mask_grad: bool):
     """(dq, dk, dv), and with ``mask_grad`` dS: by cuDNN where ``static`` asks for it, else by
-    the Mosaic GPU kernel where it applies (no dropout; no mask, or a bool key padding mask),
-    else by the Triton kernels."""
+    the Mosaic GPU kernel where it applies (no mask, or a bool key padding mask; with dropout
+    or without), else by the Triton kernels."""
     plain = mask is None and seeds is None
     if static.cudnn_backward and plain:
         return cudnn_attention_bwd(q, k, v, out, lse, d_out, scale=static.scale,
                                    is_causal=static.causal)
-    if seeds is None and not mask_grad and (mask is None or _mosaic_bwd_takes_mask(mask)) and (
+    if not mask_grad and (mask is None or _mosaic_bwd_takes_mask(mask)) and (
             mosaic_takes(q, k, v, static, mosaic_attention_bwd_can)):
         return mosaic_attention_bwd(q, k, v, out, lse, d_out,
-                                    None if mask is None else key_bias_rows(mask),
-                                    scale=static.scale, is_causal=static.causal)
+                                    None if mask is None else key_bias_rows(mask), seeds,
+                                    scale=static.scale, is_causal=static.causal,
+                                    dropout_p=static.dropout_p)
     return _backward(q, k, v, mask, out, lse, d_out, static, mask_grad, seeds, log2l)
 
 

@@ -19,8 +19,7 @@ fused attention (``_cudnn_attention``, on the (B, H, S, D) inputs as they are), 
 training, the Pallas forward with cuDNN's backward, only where the dispatch table measured it
 faster than XLA for that dtype and key length; with a mask or dropout only the Pallas
 kernels are candidates (the table's ``_masked`` entries: the Mosaic GPU kernels on Hopper with a
-key padding mask, else the Triton kernels' ``triton_`` ones; ``_dropout`` and
-``_masked_dropout`` entries: the Triton kernels'). Dropout's
+key padding mask, with dropout or without, else the Triton kernels' ``triton_`` ones). Dropout's
 pattern differs between the kernels and the reference (each draws its own from ``key``).
 "auto" chooses
 twice: by the forward's times for a call that is not differentiated, by a training step's
@@ -209,20 +208,19 @@ def _pair_can(q, k, v, is_causal, config, scale: float) -> bool:
 
 
 def _pallas_entry(q, k, v, is_causal, training: bool, config, op: str, scale: float = 1.0,
-                  mask=None, dropout: bool = False) -> str:
+                  mask=None) -> str:
     """The table entry that measured the Pallas kernels this call runs: ``op`` (swept at lengths
     the Mosaic GPU kernels take, on Hopper) where the Mosaic kernels run it (``mosaic_runs``:
     the forward, and in training the backward too; with a ``mask``, one they take: a key
     padding mask, bool and one for every head in training), else the Triton kernels'
-    ``triton_`` entry (always with dropout, which only they draw)."""
+    ``triton_`` entry."""
     lead, trailing = _bhsd_layout(q, k, v)
     shapes = [jax.ShapeDtypeStruct((math.prod(lead), *t), x.dtype)
               for x, t in zip((q, k, v), trailing)]
     if mask is not None:  # laid out as the kernels get it
         mask = jax.eval_shape(lambda m: mask_as_bhls(m, lead, *shapes[0].shape[1:3],
                                                      shapes[1].shape[2]), mask)
-    mosaic = not dropout and mosaic_runs(*shapes, AttentionStatic(is_causal, scale, config),
-                                         training, mask)
+    mosaic = mosaic_runs(*shapes, AttentionStatic(is_causal, scale, config), training, mask)
     return op if mosaic else "triton_" + op
 
 
@@ -243,7 +241,7 @@ def _auto_choice(q, k, v, is_causal, training: bool, config=None, scale: float =
     ``mask``: the call's attention mask (an array or its shape and dtype) or None; ``dropout``:
     whether the call has dropout. Only the Pallas kernels take either: the table's ``_masked``
     entries were measured with a key padding mask (the Mosaic forward's where it takes the
-    mask, ``_pallas_entry``), ``_dropout`` and ``_masked_dropout`` the Triton kernels'."""
+    mask, ``_pallas_entry``; ``_dropout`` and ``_masked_dropout`` likewise)."""
     op = ("attention_causal" if is_causal else "attention") + (
         "_masked" if mask is not None else "") + ("_dropout" if dropout else "") + (
         "" if training else "_fwd")
@@ -253,8 +251,8 @@ def _auto_choice(q, k, v, is_causal, training: bool, config=None, scale: float =
     if training and plain and _pair_can(q, k, v, is_causal, config, scale):
         kernels.append("pallas_cudnn")
     for name in kernels:
-        table_op = (_pallas_entry(q, k, v, is_causal, training, config, op, scale, mask,
-                                  dropout) if name == "pallas" else f"{name}_{op}")
+        table_op = (_pallas_entry(q, k, v, is_causal, training, config, op, scale, mask)
+                    if name == "pallas" else f"{name}_{op}")
         measured = _dispatch.measured_ms(table_op, q.dtype, min(q.shape[-2], k.shape[-2]),
                                          within=2.0, above_largest=True)
         if _dispatch.beats_xla(measured) and (best_ms is None or measured[0] < best_ms):
