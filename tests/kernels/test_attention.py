@@ -176,15 +176,17 @@ def test_auto_follows_the_h200_table(monkeypatch, q_shape, kv_shape, causal, dty
 @pytest.mark.parametrize("length, causal, training, picks", [
     (4096, True, True, "pallas"), (4096, False, False, "pallas"), (1024, True, False, "pallas"),
     (256, False, True, "pallas"),  # 1.73x
-    (256, False, False, "xla"),  # 1.07x: within the margin
-    (256, True, True, "xla"),  # 0.86x
-    (256, True, False, "xla"),  # 0.96x
+    (256, False, False, "xla"),  # 1.07x: within the margin (the Triton kernels' 1.12x too)
+    (256, True, True, "triton"),  # 0.86x; the Triton kernels 1.44x, 1.54x faster
+    (256, True, False, "triton"),  # 0.96x; the Triton kernels 1.25x, 1.19x faster
 ])
 def test_auto_follows_the_h200_table_with_a_key_padding_mask(monkeypatch, length, causal,
                                                              training, picks):
     """The shipped H200 ``_masked`` entries (a key padding mask, B4 H16 D128 bf16; the Mosaic
     forward and backward): the kernels from 1024 keys up, and at 256 keys the training step
-    without the causal mask; XLA elsewhere at 256 keys."""
+    without the causal mask; at 256 keys causal the Triton kernels' ``triton_`` entries, more
+    than the margin faster than the Mosaic kernels and XLA; XLA at 256 keys for the forward
+    without it."""
     _on_the_h200(monkeypatch)
     q = jax.ShapeDtypeStruct((4, 16, length, 128), jnp.bfloat16)
     mask = jax.ShapeDtypeStruct((4, 1, 1, length), jnp.bool_)
@@ -215,14 +217,15 @@ def test_auto_follows_the_h200_table_with_a_mask_of_the_triton_kernels(
     (4096, True, True, "pallas"), (4096, False, False, "pallas"), (1024, False, True, "pallas"),
     (256, True, True, "pallas"),  # 1.67x
     (256, False, True, "pallas"),  # 1.61x
-    (256, True, False, "xla"),  # 0.99x
-    (256, False, False, "xla"),  # 0.86x
+    (256, True, False, "triton"),  # 0.99x; the Triton kernels 1.34x, 1.43x faster
+    (256, False, False, "triton"),  # 0.86x; the Triton kernels 1.26x, 1.41x faster
 ])
 def test_auto_follows_the_h200_table_with_a_mask_and_dropout(monkeypatch, length, causal,
                                                              training, picks):
     """The shipped H200 ``_masked_dropout`` entries (a key padding mask and dropout 0.1, B4 H16
     D128 bf16; the Mosaic kernels): the kernels from 1024 keys up and for the training step at
-    256; XLA for the forward at 256 keys."""
+    256 (the Triton kernels' causal entry, 1.08x faster, is within the margin); the Triton
+    kernels for the forward at 256 keys."""
     _on_the_h200(monkeypatch)
     q = jax.ShapeDtypeStruct((4, 16, length, 128), jnp.bfloat16)
     mask = jax.ShapeDtypeStruct((4, 1, 1, length), jnp.bool_)
@@ -247,15 +250,18 @@ def test_auto_follows_the_h200_table_of_the_triton_kernels_with_a_mask_and_dropo
 
 
 @pytest.mark.parametrize("length, causal, training, picks", [
-    (4096, True, True, "pallas"), (1024, False, False, "pallas"), (256, True, True, "pallas"),
+    (4096, True, True, "pallas"), (1024, False, False, "pallas"),
+    (256, True, True, "triton"),  # the Triton kernels 1.96x XLA, 1.30x faster than Mosaic's
     (256, True, False, "pallas"),  # 1.32x: past the 15% margin
     (256, False, False, "pallas"),  # 1.26x
     (250, False, False, "xla"),  # the Triton kernels' entry: 1.13x, within the margin
 ])
 def test_auto_follows_the_h200_table_with_dropout(monkeypatch, length, causal, training, picks):
     """The shipped H200 ``_dropout`` entries (dropout 0.1, B4 H16 D128 bf16; the Mosaic
-    kernels) at every length measured; the Triton kernels' ``triton_`` ones at lengths the
-    Mosaic kernels refuse (XLA for the forward at 256 keys without the causal mask)."""
+    kernels) at every length measured but for causal training at 256 keys, where the Triton
+    kernels' entry is the faster by more than the margin; the Triton kernels' ``triton_`` ones
+    at lengths the Mosaic kernels refuse (XLA for the forward at 256 keys without the causal
+    mask)."""
     _on_the_h200(monkeypatch)
     q = jax.ShapeDtypeStruct((4, 16, length, 128), jnp.bfloat16)
     op = "attention_dropout"
@@ -339,6 +345,32 @@ def test_auto_takes_a_mask_to_the_pallas_kernels_where_measured_faster(rng, monk
     mask = jnp.arange(1024) < jnp.array([1024, 700])[:, None, None, None]
     jax.grad(lambda q: jnp.sum(attention(q, q, q, mask).astype(jnp.float32)))(q)
     assert flashes == ["pallas"]
+
+
+def test_auto_takes_the_triton_kernels_only_where_clearly_faster_than_mosaic(rng, monkeypatch):
+    """Where the Mosaic kernels would run ``"pallas"``, ``auto`` runs the Triton kernels (their
+    default tiles) only where their ``triton_`` entry is faster than the Mosaic one by more than
+    the margin (the two are swept apart), and through ``_flash`` with that tile config."""
+    flashes = _fake_gpu(monkeypatch, {
+        "attention_dropout": {"bfloat16": [[256, 1.0, 3.0]]},
+        "triton_attention_dropout": {"bfloat16": [[256, 0.9, 3.0]]},  # 1.11x: within it
+        "attention_dropout_fwd": {"bfloat16": [[256, 1.0, 3.0]]},
+        "triton_attention_dropout_fwd": {"bfloat16": [[256, 0.5, 3.0]]}})
+    monkeypatch.setattr(_pallas_attention, "on_hopper", lambda: True)
+    configs = []
+    real_flash = attention_module._flash
+    monkeypatch.setattr(attention_module, "_flash", lambda *a, **kw: configs.append(a[5]) or (
+        real_flash(*a, **kw)))
+    q = jnp.asarray(rng.standard_normal((2, 2, 256, 64)), jnp.bfloat16)
+    assert _auto_choice(q, q, q, False, training=True, dropout=True) == "pallas"
+    assert _auto_choice(q, q, q, False, training=False, dropout=True) == "triton"
+    attention(q, q, q, dropout_p=0.1, key=jax.random.key(0))
+    assert flashes == ["pallas"] and configs == [_pallas_attention.default_config(64)]
+    flashes.clear()
+    configs.clear()
+    given = _pallas_attention.default_config(64, masked=True)
+    attention(q, q, q, dropout_p=0.1, key=jax.random.key(0), config=given)  # Triton's entries
+    assert flashes == ["pallas"] and configs == [given]
 
 
 def test_auto_chooses_the_forward_and_the_training_step_apart(rng, split_table):

@@ -147,7 +147,12 @@ def measured_ms(op: str, dtype: object, size_key: int, within: float | None = No
 
 def beats_xla(measured: tuple[float, float] | None) -> bool:
     """Whether a :func:`measured_ms` entry is faster than XLA by more than the table's margin."""
-    return measured is not None and measured[0] * (1.0 + _tables()["margin"]) < measured[1]
+    return measured is not None and faster_by_margin(*measured)
+
+
+def faster_by_margin(ms: float, other_ms: float) -> bool:
+    """Whether ``ms`` is faster than ``other_ms`` by more than the table's margin."""
+    return ms * (1.0 + _tables()["margin"]) < other_ms
 
 
 def measured_faster(op: str, dtype: object, size_key: int) -> bool:

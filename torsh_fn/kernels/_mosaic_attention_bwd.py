@@ -17,11 +17,11 @@ reduction. The scale of dK and dQ is applied once at the end. The CTAs' reductio
 query tile land in any order, so dQ may differ between runs in its last bits (dK and dV do not).
 
 The grid is persistent: one CTA per SM walks the key tiles that ``tile_table`` deals it (heads
-first, then key tiles first to last, the longest causal ones first, then batches; each tile to
-the CTA with the least work so far, as the hardware deals a grid of one tile per CTA). The copy
-warpgroup loads a tile's keys and values as soon as both compute warpgroups are done with the
-last tile's, then its query tiles as slots free up, while the compute warpgroups write the last
-tile's dK and dV out through the memory of dSᵀ and dQ. On an H200 (B4 S4096 H16 D128 bf16,
+first, then key tiles first to last, the longest causal ones first, then batches; each tile to the
+CTA with the least work so far, as the hardware deals a grid of one tile per CTA). The copy
+warpgroup loads a tile's keys and values as soon as both compute warpgroups are done with the last
+tile's that took steps, then its query tiles as slots free up, while the compute warpgroups write
+the last tile's dK and dV out through the memory of dSᵀ and dQ. On an H200 (B4 S4096 H16 D128 bf16,
 in interleaved rounds against the grid of one tile per CTA): 1.03x causal (1.032x and 1.028x in
 two blocks of rounds), 0.99-1.00x without the mask. Where the compute warpgroups wait for the
 last dK and dV to be out matters: at a tile's start (no check in the loop) 1.00-1.01x causal, in
@@ -31,15 +31,15 @@ dK and dV through a buffer of their own ran 1.03-1.04x causal but 0.97-0.98x wit
 as did the grid of one tile per CTA with 32 KiB of shared memory more (less left to L1), and
 the first step taken out of the loop 0.89x causal, 0.95x without the mask.
 
-A key bias of one row for every head (a bool key padding mask, ``key_bias_rows``) is loaded
-once per key tile, each warpgroup its keys' rows, and starts Sᵀ's accumulator (with the causal
-mask's -inf where it applies), so a step costs what it costs without it; a key tile whose keys
-it hides wholly (a key padding mask's padding) takes no steps and loads nothing: its dK and dV
-are zeros, and it adds nothing to dQ. On an H200 (B4 H16 D128
-bf16, a key padding mask, forward and backward by the Mosaic kernels, dense TFLOP/s): 577 at
-S4096 and 471 causal, against 399 and 319 by the Triton kernels and PyTorch SDPA's 365 and 287;
-skipping the hidden key tiles (batch rows keeping S, 3S/4, S/2 and S/4 keys): 794 and 543,
-PyTorch's 368 and 294 in the same run.
+A key bias of one row for every head (a bool key padding mask, ``key_bias_rows``) is loaded once per
+key tile, each warpgroup its keys' rows, and starts Sᵀ's accumulator (with the causal mask's -inf
+where it applies), so a step costs what it costs without it; a key tile whose keys it hides wholly
+(a key padding mask's padding) takes no steps and loads no keys or values (only its 128 floats of
+bias): its dK and dV are zeros, and it adds nothing to dQ. On an H200 (B4 H16 D128 bf16, a key
+padding mask, forward and backward by the Mosaic kernels, dense TFLOP/s): 577 at S4096 and 471
+causal, against 399 and 319 by the Triton kernels and PyTorch SDPA's 365 and 287; skipping the
+hidden key tiles (batch rows keeping S, 3S/4, S/2 and S/4 keys): 794 and 543, PyTorch's 368 and 294
+in the same run.
 
 Dropout: each step draws the forward's pattern again for Pᵀ (each warpgroup's keys hashed once
 per key tile, the step's queries once per step; ``_dropout_hash.attention_keeps``): dV takes
@@ -147,7 +147,8 @@ def _query_tiles(kv_tile, *, causal: bool, block_q: int, block_kv: int, q_tiles:
 def _shown_key_tiles(key_bias: jax.Array, tile: int) -> jax.Array:
     """(Bm, S / tile) int32: 1 for the key tiles of ``tile`` keys that ``key_bias``
     (Bm, 1, S) shows a key of, 0 for those it hides wholly (their gradients are zeros: the
-    kernel neither loads nor multiplies them, so a key padding mask's padding costs nothing)."""
+    kernel loads none of their keys or values and takes no steps for them, so a key padding
+    mask's padding costs next to nothing)."""
     tiles = key_bias.reshape(key_bias.shape[0], -1, tile)
     return jnp.any(tiles > -jnp.inf, axis=2).astype(jnp.int32)
 
@@ -339,7 +340,9 @@ def _kernel(q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, tiles_ref, bias_ref
                     plgpu.barrier_wait(kv_free)
 
                 # a tile the bias hides wholly: its zeros wait for this warpgroup's last dK and
-                # dV to be out (the memory it writes is its own: no other warpgroup's waits)
+                # dV to be out (after a tile with steps, a no-op). No wait for the other
+                # warpgroup: it passed kv_free after its last dQ was out, and before it writes
+                # dSᵀ over this memory it waits at ``staged`` for this one's copies to be read
                 plgpu.wait_smem_to_gmem(0, wait_read_only=True)
                 rows = (batch, kv_head, pl.ds(k0, block_kv))
                 dk_smem.at[wg][...] = (acc_dk[...] * (scale * kept)).astype(dk_smem.dtype)

@@ -581,13 +581,9 @@ def attention_pallas(q: jax.Array, k: jax.Array, v: jax.Array, static: Attention
         >>> attention_pallas(q, kv, kv, AttentionStatic(False, 0.125, None), keys_kept).shape
         (1, 4, 10, 64)
     """
-    _check_seeds(q, static, seeds)
+    check_dropout("attention_pallas", q, static.dropout_p, seeds)
     return _by_batch(functools.partial(_any_forward, with_lse=False), static, q, k, v, mask,
                      seeds)
-
-
-def _check_seeds(q, static: AttentionStatic, seeds) -> None:
-    check_dropout("attention_pallas", q, static.dropout_p, seeds)
 
 
 def mask_as_bhls(mask: jax.Array, batch_shape: tuple[int, ...], heads: int, q_len: int,
@@ -686,7 +682,7 @@ def _attention_fwd(q, k, v, static, mask, seeds):
     mask_grad = mask is not None and mask.perturbed and jnp.issubdtype(mask.value.dtype,
                                                                        jnp.floating)
     mask, seeds = (None if x is None else x.value for x in (mask, seeds))
-    _check_seeds(q, static, seeds)
+    check_dropout("attention_pallas", q, static.dropout_p, seeds)
     out, lse, *log2l = _by_batch(functools.partial(_any_forward, with_lse=True), static, q, k,
                                  v, mask, seeds)
     # the residuals' tree tells the backward whether to compute the mask's gradient

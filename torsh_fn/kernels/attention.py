@@ -19,8 +19,11 @@ fused attention (``_cudnn_attention``, on the (B, H, S, D) inputs as they are), 
 training, the Pallas forward with cuDNN's backward, only where the dispatch table measured it
 faster than XLA for that dtype and key length; with a mask or dropout only the Pallas
 kernels are candidates (the table's ``_masked`` entries: the Mosaic GPU kernels on Hopper with a
-key padding mask, with dropout or without, else the Triton kernels' ``triton_`` ones). Dropout's
-pattern differs between the kernels and the reference (each draws its own from ``key``).
+key padding mask, with dropout or without, else the Triton kernels' ``triton_`` ones). Where the
+Mosaic kernels take a call, the Triton kernels (their default tiles) run instead where their
+``triton_`` entry is faster than the Mosaic kernels' by the margin (on the H200, at 256 keys with
+a causal key padding mask or with dropout). Dropout's pattern differs between the kernels and
+the reference (each draws its own from ``key``).
 "auto" chooses
 twice: by the forward's times for a call that is not differentiated, by a training step's
 (forward and backward) for one that is; where the two differ, ``inference_or_training`` runs
@@ -53,6 +56,7 @@ from ._pallas_attention import (
     AttentionConfig,
     AttentionStatic,
     attention_pallas,
+    default_config,
     mask_as_bhls,
     mosaic_runs,
     mosaic_takes,
@@ -226,14 +230,16 @@ def _pallas_entry(q, k, v, is_causal, training: bool, config, op: str, scale: fl
 
 def _auto_choice(q, k, v, is_causal, training: bool, config=None, scale: float = 1.0,
                  mask=None, dropout: bool = False) -> str:
-    """"pallas", "cudnn", "pallas_cudnn" (training only: the Pallas forward, cuDNN's backward)
-    or "xla" for ``impl="auto"``: the fastest measured (on a GPU), XLA unless another was
-    measured faster by the table's margin. The table was measured with as many queries as
-    keys; a call is looked up by the shorter of its two lengths (one query over many keys, as
-    in decoding, is not the work that was measured). Lengths take the nearest
-    measured one within a factor of two, and any length above the longest measured takes the
-    longest's: the kernels' lead over XLA, whose score matrix grows as the square of the
-    length, grows with it (H200, causal training: 1.5x at 256 keys, 4.8x at 1024, 6.7x at 4096).
+    """"pallas", "triton" (the Pallas kernels' Triton ones with their default tiles, where the
+    Mosaic GPU kernels would run "pallas"), "cudnn", "pallas_cudnn" (training only: the Pallas
+    forward, cuDNN's backward) or "xla" for ``impl="auto"``: the fastest measured (on a GPU), XLA
+    unless another was measured faster by the table's margin, and "triton" only where its entry is
+    faster than the Mosaic kernels' by the margin too (swept apart). The table was measured with as
+    many queries as keys; a call is looked up by the shorter of its two lengths (one query over many
+    keys, as in decoding, is not the work that was measured). Lengths take the nearest measured one
+    within a factor of two, and any length above the longest measured takes the longest's: the
+    kernels' lead over XLA, whose score matrix grows as the square of the length, grows with it
+    (H200, causal training: 1.5x at 256 keys, 4.8x at 1024, 6.7x at 4096).
     ``training``: by the times of a forward and backward; else of the forward alone (the
     table's ``_fwd`` entries). ``config``: the Pallas tile config the call was given.
     ``scale``: the call's score scale; where it is not positive, only the Triton kernels are
@@ -250,11 +256,18 @@ def _auto_choice(q, k, v, is_causal, training: bool, config=None, scale: float =
     kernels = ["pallas"] + (["cudnn"] if plain and _cudnn_can(q, k, v, is_causal, scale) else [])
     if training and plain and _pair_can(q, k, v, is_causal, config, scale):
         kernels.append("pallas_cudnn")
-    for name in kernels:
-        table_op = (_pallas_entry(q, k, v, is_causal, training, config, op, scale, mask)
-                    if name == "pallas" else f"{name}_{op}")
-        measured = _dispatch.measured_ms(table_op, q.dtype, min(q.shape[-2], k.shape[-2]),
-                                         within=2.0, above_largest=True)
+    pallas_op = _pallas_entry(q, k, v, is_causal, training, config, op, scale, mask)
+    if pallas_op == op:  # the Mosaic kernels run "pallas"; the Triton ones are faster at some
+        kernels.insert(1, "triton")  # short lengths (H200: with a mask or dropout, 256 keys)
+    times = {name: _dispatch.measured_ms(pallas_op if name == "pallas" else f"{name}_{op}",
+                                         q.dtype, min(q.shape[-2], k.shape[-2]), within=2.0,
+                                         above_largest=True)
+             for name in kernels}
+    for name, measured in times.items():
+        if name == "triton" and times["pallas"] is not None and (
+                measured is None or not _dispatch.faster_by_margin(measured[0],
+                                                                   times["pallas"][0])):
+            continue  # swept apart from the Mosaic kernels: chosen only where clearly faster
         if _dispatch.beats_xla(measured) and (best_ms is None or measured[0] < best_ms):
             best, best_ms = name, measured[0]
     return best
@@ -322,6 +335,10 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None =
             return lambda q, k, v: attention_reference(
                 q, _repeat_kv(q, k), _repeat_kv(q, v), mask, is_causal=is_causal, scale=scale,
                 dropout_p=dropout_p, key=key)
+        if choice == "triton":  # the Triton kernels run where a tile config is given
+            return lambda q, k, v: _flash(
+                q, k, v, is_causal, scale, default_config(q.shape[-1], masked=mask is not None),
+                "pallas", mask, dropout_p, key)
         return lambda q, k, v: _flash(q, k, v, is_causal, scale, config, choice, mask,
                                       dropout_p, key)
 
