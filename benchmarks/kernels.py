@@ -942,34 +942,26 @@ def _public_cases(dtype):
                                           default_config(q.shape[-1]), "pallas")
         return lambda q, k, v: kernels.attention(q, k, v, is_causal=causal, impl=impl)
 
-    def masked(impl, causal, kernel="pallas"):  # a key padding mask: the Pallas kernels (the
-        # Mosaic forward on Hopper; "triton": the Triton kernels, given a tile config)
-        config = default_config(128, masked=True) if kernel == "triton" else None
-        return lambda q, k, v: kernels.attention(q, k, v, padding_mask(q.shape[0], q.shape[2]),
-                                                 is_causal=causal, impl=impl, config=config)
-
-    def dropped(impl, causal, mask=False, kernel="pallas"):  # dropout 0.1 (and a key padding
-        # mask): the Pallas kernels (the Mosaic ones on Hopper; "triton": the Triton kernels,
-        # given a tile config)
+    def keyed(impl, causal, mask, dropout, kernel):  # a key padding mask, dropout 0.1 or both:
+        # the Pallas kernels (the Mosaic ones on Hopper; "triton": the Triton kernels, given a
+        # tile config)
         config = default_config(128, masked=mask) if kernel == "triton" else None
         return lambda q, k, v: kernels.attention(
             q, k, v, padding_mask(q.shape[0], q.shape[2]) if mask else None, is_causal=causal,
-            dropout_p=0.1, key=jax.random.key(0), impl=impl, config=config)
+            dropout_p=0.1 if dropout else 0.0, key=jax.random.key(0) if dropout else None,
+            impl=impl, config=config)
 
     row_keys, plane_keys = (512, 4096, 32768), (49, 196, 784, 3136, 12544)
     attention_cases = {}
     if dtype == jnp.bfloat16:  # bf16 only: cuDNN's and the peers'
         for causal in (True, False):
-            for kernel in ("pallas", "triton"):
+            for (mask, dropout), kernel in itertools.product(
+                    ((True, False), (False, True), (True, True)), ("pallas", "triton")):
                 op = ("triton_" if kernel == "triton" else "") + "attention" + (
-                    "_causal" if causal else "") + "_masked"
-                fn = functools.partial(masked, causal=causal, kernel=kernel)
-                attention_cases[op] = ((256, 1024, 4096), heads, fn, "step")
-                attention_cases[op + "_fwd"] = ((256, 1024, 4096), heads, fn, False)
-            for mask, kernel in itertools.product((False, True), ("pallas", "triton")):
-                op = ("triton_" if kernel == "triton" else "") + "attention" + (
-                    "_causal" if causal else "") + ("_masked" if mask else "") + "_dropout"
-                fn = functools.partial(dropped, causal=causal, mask=mask, kernel=kernel)
+                    "_causal" if causal else "") + ("_masked" if mask else "") + (
+                    "_dropout" if dropout else "")
+                fn = functools.partial(keyed, causal=causal, mask=mask, dropout=dropout,
+                                       kernel=kernel)
                 attention_cases[op] = ((256, 1024, 4096), heads, fn, "step")
                 attention_cases[op + "_fwd"] = ((256, 1024, 4096), heads, fn, False)
         for causal in (True, False):

@@ -617,45 +617,43 @@ def mosaic_takes(q, k, v, static: AttentionStatic, can=mosaic_attention_can) -> 
     """Whether a Mosaic GPU kernel runs this call of (B, H, S, D) arrays (or their shapes): on
     Hopper, without a tile config, with a scale the kernels take (``scale_refusal``), where
     ``can`` (the forward's or the backward's admission) takes the shapes (a mask:
-    ``mosaic_takes_mask``, ``_mosaic_bwd_takes_mask``)."""
+    ``_mosaic_forward_runs``, ``_mosaic_backward_runs``)."""
     return (static.cfg is None and scale_refusal(static.scale) is None and on_hopper()
             and k.shape == v.shape
             and q.dtype == k.dtype == v.dtype
             and can(q.shape, k.shape, q.dtype, static.causal))
 
 
-def mosaic_takes_mask(mask_shape, mask_dtype, training: bool) -> bool:
-    """Whether the Mosaic GPU forward takes a (Bm, Hm, Lm, Sk) mask (``mask_as_bhls``): one row
-    for every query (Lm = 1: a key padding mask, a bias per key), and in training a bool one (a
-    float mask's backward takes the rows' max and sums apart, which the Triton forward
-    writes)."""
-    return mask_shape[2] == 1 and (not training or jnp.dtype(mask_dtype) == jnp.bool_)
+def _mosaic_forward_runs(q, k, v, static: AttentionStatic, mask, training: bool) -> bool:
+    """Whether the Mosaic GPU forward runs this call (``mosaic_takes``) with its (Bm, Hm, Lm, Sk)
+    ``mask`` (``mask_as_bhls``, or its shape and dtype, or None): one of a row for every query
+    (Lm = 1: a key padding mask, a bias per key), and in training a bool one (a float mask's
+    backward takes the rows' max and sums apart, which the Triton forward writes)."""
+    return mosaic_takes(q, k, v, static) and (mask is None or (mask.shape[2] == 1 and (
+        not training or jnp.dtype(mask.dtype) == jnp.bool_)))
 
 
-def _mosaic_bwd_takes_mask(mask) -> bool:
-    """Whether the Mosaic GPU backward takes a (Bm, Hm, Lm, Sk) mask (or its shape and dtype):
-    a bool one of one row for every query and head (a key padding mask)."""
-    return mask.shape[1:3] == (1, 1) and jnp.dtype(mask.dtype) == jnp.bool_
+def _mosaic_backward_runs(q, k, v, static: AttentionStatic, mask) -> bool:
+    """Whether the Mosaic GPU backward runs this call with its ``mask`` (as for
+    ``_mosaic_forward_runs``): a bool one of one row for every query and head (a key padding
+    mask), or none."""
+    return mosaic_takes(q, k, v, static, mosaic_attention_bwd_can) and (
+        mask is None or (mask.shape[1:3] == (1, 1) and jnp.dtype(mask.dtype) == jnp.bool_))
 
 
 def mosaic_runs(q, k, v, static: AttentionStatic, training: bool, mask=None) -> bool:
     """Whether ``attention_pallas`` runs the Mosaic GPU forward for these (B, H, S, D) arrays (or
     shapes) and (Bm, Hm, Lm, Sk) ``mask`` (or its shape and dtype, or None), and in training its
-    backward too (else the Triton kernels run: the forward where ``mosaic_takes_mask`` refuses
-    the mask, the backward where ``_mosaic_bwd_takes_mask`` does)."""
-    if not mosaic_takes(q, k, v, static) or (
-            mask is not None and not mosaic_takes_mask(mask.shape, mask.dtype, training)):
-        return False
-    return not training or (mosaic_takes(q, k, v, static, mosaic_attention_bwd_can)
-                            and (mask is None or _mosaic_bwd_takes_mask(mask)))
+    backward too (else the Triton kernels run: ``_mosaic_forward_runs``,
+    ``_mosaic_backward_runs``)."""
+    return _mosaic_forward_runs(q, k, v, static, mask, training) and (
+        not training or _mosaic_backward_runs(q, k, v, static, mask))
 
 
 def _any_forward(q, k, v, mask, seeds, static: AttentionStatic, with_lse: bool):
     """The output, and with ``with_lse`` its logsumexp for the backward: by Mosaic GPU where it
-    applies (no mask, or one ``mosaic_takes_mask`` takes; with dropout or without), else by the
-    Triton kernel."""
-    if mosaic_takes(q, k, v, static) and (
-            mask is None or mosaic_takes_mask(mask.shape, mask.dtype, with_lse)):
+    applies (``_mosaic_forward_runs``; with dropout or without), else by the Triton kernel."""
+    if _mosaic_forward_runs(q, k, v, static, mask, with_lse):
         return mosaic_attention(q, k, v, None if mask is None else key_bias_rows(mask), seeds,
                                 scale=static.scale, is_causal=static.causal, with_lse=with_lse,
                                 dropout_p=static.dropout_p)
@@ -699,8 +697,7 @@ def _any_backward(q, k, v, mask, seeds, out, lse, log2l, d_out, static: Attentio
     if static.cudnn_backward and plain:
         return cudnn_attention_bwd(q, k, v, out, lse, d_out, scale=static.scale,
                                    is_causal=static.causal)
-    if not mask_grad and (mask is None or _mosaic_bwd_takes_mask(mask)) and (
-            mosaic_takes(q, k, v, static, mosaic_attention_bwd_can)):
+    if not mask_grad and _mosaic_backward_runs(q, k, v, static, mask):
         return mosaic_attention_bwd(q, k, v, out, lse, d_out,
                                     None if mask is None else key_bias_rows(mask), seeds,
                                     scale=static.scale, is_causal=static.causal,
